@@ -1,0 +1,24 @@
+"""fastdl: compiled deep-learning kernels for NumPy arrays, under a thin Keras-style API.
+
+    import fastdl
+    y = fastdl.ops.conv2d(x, kernel, bias, padding="same")   # NHWC, HWIO
+
+Backends: 'cython' (default, compiled OpenMP kernels) and 'reference' (plain NumPy).
+"""
+from fastdl import ops
+from fastdl._config import (
+    BACKENDS,
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    use_backend,
+)
+from fastdl._info import show_config
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS", "get_backend", "get_num_threads", "ops", "set_backend",
+    "set_num_threads", "show_config", "use_backend",
+]

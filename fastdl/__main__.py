@@ -1,0 +1,19 @@
+"""The command line: `python -m fastdl info`."""
+import argparse
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastdl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="print versions, threads, OpenMP, BLAS and backends")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        from fastdl import show_config
+
+        show_config()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

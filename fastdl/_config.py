@@ -1,0 +1,87 @@
+"""Which backend runs the ops, and how many threads the kernels use.
+
+The backend is a process-wide default (`set_backend`) that a `use_backend` block can
+override for the current thread or task. Backend modules are imported on first use, so
+`import fastdl` stays cheap (the Cython backend pulls in SciPy's BLAS).
+"""
+import contextlib
+import contextvars
+import importlib
+import os
+
+BACKENDS = ("reference", "cython")
+
+_default_backend = "cython"
+_override = contextvars.ContextVar("fastdl_backend", default=None)
+_modules = {}
+_num_threads = None  # None: every core this process may run on
+
+
+def _check_backend_name(name):
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
+    return name
+
+
+def set_backend(name):
+    """Make `name` the backend that fastdl.ops use from now on, in every thread."""
+    global _default_backend
+    _check_backend_name(name)
+    backend_module(name)  # fail now, not at the first op, if it cannot load
+    _default_backend = name
+
+
+def get_backend():
+    """The name of the backend that fastdl.ops use here and now."""
+    return _override.get() or _default_backend
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run the ops of a `with` block on backend `name` (this thread or task only)."""
+    _check_backend_name(name)
+    backend_module(name)
+    token = _override.set(name)
+    try:
+        yield name
+    finally:
+        _override.reset(token)
+
+
+def backend_module(name=None):
+    """The module implementing backend `name` (default: the active one), imported once."""
+    name = name or get_backend()
+    module = _modules.get(name)
+    if module is None:
+        module = importlib.import_module(f"fastdl.backends.{name}")
+        _modules[name] = module
+        if _num_threads is not None:
+            _limit_blas(_num_threads)  # the backend may have loaded a BLAS of its own
+    return module
+
+
+def _available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n):
+    """Use `n` threads in every kernel: OpenMP regions and BLAS alike."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an int >= 1; got {n!r}")
+    _num_threads = n
+    _limit_blas(n)
+
+
+def get_num_threads():
+    """The number of threads kernels run with."""
+    return _num_threads if _num_threads is not None else _available_cores()
+
+
+def _limit_blas(n):
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")

@@ -1,0 +1,131 @@
+"""The Cython backend: compiled OpenMP kernels with SciPy's BLAS (the default on CPUs)."""
+import numpy as np
+
+from fastdl._config import get_num_threads
+from fastdl._kernels import activations as _activations
+from fastdl._kernels import conv as _conv
+from fastdl._kernels import linalg as _linalg
+from fastdl._kernels import losses as _losses
+from fastdl._kernels import pool as _pool
+from fastdl.backends._workspace import Workspace
+from fastdl.ops.losses import EPSILON
+
+# im2col works on chunks of the batch whose columns matrix fits in about this many
+# bytes, so the workspace stays bounded whatever the batch size.
+IM2COL_CHUNK_BYTES = 8 << 20
+
+ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+
+workspace = Workspace()
+
+
+def _images_per_chunk(g, itemsize):
+    per_image = g.oh * g.ow * g.kh * g.kw * g.c * itemsize
+    chunk = max(1, IM2COL_CHUNK_BYTES // per_image)
+    # enough images for every thread in col2im, which parallelises over images
+    return min(g.n, max(chunk, get_num_threads()))
+
+
+def conv2d(x, kernel, bias, out, g):
+    chunk = _images_per_chunk(g, x.itemsize)
+    cols = workspace.get("im2col", chunk * g.oh * g.ow * g.kh * g.kw * g.c, x.dtype)
+    _conv.conv2d_forward(x, kernel.reshape(-1, kernel.shape[3]), bias, out, cols,
+                         g.kernel_args(), chunk, get_num_threads())
+
+
+def conv2d_backward(dy, x, kernel, g, need_dx):
+    chunk = _images_per_chunk(g, x.itemsize)
+    size = chunk * g.oh * g.ow * g.kh * g.kw * g.c
+    cols = workspace.get("im2col", size, x.dtype)
+    dcols = workspace.get("col2im", size, x.dtype) if need_dx else None
+    dx = np.empty_like(x) if need_dx else None
+    dkernel = np.empty_like(kernel)
+    _conv.conv2d_backward(dy, x, kernel.reshape(-1, kernel.shape[3]), dx,
+                          dkernel.reshape(-1, kernel.shape[3]), cols, dcols,
+                          g.kernel_args(), chunk, get_num_threads())
+    dbias = np.empty(kernel.shape[3], dy.dtype)
+    _linalg.column_sums(dy.reshape(-1, kernel.shape[3]), dbias, get_num_threads())
+    return dx, dkernel, dbias
+
+
+def max_pool2d(x, out, g):
+    _pool.max_pool2d_forward(x, out, g.kernel_args(), get_num_threads())
+
+
+def max_pool2d_backward(dy, x, g):
+    dx = np.empty_like(x)
+    _pool.max_pool2d_backward(dy, x, dx, g.kernel_args(), get_num_threads())
+    return dx
+
+
+def avg_pool2d(x, out, g):
+    _pool.avg_pool2d_forward(x, out, g.kernel_args(), get_num_threads())
+
+
+def avg_pool2d_backward(dy, g, dtype):
+    dx = np.empty((g.n, g.h, g.w, g.c), dtype)
+    _pool.avg_pool2d_backward(dy, dx, g.kernel_args(), get_num_threads())
+    return dx
+
+
+def matmul(a, b, out, trans_a, trans_b):
+    _linalg.matmul(a, b, out, trans_a, trans_b)
+
+
+def dense(x, kernel, bias, activation, out):
+    _linalg.matmul(x, kernel, out, False, False)
+    if bias is not None or activation is not None:
+        _activations.bias_activation(out, bias, ACTIVATION_CODES[activation], get_num_threads())
+
+
+def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
+    threads = get_num_threads()
+    if activation is None:
+        dz = dy
+    else:
+        dz = np.empty_like(dy)
+        _activations.activation_backward(dy, output, dz, ACTIVATION_CODES[activation], threads)
+    dkernel = np.empty_like(kernel)
+    _linalg.matmul(x, dz, dkernel, True, False)
+    dx = None
+    if need_dx:
+        dx = np.empty_like(x)
+        _linalg.matmul(dz, kernel, dx, False, True)
+    dbias = None
+    if has_bias:
+        dbias = np.empty(kernel.shape[1], dy.dtype)
+        _linalg.column_sums(dz, dbias, threads)
+    return dx, dkernel, dbias
+
+
+def relu(x, out):
+    _activations.relu(x, out, get_num_threads())
+
+
+def relu_backward(dy, x):
+    dx = np.empty_like(dy)
+    _activations.relu_backward(dy, x, dx, get_num_threads())
+    return dx
+
+
+def softmax(x, out):
+    _activations.softmax(x, out, get_num_threads())
+
+
+def sparse_categorical_crossentropy(labels, outputs, from_logits):
+    loss = np.empty(outputs.shape[0], outputs.dtype)
+    if from_logits:
+        _losses.sparse_ce_from_logits(outputs, labels, loss, get_num_threads())
+    else:
+        _losses.sparse_ce_from_probs(outputs, labels, loss, EPSILON, get_num_threads())
+    return loss
+
+
+def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss):
+    grad = np.empty_like(outputs)
+    if from_logits:
+        _losses.sparse_ce_from_logits_backward(outputs, labels, dloss, grad, get_num_threads())
+    else:
+        _losses.sparse_ce_from_probs_backward(outputs, labels, dloss, grad, EPSILON,
+                                              get_num_threads())
+    return grad

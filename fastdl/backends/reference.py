@@ -1,0 +1,182 @@
+"""The reference backend: plain NumPy, written to be obviously correct. The test oracle.
+
+Sliding windows are computed one window offset (ky, kx) at a time over a padded copy
+of the input: each offset is a strided slice, so no index arithmetic can go wrong.
+"""
+import numpy as np
+
+
+def _padded(x, g, fill):
+    return np.pad(x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)), constant_values=fill)
+
+
+def _offset(g, ky, kx):
+    """The slice of the padded input that window offset (ky, kx) reads for every output."""
+    top, left = ky * g.dh, kx * g.dw
+    return (slice(None),
+            slice(top, top + g.sh * (g.oh - 1) + 1, g.sh),
+            slice(left, left + g.sw * (g.ow - 1) + 1, g.sw),
+            slice(None))
+
+
+def _unpadded(xp, g):
+    return xp[:, g.pt:g.pt + g.h, g.pl:g.pl + g.w, :]
+
+
+def conv2d(x, kernel, bias, out, g):
+    xp = _padded(x, g, 0)
+    out[...] = 0 if bias is None else bias
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            out += xp[_offset(g, ky, kx)] @ kernel[ky, kx]
+
+
+def conv2d_backward(dy, x, kernel, g, need_dx):
+    xp = _padded(x, g, 0)
+    dxp = np.zeros_like(xp)
+    dkernel = np.empty_like(kernel)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            window = _offset(g, ky, kx)
+            dkernel[ky, kx] = np.tensordot(xp[window], dy, axes=([0, 1, 2], [0, 1, 2]))
+            dxp[window] += dy @ kernel[ky, kx].T
+    dx = np.ascontiguousarray(_unpadded(dxp, g)) if need_dx else None
+    return dx, dkernel, dy.sum(axis=(0, 1, 2))
+
+
+def max_pool2d(x, out, g):
+    xp = _padded(x, g, -np.inf)
+    out[...] = -np.inf
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            np.maximum(out, xp[_offset(g, ky, kx)], out=out)
+
+
+def max_pool2d_backward(dy, x, g):
+    xp = _padded(x, g, -np.inf)
+    y = np.empty(dy.shape, x.dtype)
+    max_pool2d(x, y, g)
+    dxp = np.zeros_like(xp)
+    taken = np.zeros(dy.shape, bool)  # windows whose maximum already got its gradient
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            window = _offset(g, ky, kx)
+            first = (xp[window] == y) & ~taken
+            dxp[window] += np.where(first, dy, 0)
+            taken |= first
+    return np.ascontiguousarray(_unpadded(dxp, g))
+
+
+def _window_counts(g, dtype):
+    ones = _padded(np.ones((1, g.h, g.w, 1), dtype), g, 0)
+    counts = np.zeros((1, g.oh, g.ow, 1), dtype)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            counts += ones[_offset(g, ky, kx)]
+    return counts
+
+
+def avg_pool2d(x, out, g):
+    xp = _padded(x, g, 0)
+    out[...] = 0
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            out += xp[_offset(g, ky, kx)]
+    out /= _window_counts(g, x.dtype)
+
+
+def avg_pool2d_backward(dy, g, dtype):
+    share = dy / _window_counts(g, dtype)
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dtype)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            dxp[_offset(g, ky, kx)] += share
+    return np.ascontiguousarray(_unpadded(dxp, g))
+
+
+def matmul(a, b, out, trans_a, trans_b):
+    np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+
+
+def _activate(z, activation):
+    if activation == "relu":
+        np.maximum(z, 0, out=z)
+    elif activation == "sigmoid":
+        z[...] = 1 / (1 + np.exp(-z))
+    elif activation == "tanh":
+        np.tanh(z, out=z)
+    elif activation == "softmax":
+        softmax(z, z)
+
+
+def dense(x, kernel, bias, activation, out):
+    np.matmul(x, kernel, out=out)
+    if bias is not None:
+        out += bias
+    _activate(out, activation)
+
+
+def _activation_backward(dy, y, activation):
+    if activation == "relu":
+        return np.where(y > 0, dy, 0)
+    if activation == "sigmoid":
+        return dy * y * (1 - y)
+    if activation == "tanh":
+        return dy * (1 - y * y)
+    if activation == "softmax":
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    return dy
+
+
+def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
+    dz = _activation_backward(dy, output, activation).astype(dy.dtype, copy=False)
+    dx = dz @ kernel.T if need_dx else None
+    return dx, x.T @ dz, dz.sum(axis=0) if has_bias else None
+
+
+def relu(x, out):
+    np.copyto(out, np.where(x < 0, 0, x))
+
+
+def relu_backward(dy, x):
+    return np.where(x > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def softmax(x, out):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    np.divide(e, e.sum(axis=-1, keepdims=True), out=out)
+
+
+def _probabilities_at_labels(labels, outputs):
+    """(p, total): outputs renormalised at each sample's label, and the row sums."""
+    total = outputs.sum(axis=1)
+    return outputs[np.arange(len(labels)), labels] / total, total
+
+
+def sparse_categorical_crossentropy(labels, outputs, from_logits):
+    from fastdl.ops.losses import EPSILON
+
+    rows = np.arange(len(labels))
+    if from_logits:
+        top = outputs.max(axis=1)
+        lse = top + np.log(np.exp(outputs - top[:, None]).sum(axis=1))
+        return (lse - outputs[rows, labels]).astype(outputs.dtype)
+    p, _ = _probabilities_at_labels(labels, outputs)
+    return -np.log(np.clip(p, EPSILON, 1 - EPSILON)).astype(outputs.dtype)
+
+
+def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss):
+    from fastdl.ops.losses import EPSILON
+
+    rows = np.arange(len(labels))
+    if from_logits:
+        grad = np.empty_like(outputs)
+        softmax(outputs, grad)
+        grad[rows, labels] -= 1
+        return grad * dloss[:, None]
+    p, total = _probabilities_at_labels(labels, outputs)
+    inside = (p >= EPSILON) & (p <= 1 - EPSILON)
+    g = np.where(inside, dloss / (p * total), 0)  # -log(p_y): d/d out_j = -(delta_jy - p_y)/(p_y total)
+    grad = np.repeat((p * g)[:, None], outputs.shape[1], axis=1)
+    grad[rows, labels] -= g
+    return grad.astype(outputs.dtype)

@@ -1,0 +1,18 @@
+"""The functional API: strict, stateless ops on NumPy arrays, run by the active backend.
+
+Activations are NHWC, convolution kernels HWIO (as Keras), dtypes float32 or float64.
+Every op validates its arguments and raises ValueError/TypeError naming the argument
+before any compiled code runs.
+"""
+from fastdl.ops.activations import relu, relu_backward, softmax
+from fastdl.ops.conv import conv2d, conv2d_backward
+from fastdl.ops.dense import dense, dense_backward, matmul
+from fastdl.ops.losses import sparse_categorical_crossentropy, sparse_categorical_crossentropy_backward
+from fastdl.ops.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+
+__all__ = [
+    "avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "dense",
+    "dense_backward", "matmul", "max_pool2d", "max_pool2d_backward", "relu",
+    "relu_backward", "softmax", "sparse_categorical_crossentropy",
+    "sparse_categorical_crossentropy_backward",
+]

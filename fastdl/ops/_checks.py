@@ -1,0 +1,128 @@
+"""Validation shared by every public op: each failure names the argument and the value.
+
+Compiled kernels run without bounds checks, so nothing reaches them before these checks
+pass: arrays are float32/float64 of the right rank, non-empty and C-contiguous (copied
+only when they are not), and hyper-parameters are in range.
+"""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ACTIVATIONS = (None, "linear", "relu", "sigmoid", "tanh", "softmax")
+
+
+def float_array(name, a, ndim=None, layout=""):
+    """`a` as a C-contiguous float32/float64 array of rank `ndim` with no empty axis."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of floats; got {type(a).__name__}: {exc}") from None
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64; got {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        shape_hint = f" {layout}" if layout else ""
+        raise ValueError(f"{name} must be {ndim}-D{shape_hint}; got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def same_dtype(**arrays):
+    """All arrays share one dtype; returns it."""
+    dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
+    if len(set(dtypes.values())) > 1:
+        listing = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"arrays must share one dtype; got {listing}")
+    return next(iter(dtypes.values()))
+
+
+def shape_is(name, a, shape, what=""):
+    if a.shape != tuple(shape):
+        extra = f" ({what})" if what else ""
+        raise ValueError(f"{name} must have shape {tuple(shape)}{extra}; got {a.shape}")
+
+
+def int_pair(name, value, minimum=1):
+    """An int or a pair of ints, each >= minimum, as a pair."""
+    items = (value, value) if _is_int(value) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}") from None
+    if len(items) != 2 or not all(_is_int(v) for v in items):
+        raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}")
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def padding_spec(value, allow_explicit=True):
+    """'valid', 'same' (any case) or, when allowed, ((top, bottom), (left, right))."""
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in ("valid", "same"):
+            return lowered
+    elif allow_explicit:
+        try:
+            (top, bottom), (left, right) = value
+        except (TypeError, ValueError):
+            pass
+        else:
+            pads = (top, bottom, left, right)
+            if all(_is_int(p) for p in pads):
+                if any(p < 0 for p in pads):
+                    raise ValueError(f"padding must be non-negative; got {value!r}")
+                return tuple(int(p) for p in pads)
+    allowed = "'valid', 'same'" + (" or ((top, bottom), (left, right))" if allow_explicit else "")
+    raise ValueError(f"padding must be {allowed}; got {value!r}")
+
+
+def activation_name(value):
+    if (value is not None and not isinstance(value, str)) or value not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {value!r}")
+    return None if value == "linear" else value
+
+
+def output(name, out, shape, dtype):
+    """A new array, or the caller's `out` when it fits exactly."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}; got {out.dtype}")
+    shape_is(name, out, shape)
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return out
+
+
+def distinct(out_name, out, **inputs):
+    """`out` shares no memory with the inputs that a kernel reads after writing it."""
+    for name, a in inputs.items():
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{out_name} must not overlap {name}")
+
+
+def finite_number(name, value, minimum=None, maximum=None, inclusive=True):
+    """A real number, finite, within [minimum, maximum] (or open bounds)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    below = minimum is not None and (value < minimum if inclusive else value <= minimum)
+    above = maximum is not None and (value > maximum if inclusive else value >= maximum)
+    if below or above:
+        lo = "-inf" if minimum is None else minimum
+        hi = "inf" if maximum is None else maximum
+        brackets = "[]" if inclusive else "()"
+        raise ValueError(f"{name} must be in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value!r}")
+    return value

@@ -1,0 +1,53 @@
+"""2-D convolution on NHWC activations with HWIO kernels (Keras layouts)."""
+from fastdl._config import backend_module
+from fastdl.ops import _checks
+from fastdl.ops._geometry import window
+
+
+def _prepare(x, kernel, strides, padding, dilation_rate):
+    x = _checks.float_array("x", x, 4, "(batch, height, width, channels)")
+    kernel = _checks.float_array("kernel", kernel, 4, "(kernel_h, kernel_w, in_channels, filters)")
+    _checks.same_dtype(x=x, kernel=kernel)
+    if kernel.shape[2] != x.shape[3]:
+        raise ValueError(
+            f"kernel in_channels ({kernel.shape[2]}, kernel shape {kernel.shape}) must equal "
+            f"the channels of x ({x.shape[3]}, x shape {x.shape})"
+        )
+    geometry = window(
+        x.shape,
+        kernel.shape[:2],
+        _checks.int_pair("strides", strides),
+        _checks.int_pair("dilation_rate", dilation_rate),
+        _checks.padding_spec(padding),
+    )
+    return x, kernel, geometry
+
+
+def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, out=None):
+    """Cross-correlation of x (N, H, W, C) with kernel (KH, KW, C, F), plus bias (F,).
+
+    padding: 'valid', 'same' (Keras: output ceil(H / stride), extra pixel bottom/right)
+    or ((top, bottom), (left, right)). Returns y (N, OH, OW, F), written into `out` if given.
+    """
+    x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
+    if bias is not None:
+        bias = _checks.float_array("bias", bias, 1, "(filters,)")
+        _checks.same_dtype(x=x, bias=bias)
+        _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
+    y = _checks.output("out", out, (g.n, g.oh, g.ow, kernel.shape[3]), x.dtype)
+    _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
+    backend_module().conv2d(x, kernel, bias, y, g)
+    return y
+
+
+def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, need_dx=True):
+    """Gradients of conv2d: (dx (N, H, W, C) or None, dkernel (KH, KW, C, F), dbias (F,)).
+
+    dy (N, OH, OW, F) is the gradient of the loss with respect to conv2d's output.
+    need_dx=False skips dx (the first layer of a network needs none).
+    """
+    x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
+    dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, filters)")
+    _checks.same_dtype(dy=dy, x=x)
+    _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, kernel.shape[3]), "conv2d's output shape")
+    return backend_module().conv2d_backward(dy, x, kernel, g, bool(need_dx))

@@ -1,0 +1,53 @@
+"""Max and average pooling on NHWC activations (Keras semantics)."""
+from fastdl._config import backend_module
+from fastdl.ops import _checks
+from fastdl.ops._geometry import window
+
+
+def _prepare(x, pool_size, strides, padding):
+    x = _checks.float_array("x", x, 4, "(batch, height, width, channels)")
+    size = _checks.int_pair("pool_size", pool_size)
+    steps = size if strides is None else _checks.int_pair("strides", strides)
+    return x, window(x.shape, size, steps, (1, 1), _checks.padding_spec(padding, allow_explicit=False))
+
+
+def _check_dy(dy, x, g):
+    dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, channels)")
+    _checks.same_dtype(dy=dy, x=x)
+    _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
+    return dy
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
+    """The maximum of each pool_size window of x (N, H, W, C); strides default to pool_size."""
+    x, g = _prepare(x, pool_size, strides, padding)
+    y = _checks.output("out", out, (g.n, g.oh, g.ow, g.c), x.dtype)
+    _checks.distinct("out", y, x=x)
+    backend_module().max_pool2d(x, y, g)
+    return y
+
+
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+    """dx (N, H, W, C): each window's gradient goes to its first maximum in row-major order."""
+    x, g = _prepare(x, pool_size, strides, padding)
+    dy = _check_dy(dy, x, g)
+    return backend_module().max_pool2d_backward(dy, x, g)
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
+    """The mean of each window of x (N, H, W, C); padded positions are not counted."""
+    x, g = _prepare(x, pool_size, strides, padding)
+    y = _checks.output("out", out, (g.n, g.oh, g.ow, g.c), x.dtype)
+    _checks.distinct("out", y, x=x)
+    backend_module().avg_pool2d(x, y, g)
+    return y
+
+
+def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+    """dx (N, H, W, C): each window's gradient shared equally by its unpadded positions.
+
+    x is used for its shape and dtype only.
+    """
+    x, g = _prepare(x, pool_size, strides, padding)
+    dy = _check_dy(dy, x, g)
+    return backend_module().avg_pool2d_backward(dy, g, x.dtype)

@@ -1,0 +1,56 @@
+# Matrix products and reductions that the dense and convolution ops share.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+
+from _blas cimport gemm
+
+
+def matmul(floating[:, :] a, floating[:, :] b, floating[:, ::1] out,
+           bint trans_a, bint trans_b):
+    """out (M, N) = op(a) @ op(b); a and b are C-contiguous, op transposes when asked.
+
+    A transposed operand is the C-contiguous view of an F-contiguous array, so
+    F-ordered inputs reach BLAS without a copy.
+    """
+    cdef int m = out.shape[0], n = out.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    with nogil:
+        gemm(trans_a, trans_b, m, n, k, <floating> 1, &a[0, 0], <int> a.strides[0] // sizeof(floating),
+             &b[0, 0], <int> b.strides[0] // sizeof(floating), <floating> 0, &out[0, 0], n)
+
+
+def column_sums(floating[:, ::1] x, floating[::1] out, int num_threads):
+    """out (N,) = x (M, N) summed over rows, accumulated in double.
+
+    Each thread sums a contiguous block of rows (row-major friendly), then the
+    partial sums are added in a fixed order, so the result is deterministic for a
+    given thread count.
+    """
+    cdef Py_ssize_t m = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t t, i, j, r0, r1
+    cdef int parts = max(1, min(num_threads, m))
+    cdef double *partial = <double *> malloc(parts * n * sizeof(double))
+    cdef double *acc
+    cdef double total
+    if partial == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for t in prange(parts, schedule="static", num_threads=parts):
+                acc = partial + t * n
+                for j in range(n):
+                    acc[j] = 0
+                r0 = t * m // parts
+                r1 = (t + 1) * m // parts
+                for i in range(r0, r1):
+                    for j in range(n):
+                        acc[j] += x[i, j]
+            # add the partial sums in a fixed order, rounding once at the end
+            for j in range(n):
+                total = 0
+                for t in range(parts):
+                    total = total + partial[t * n + j]
+                out[j] = <floating> total
+    finally:
+        free(partial)

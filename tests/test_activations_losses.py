@@ -1,0 +1,87 @@
+"""relu, softmax and sparse categorical cross-entropy, with their gradients."""
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import ops
+
+from conftest import assert_close, numerical_gradient, reference
+
+
+@pytest.mark.parametrize("shape", [(1,), (7, 3), (2, 5, 4, 3)])
+def test_relu_matches_reference(backend, dtype, shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    y = ops.relu(x)
+    np.testing.assert_array_equal(y, reference(ops.relu, x))
+    dy = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(ops.relu_backward(dy, x), reference(ops.relu_backward, dy, x))
+
+
+def test_relu_in_place_and_nan(backend):
+    x = np.array([-1.0, 0.0, 2.0, np.nan])
+    assert ops.relu(x, out=x) is x
+    np.testing.assert_array_equal(x, [0.0, 0.0, 2.0, np.nan])
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax_matches_reference(backend, dtype, axis):
+    x = (np.random.default_rng(2).standard_normal((6, 5, 4)) * 30).astype(dtype)
+    y = ops.softmax(x, axis=axis)
+    assert_close(y, reference(ops.softmax, x, axis=axis), dtype)
+    np.testing.assert_allclose(y.sum(axis=axis), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_crossentropy_matches_reference(backend, dtype, from_logits):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((33, 10)).astype(dtype) * 3
+    outputs = logits if from_logits else reference(ops.softmax, logits)
+    labels = rng.integers(0, 10, 33)
+    loss = ops.sparse_categorical_crossentropy(labels, outputs, from_logits)
+    assert loss.shape == (33,)
+    assert_close(loss, reference(ops.sparse_categorical_crossentropy, labels, outputs, from_logits), dtype)
+    grad = ops.sparse_categorical_crossentropy_backward(labels, outputs, from_logits)
+    want = reference(ops.sparse_categorical_crossentropy_backward, labels, outputs, from_logits)
+    assert_close(grad, want, dtype)
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_crossentropy_gradient_matches_finite_differences(backend_name, from_logits):
+    rng = np.random.default_rng(4)
+    outputs = rng.standard_normal((5, 4)) if from_logits else rng.uniform(0.1, 1.0, (5, 4))
+    labels = rng.integers(0, 4, (5, 1))
+    dloss = rng.standard_normal(5)
+    with fastdl.use_backend(backend_name):
+        def loss():
+            return float((ops.sparse_categorical_crossentropy(labels, outputs, from_logits) * dloss).sum())
+
+        grad = ops.sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss)
+        np.testing.assert_allclose(grad, numerical_gradient(loss, outputs), rtol=1e-6, atol=1e-8)
+
+
+def test_crossentropy_matches_torch(backend, torch):
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((8, 10))
+    labels = rng.integers(0, 10, 8)
+    t = torch.tensor(logits, requires_grad=True)
+    tloss = torch.nn.functional.cross_entropy(t, torch.tensor(labels))
+    tloss.backward()
+    loss = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    np.testing.assert_allclose(loss.mean(), tloss.item(), rtol=1e-12)
+    grad = ops.sparse_categorical_crossentropy_backward(labels, logits, from_logits=True)
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_crossentropy_of_probabilities_is_clipped_like_keras(backend):
+    probs = np.array([[1.0, 0.0], [0.5, 0.5]])
+    loss = ops.sparse_categorical_crossentropy([1, 0], probs)
+    np.testing.assert_allclose(loss, [-np.log(1e-7), -np.log(0.5)])
+    grad = ops.sparse_categorical_crossentropy_backward([1, 0], probs)
+    np.testing.assert_array_equal(grad[0], [0, 0])  # the clip is active: no gradient
+
+
+def test_large_logits_stay_finite(backend):
+    logits = np.array([[1000.0, -1000.0, 0.0]], np.float32)
+    assert np.isfinite(ops.sparse_categorical_crossentropy([1], logits, from_logits=True)).all()
+    assert np.isfinite(ops.softmax(logits)).all()

@@ -1,0 +1,163 @@
+"""conv2d and conv2d_backward: every backend against the reference, finite differences, torch."""
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import ops
+from fastdl.backends._workspace import Workspace
+
+from conftest import assert_close, numerical_gradient, reference
+
+
+def random_case(seed):
+    """A random convolution problem: odd sizes, non-square kernels, strides, dilation,
+    every padding form. Resampled until the (dilated) kernel fits the padded input."""
+    rng = np.random.default_rng(seed)
+    while True:
+        n, h, w = rng.integers(1, 4), rng.integers(1, 12), rng.integers(1, 12)
+        c, f = rng.integers(1, 5), rng.integers(1, 6)
+        kh, kw = rng.integers(1, 5), rng.integers(1, 5)
+        strides = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        padding = ["valid", "same", tuple(map(tuple, rng.integers(0, 3, (2, 2))))][rng.integers(0, 3)]
+        pads = (0, 0, 0, 0) if padding == "valid" else (
+            (99, 99, 99, 99) if padding == "same" else sum(padding, ()))
+        if h + pads[0] + pads[1] >= (kh - 1) * dilation[0] + 1 and \
+           w + pads[2] + pads[3] >= (kw - 1) * dilation[1] + 1:
+            return dict(x_shape=(n, h, w, c), k_shape=(kh, kw, c, f), strides=strides,
+                        padding=padding, dilation_rate=dilation)
+
+
+CASES = [random_case(seed) for seed in range(40)] + [
+    # the reference CNN's two layers, a pointwise kernel, batch 1 with one channel
+    dict(x_shape=(4, 32, 32, 3), k_shape=(3, 3, 3, 32), strides=1, padding="valid", dilation_rate=1),
+    dict(x_shape=(3, 15, 15, 32), k_shape=(3, 3, 32, 64), strides=1, padding="valid", dilation_rate=1),
+    dict(x_shape=(2, 7, 5, 6), k_shape=(1, 1, 6, 4), strides=1, padding="valid", dilation_rate=1),
+    dict(x_shape=(1, 9, 9, 1), k_shape=(5, 2, 1, 1), strides=(2, 3), padding="same", dilation_rate=1),
+]
+
+
+def make(case, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["x_shape"]).astype(dtype)
+    kernel = rng.standard_normal(case["k_shape"]).astype(dtype)
+    bias = rng.standard_normal(case["k_shape"][3]).astype(dtype)
+    geometry = {k: case[k] for k in ("strides", "padding", "dilation_rate")}
+    return x, kernel, bias, geometry
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_matches_reference(backend, dtype, case):
+    x, kernel, bias, geometry = make(case, dtype)
+    y = ops.conv2d(x, kernel, bias, **geometry)
+    expected = reference(ops.conv2d, x, kernel, bias, **geometry)
+    scale = np.sqrt(np.prod(case["k_shape"][:3]))
+    assert_close(y, expected, dtype, scale)
+
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    grads = ops.conv2d_backward(dy, x, kernel, **geometry)
+    expected_grads = reference(ops.conv2d_backward, dy, x, kernel, **geometry)
+    for got, want in zip(grads, expected_grads):
+        assert_close(got, want, dtype, scale * np.sqrt(y.size))
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("case", [random_case(seed) for seed in (100, 101, 102, 103, 104, 105)])
+def test_conv2d_gradients_match_finite_differences(backend_name, case):
+    x, kernel, bias, geometry = make(case, np.float64, seed=7)
+    with fastdl.use_backend(backend_name):
+        dy = np.random.default_rng(3).standard_normal(ops.conv2d(x, kernel, **geometry).shape)
+
+        def loss():
+            return float((ops.conv2d(x, kernel, bias, **geometry) * dy).sum())
+
+        dx, dkernel, dbias = ops.conv2d_backward(dy, x, kernel, **geometry)
+        np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(dkernel, numerical_gradient(loss, kernel), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(dbias, numerical_gradient(loss, bias), rtol=1e-6, atol=1e-7)
+
+
+def torch_padding(x, kernel, geometry):
+    """conv2d's padding as an explicit (top, bottom, left, right), for torch's F.pad."""
+    from fastdl.ops._checks import int_pair, padding_spec
+    from fastdl.ops._geometry import window
+
+    g = window(x.shape, kernel.shape[:2], int_pair("s", geometry["strides"]),
+               int_pair("d", geometry["dilation_rate"]), padding_spec(geometry["padding"]))
+    return g.pt, g.pb, g.pl, g.pr
+
+
+@pytest.mark.parametrize("case", CASES[::3])
+def test_conv2d_matches_torch(backend, torch, case):
+    x, kernel, bias, geometry = make(case, np.float64)
+    top, bottom, left, right = torch_padding(x, kernel, geometry)
+    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    tk = torch.tensor(kernel.transpose(3, 2, 0, 1), requires_grad=True)
+    tb = torch.tensor(bias, requires_grad=True)
+    padded = torch.nn.functional.pad(tx, (left, right, top, bottom))
+    ty = torch.nn.functional.conv2d(padded, tk, tb, stride=geometry["strides"],
+                                    dilation=geometry["dilation_rate"])
+    y = ops.conv2d(x, kernel, bias, **geometry)
+    np.testing.assert_allclose(y, ty.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-10)
+
+    dy = np.random.default_rng(5).standard_normal(y.shape)
+    ty.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+    dx, dkernel, dbias = ops.conv2d_backward(dy, x, kernel, **geometry)
+    np.testing.assert_allclose(dx, tx.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dkernel, tk.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dbias, tb.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_same_padding_follows_keras(backend):
+    # 'same' with stride 2 on an even size: output ceil(H/2), the odd pad at the bottom
+    x = np.arange(1 * 6 * 6 * 1, dtype=np.float64).reshape(1, 6, 6, 1)
+    kernel = np.zeros((3, 3, 1, 1))
+    kernel[0, 0, 0, 0] = 1.0  # picks the window's top-left input
+    y = ops.conv2d(x, kernel, strides=2, padding="same")
+    assert y.shape == (1, 3, 3, 1)
+    # total padding 1 per axis: 0 before, 1 after, so the top-left tap reads x[2i, 2j]
+    np.testing.assert_array_equal(y[0, :, :, 0], x[0, ::2, ::2, 0])
+
+
+def test_conv2d_steady_state_allocates_no_workspace(backend):
+    x, kernel, bias, geometry = make(CASES[-4], np.float32)
+    dy = np.ones(ops.conv2d(x, kernel, bias).shape, np.float32)
+    ops.conv2d_backward(dy, x, kernel)
+    before = Workspace.allocations
+    for _ in range(3):
+        ops.conv2d(x, kernel, bias)
+        ops.conv2d_backward(dy, x, kernel)
+    assert Workspace.allocations == before
+
+
+def test_conv2d_accepts_strided_input_and_out(backend, dtype):
+    x, kernel, bias, _ = make(CASES[-2], dtype)
+    wide = np.repeat(x, 2, axis=2)[:, :, ::2, :]  # same values, not contiguous
+    assert not wide.flags.c_contiguous
+    out = np.empty((2, 7, 5, 4), dtype)
+    result = ops.conv2d(wide, kernel, bias, out=out)
+    assert result is out
+    assert_close(out, reference(ops.conv2d, x, kernel, bias), dtype)
+
+
+def test_conv2d_backward_without_dx(backend):
+    x, kernel, _, geometry = make(CASES[-1], np.float64)
+    dy = np.ones(ops.conv2d(x, kernel, **geometry).shape)
+    dx, dkernel, dbias = ops.conv2d_backward(dy, x, kernel, need_dx=False, **geometry)
+    assert dx is None
+    np.testing.assert_allclose(dkernel, reference(ops.conv2d_backward, dy, x, kernel, **geometry)[1])
+
+
+def test_conv2d_chunks_the_batch(backend, monkeypatch):
+    # a tiny chunk budget forces one image per im2col chunk: results must not change
+    from fastdl.backends import cython as cython_backend
+
+    x, kernel, bias, geometry = make(dict(CASES[-4], x_shape=(5, 16, 16, 3)), np.float64)
+    dy = np.random.default_rng(2).standard_normal(ops.conv2d(x, kernel, **geometry).shape)
+    whole = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
+    monkeypatch.setattr(cython_backend, "IM2COL_CHUNK_BYTES", 1)
+    monkeypatch.setattr(cython_backend, "get_num_threads", lambda: 1)
+    chunked = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-12)
+    for a, b in zip(chunked[1], whole[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

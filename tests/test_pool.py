@@ -1,0 +1,105 @@
+"""Max and average pooling: backends against the reference, finite differences, torch, ties."""
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import ops
+
+from conftest import assert_close, numerical_gradient, reference
+
+
+def random_case(seed):
+    rng = np.random.default_rng(seed)
+    while True:
+        n, h, w, c = rng.integers(1, 4), rng.integers(1, 11), rng.integers(1, 11), rng.integers(1, 5)
+        pool = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        strides = None if rng.random() < 0.3 else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        padding = ["valid", "same"][rng.integers(0, 2)]
+        if padding == "same" or (h >= pool[0] and w >= pool[1]):
+            return dict(shape=(n, h, w, c), pool_size=pool, strides=strides, padding=padding)
+
+
+CASES = [random_case(seed) for seed in range(40)] + [
+    dict(shape=(4, 30, 30, 32), pool_size=2, strides=None, padding="valid"),  # the reference CNN
+    dict(shape=(4, 13, 13, 64), pool_size=2, strides=None, padding="valid"),  # odd size: last row dropped
+    dict(shape=(1, 7, 7, 1), pool_size=3, strides=1, padding="same"),         # overlapping windows
+]
+
+POOLS = {"max": (ops.max_pool2d, ops.max_pool2d_backward),
+         "avg": (ops.avg_pool2d, ops.avg_pool2d_backward)}
+
+
+def make(case, dtype, seed=0):
+    x = np.random.default_rng(seed).standard_normal(case["shape"]).astype(dtype)
+    return x, {k: case[k] for k in ("pool_size", "strides", "padding")}
+
+
+@pytest.mark.parametrize("kind", POOLS)
+@pytest.mark.parametrize("case", CASES)
+def test_pool_matches_reference(backend, dtype, kind, case):
+    forward, backward = POOLS[kind]
+    x, args = make(case, dtype)
+    y = forward(x, **args)
+    assert_close(y, reference(forward, x, **args), dtype)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    assert_close(backward(dy, x, **args), reference(backward, dy, x, **args), dtype)
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("kind", POOLS)
+@pytest.mark.parametrize("case", CASES[:8] + CASES[-1:])
+def test_pool_gradients_match_finite_differences(backend_name, kind, case):
+    forward, backward = POOLS[kind]
+    x, args = make(case, np.float64, seed=4)
+    with fastdl.use_backend(backend_name):
+        dy = np.random.default_rng(3).standard_normal(forward(x, **args).shape)
+        expected = numerical_gradient(lambda: float((forward(x, **args) * dy).sum()), x)
+        np.testing.assert_allclose(backward(dy, x, **args), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", CASES[::4])
+def test_pool_matches_torch(backend, torch, case):
+    x, args = make(case, np.float64)
+    if args["padding"] == "same":
+        pytest.skip("torch pads pools symmetrically and counts padding differently")
+    stride = args["strides"] or args["pool_size"]
+    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    for forward, backward, torch_pool in (
+        (ops.max_pool2d, ops.max_pool2d_backward, torch.nn.functional.max_pool2d),
+        (ops.avg_pool2d, ops.avg_pool2d_backward, torch.nn.functional.avg_pool2d),
+    ):
+        tx.grad = None
+        ty = torch_pool(tx, args["pool_size"], stride)
+        y = forward(x, **args)
+        np.testing.assert_allclose(y, ty.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-12)
+        dy = np.random.default_rng(2).standard_normal(y.shape)
+        ty.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+        np.testing.assert_allclose(backward(dy, x, **args), tx.grad.numpy().transpose(0, 2, 3, 1),
+                                   rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+def test_max_pool_ties_send_gradient_to_the_first_maximum(backend_name):
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    x[0, 2:, 2:, 1] = [[5, 5], [5, 1]]  # a tie in one window of channel 1
+    dy = np.arange(1, 9, dtype=np.float32).reshape(1, 2, 2, 2)
+    with fastdl.use_backend(backend_name):
+        dx = ops.max_pool2d_backward(dy, x, 2)
+    expected = np.zeros_like(x)
+    for i in range(2):
+        for j in range(2):
+            expected[0, 2 * i, 2 * j, :] = dy[0, i, j, :]  # all-zero windows: the top-left wins
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_avg_pool_same_excludes_padding(backend):
+    x = np.ones((1, 3, 3, 1))
+    y = ops.avg_pool2d(x, 2, strides=2, padding="same")
+    np.testing.assert_array_equal(y, np.ones((1, 2, 2, 1)))  # padded zeros are not averaged in
+
+
+def test_pool_out_parameter(backend, dtype):
+    x, args = make(CASES[-3], dtype)
+    out = np.empty((4, 15, 15, 32), dtype)
+    assert ops.max_pool2d(x, out=out, **args) is out
+    assert_close(out, reference(ops.max_pool2d, x, **args), dtype)
