@@ -1,4 +1,4 @@
-"""The command line: `python -m fastdl info`."""
+"""The command line: `python -m fastdl info | bench`."""
 import argparse
 import sys
 
@@ -7,11 +7,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastdl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print versions, threads, OpenMP, BLAS and backends")
+    from fastdl.benchmarks import cli as bench_cli
+
+    bench_cli.add_arguments(commands.add_parser("bench", help="benchmark against PyTorch, Keras and NumPy"))
     args = parser.parse_args(argv)
     if args.command == "info":
         from fastdl import show_config
 
         show_config()
+    elif args.command == "bench":
+        bench_cli.run(args)
     return 0
 
 

@@ -7,7 +7,9 @@ override for the current thread or task. Backend modules are imported on first u
 import contextlib
 import contextvars
 import importlib
+import importlib.util
 import os
+import sys
 
 BACKENDS = ("reference", "cython")
 
@@ -55,8 +57,7 @@ def backend_module(name=None):
     if module is None:
         module = importlib.import_module(f"fastdl.backends.{name}")
         _modules[name] = module
-        if _num_threads is not None:
-            _limit_blas(_num_threads)  # the backend may have loaded a BLAS of its own
+        _configure_blas()  # the backend may have loaded a BLAS of its own
     return module
 
 
@@ -73,7 +74,7 @@ def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be an int >= 1; got {n!r}")
     _num_threads = n
-    _limit_blas(n)
+    _configure_blas()
 
 
 def get_num_threads():
@@ -81,7 +82,26 @@ def get_num_threads():
     return _num_threads if _num_threads is not None else _available_cores()
 
 
-def _limit_blas(n):
-    from threadpoolctl import threadpool_limits
+def _is_kernel_blas(filepath):
+    """Whether this BLAS library is SciPy's, the one the compiled kernels call."""
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = os.path.realpath(spec.submodule_search_locations[0])
+    path = os.path.realpath(filepath)
+    return path.startswith(root + os.sep) or path.startswith(root + ".libs" + os.sep)
 
-    threadpool_limits(limits=n, user_api="blas")
+
+def _configure_blas():
+    """The kernels' BLAS runs one thread inside each of our OpenMP threads (its own
+    threads would spin against ours between calls); any other BLAS loaded (NumPy's)
+    gets the thread count set with set_num_threads, if one was set."""
+    if "scipy" not in sys.modules and _num_threads is None:
+        return  # nothing of ours to configure yet
+    from threadpoolctl import ThreadpoolController
+
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if _is_kernel_blas(lib.filepath):
+            lib.set_num_threads(1)
+        elif _num_threads is not None:
+            lib.set_num_threads(_num_threads)

@@ -1,11 +1,13 @@
 # im2col convolution on NHWC activations and HWIO kernels.
 #
-# The batch is processed in chunks of images so that the im2col workspace stays
-# bounded (the caller sizes it and reuses it between calls). Each chunk's columns
-# matrix is (images * oh * ow, kh * kw * c); with an HWIO kernel viewed as
-# (kh * kw * c, f) one GEMM gives the NHWC output rows directly.
+# Work is split into blocks that each OpenMP thread handles start to finish: it
+# im2cols its block into its own slot of the workspace (sized by the caller to stay
+# in cache) and runs a single-threaded GEMM on it. SciPy's BLAS therefore never
+# starts threads of its own, which would spin against ours between calls. With an
+# HWIO kernel viewed as (kh * kw * c, f), a columns matrix (rows, kh * kw * c) times
+# the kernel gives NHWC output rows directly.
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
@@ -17,19 +19,20 @@ cdef inline bint is_pointwise(Window g) noexcept nogil:
     return g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
 
 
-cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t n0,
-                 Py_ssize_t nb, int num_threads) noexcept nogil:
-    """cols[(i, oy, ox), (ky, kx, c)] = padded x[n0 + i, oy*sh + ky*dh, ox*sw + kx*dw, c]."""
+cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t u0,
+                 Py_ssize_t nu) noexcept nogil:
+    """cols[(u, ox), (ky, kx, c)] = padded x[i, oy*sh + ky*dh, ox*sw + kx*dw, c] for the
+    output rows u = u0 .. u0 + nu - 1 of the batch, where u = i * oh + oy."""
     cdef Py_ssize_t kk = g.kh * g.kw * g.c
     cdef Py_ssize_t row_len = g.kw * g.c
-    cdef Py_ssize_t r, i, oy, ox, ky, kx, iy, ix, ix0
+    cdef Py_ssize_t u, i, oy, ox, ky, kx, iy, ix, ix0
     cdef floating *dst
     cdef const floating *src
-    for r in prange(nb * g.oh, schedule="static", num_threads=num_threads):
-        i = n0 + r // g.oh
-        oy = r % g.oh
+    for u in range(nu):
+        i = (u0 + u) // g.oh
+        oy = (u0 + u) % g.oh
         for ox in range(g.ow):
-            dst = cols + (r * g.ow + ox) * kk
+            dst = cols + (u * g.ow + ox) * kk
             ix0 = ox * g.sw - g.pl
             for ky in range(g.kh):
                 iy = oy * g.sh - g.pt + ky * g.dh
@@ -49,18 +52,15 @@ cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t n0,
                             memcpy(dst + ky * row_len + kx * g.c, src, g.c * sizeof(floating))
 
 
-cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t n0,
-                 Py_ssize_t nb, int num_threads) noexcept nogil:
-    """dx[n0 + i] = sum of dcols scattered back to where im2col read them (dx zeroed here).
-
-    Parallel over images: an image's windows overlap, different images never do.
-    """
+cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
+                 Py_ssize_t ni) noexcept nogil:
+    """dx[i0 .. i0 + ni - 1] = dcols scattered back to where im2col read them (zeroed first)."""
     cdef Py_ssize_t kk = g.kh * g.kw * g.c
     cdef Py_ssize_t i, oy, ox, ky, kx, iy, ix, ch
     cdef const floating *src
     cdef floating *dst
-    for i in prange(nb, schedule="static", num_threads=num_threads):
-        memset(dx + (n0 + i) * g.h * g.w * g.c, 0, g.h * g.w * g.c * sizeof(floating))
+    memset(dx + i0 * g.h * g.w * g.c, 0, ni * g.h * g.w * g.c * sizeof(floating))
+    for i in range(ni):
         for oy in range(g.oh):
             for ox in range(g.ow):
                 src = dcols + ((i * g.oh + oy) * g.ow + ox) * kk
@@ -72,89 +72,105 @@ cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t n0,
                         ix = ox * g.sw - g.pl + kx * g.dw
                         if ix < 0 or ix >= g.w:
                             continue
-                        dst = dx + (((n0 + i) * g.h + iy) * g.w + ix) * g.c
+                        dst = dx + (((i0 + i) * g.h + iy) * g.w + ix) * g.c
                         for ch in range(g.c):
                             dst[ch] += src[(ky * g.kw + kx) * g.c + ch]
 
 
-cdef void fill_rows(floating *y, const floating *bias, Py_ssize_t rows, Py_ssize_t f,
-                    int num_threads) noexcept nogil:
-    cdef Py_ssize_t r, j
-    for r in prange(rows, schedule="static", num_threads=num_threads):
-        for j in range(f):
-            y[r * f + j] = bias[j]
-
-
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
                    const floating[::1] bias, floating[:, :, :, ::1] y,
-                   floating[::1] work, tuple geometry, Py_ssize_t chunk, int num_threads):
+                   floating[::1] work, tuple geometry, Py_ssize_t rows_per_block,
+                   int num_threads):
     """y (N, OH, OW, F) = conv(x (N, H, W, C), kernel (KH*KW*C, F)) + bias (F,) or None.
 
-    work holds at least chunk * OH * OW * KH*KW*C elements (unused for pointwise kernels).
+    A block is rows_per_block output rows (of OW pixels each); work holds
+    num_threads * rows_per_block * OW * KH*KW*C elements (unused for pointwise kernels).
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
-    cdef Py_ssize_t n0, nb, rows
+    cdef Py_ssize_t units = g.n * g.oh, slot = rows_per_block * g.ow * kk
+    cdef Py_ssize_t blocks = (units + rows_per_block - 1) // rows_per_block
+    cdef Py_ssize_t b, u0, nu, r, j
     cdef bint pointwise = is_pointwise(g)
     cdef bint has_bias = bias is not None
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *bp = &bias[0] if has_bias else NULL
+    cdef floating *yp = &y[0, 0, 0, 0]
+    cdef floating *wp = &work[0] if not pointwise else NULL
     cdef const floating *cols
-    cdef const floating *bias_ptr = &bias[0] if has_bias else NULL
-    with nogil:
-        n0 = 0
-        while n0 < g.n:
-            nb = min(chunk, g.n - n0)
-            rows = nb * g.oh * g.ow
-            if pointwise:
-                cols = &x[n0, 0, 0, 0]
-            else:
-                im2col(&x[0, 0, 0, 0], &work[0], g, n0, nb, num_threads)
-                cols = &work[0]
-            if has_bias:
-                fill_rows(&y[n0, 0, 0, 0], bias_ptr, rows, f, num_threads)
-            gemm(False, False, <int> rows, <int> f, <int> kk, <floating> 1, cols, <int> kk,
-                 &kernel[0, 0], <int> f, <floating> (1 if has_bias else 0),
-                 &y[n0, 0, 0, 0], <int> f)
-            n0 += nb
+    cdef floating *out
+    for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
+        u0 = b * rows_per_block
+        nu = min(rows_per_block, units - u0)
+        if pointwise:
+            cols = xp + u0 * g.ow * kk
+        else:
+            im2col(xp, wp + threadid() * slot, g, u0, nu)
+            cols = wp + threadid() * slot
+        out = yp + u0 * g.ow * f
+        if has_bias:
+            for r in range(nu * g.ow):
+                for j in range(f):
+                    out[r * f + j] = bp[j]
+        gemm(False, False, <int> (nu * g.ow), <int> f, <int> kk, <floating> 1, cols, <int> kk,
+             &kernel[0, 0], <int> f, <floating> (1 if has_bias else 0), out, <int> f)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, ::1] kernel, floating[:, :, :, ::1] dx,
-                    floating[:, ::1] dkernel, floating[::1] work_cols,
-                    floating[::1] work_dcols, tuple geometry, Py_ssize_t chunk,
-                    int num_threads):
+                    floating[:, ::1] dkernel, floating[:, :, ::1] dkernel_partial,
+                    floating[::1] work_cols, floating[::1] work_dcols, tuple geometry,
+                    Py_ssize_t images_per_block, int num_threads):
     """dkernel (KH*KW*C, F) and, when dx is not None, dx (N, H, W, C) of a convolution.
 
-    The bias gradient is a column sum of dy, left to the caller.
+    Blocks are whole images, so the scatter-add of col2im never crosses threads. Each
+    thread sums its kernel gradient into dkernel_partial[thread] (num_threads, KH*KW*C, F);
+    they are added in thread order at the end. The bias gradient (a column sum of dy)
+    is left to the caller.
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
-    cdef Py_ssize_t n0, nb, rows
+    cdef Py_ssize_t slot = images_per_block * g.oh * g.ow * kk
+    cdef Py_ssize_t blocks = (g.n + images_per_block - 1) // images_per_block
+    cdef Py_ssize_t b, i0, ni, rows, t, j, parts = dkernel_partial.shape[0]
     cdef bint pointwise = is_pointwise(g)
     cdef bint want_dx = dx is not None
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *dyp = &dy[0, 0, 0, 0]
+    cdef floating *dxp = &dx[0, 0, 0, 0] if want_dx else NULL
+    cdef floating *wc = &work_cols[0] if not pointwise else NULL
+    cdef floating *wd = &work_dcols[0] if want_dx and not pointwise else NULL
+    cdef floating *dkp = &dkernel_partial[0, 0, 0]
+    cdef floating *dkout = &dkernel[0, 0]
     cdef const floating *cols
-    cdef const floating *dy_chunk
+    cdef const floating *dy_block
     with nogil:
-        n0 = 0
-        while n0 < g.n:
-            nb = min(chunk, g.n - n0)
-            rows = nb * g.oh * g.ow
-            dy_chunk = &dy[n0, 0, 0, 0]
+        memset(dkp, 0, parts * kk * f * sizeof(floating))
+    for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
+        i0 = b * images_per_block
+        ni = min(images_per_block, g.n - i0)
+        rows = ni * g.oh * g.ow
+        dy_block = dyp + i0 * g.oh * g.ow * f
+        if pointwise:
+            cols = xp + i0 * g.h * g.w * g.c
+        else:
+            im2col(xp, wc + threadid() * slot, g, i0 * g.oh, ni * g.oh)
+            cols = wc + threadid() * slot
+        # this thread's dkernel += cols^T @ dy
+        gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
+             dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
+        if want_dx:
             if pointwise:
-                cols = &x[n0, 0, 0, 0]
-            else:
-                im2col(&x[0, 0, 0, 0], &work_cols[0], g, n0, nb, num_threads)
-                cols = &work_cols[0]
-            # dkernel += cols^T @ dy  (the first chunk overwrites)
-            gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
-                 dy_chunk, <int> f, <floating> (0 if n0 == 0 else 1), &dkernel[0, 0], <int> f)
-            if not want_dx:
-                pass
-            elif pointwise:
-                gemm(False, True, <int> rows, <int> kk, <int> f, <floating> 1, dy_chunk, <int> f,
-                     &kernel[0, 0], <int> f, <floating> 0, &dx[n0, 0, 0, 0], <int> kk)
+                gemm(False, True, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
+                     &kernel[0, 0], <int> f, <floating> 0, dxp + i0 * g.h * g.w * g.c, <int> kk)
             else:
                 # dcols = dy @ kernel^T, then scatter-add back into dx
-                gemm(False, True, <int> rows, <int> kk, <int> f, <floating> 1, dy_chunk, <int> f,
-                     &kernel[0, 0], <int> f, <floating> 0, &work_dcols[0], <int> kk)
-                col2im(&work_dcols[0], &dx[0, 0, 0, 0], g, n0, nb, num_threads)
-            n0 += nb
+                gemm(False, True, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
+                     &kernel[0, 0], <int> f, <floating> 0, wd + threadid() * slot, <int> kk)
+                col2im(wd + threadid() * slot, dxp, g, i0, ni)
+    with nogil:
+        for j in range(kk * f):
+            dkout[j] = dkp[j]
+        for t in range(1, parts):
+            for j in range(kk * f):
+                dkout[j] += dkp[t * kk * f + j]

@@ -7,17 +7,40 @@ from _blas cimport gemm
 
 
 def matmul(floating[:, :] a, floating[:, :] b, floating[:, ::1] out,
-           bint trans_a, bint trans_b):
+           bint trans_a, bint trans_b, int num_threads):
     """out (M, N) = op(a) @ op(b); a and b are C-contiguous, op transposes when asked.
 
     A transposed operand is the C-contiguous view of an F-contiguous array, so
-    F-ordered inputs reach BLAS without a copy.
+    F-ordered inputs reach BLAS without a copy. BLAS runs single-threaded inside our
+    threads: each takes a band of out's rows (or columns, when out is wide).
     """
     cdef int m = out.shape[0], n = out.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
-    with nogil:
-        gemm(trans_a, trans_b, m, n, k, <floating> 1, &a[0, 0], <int> a.strides[0] // sizeof(floating),
-             &b[0, 0], <int> b.strides[0] // sizeof(floating), <floating> 0, &out[0, 0], n)
+    cdef int lda = <int> (a.strides[0] // sizeof(floating))
+    cdef int ldb = <int> (b.strides[0] // sizeof(floating))
+    cdef const floating *ap = &a[0, 0]
+    cdef const floating *bp = &b[0, 0]
+    cdef floating *cp = &out[0, 0]
+    cdef bint by_rows = m >= n
+    cdef int parts = max(1, min(num_threads, m if by_rows else n))
+    cdef int t, lo, hi
+    if <double> m * n * k < 65536:
+        parts = 1  # too small to be worth a parallel region
+    for t in prange(parts, nogil=True, schedule="static", num_threads=parts):
+        if by_rows:
+            lo = <int> (<long long> t * m // parts)
+            hi = <int> (<long long> (t + 1) * m // parts)
+            if hi > lo:
+                gemm(trans_a, trans_b, hi - lo, n, k, <floating> 1,
+                     ap + (lo if trans_a else <long long> lo * lda), lda, bp, ldb,
+                     <floating> 0, cp + <long long> lo * n, n)
+        else:
+            lo = <int> (<long long> t * n // parts)
+            hi = <int> (<long long> (t + 1) * n // parts)
+            if hi > lo:
+                gemm(trans_a, trans_b, m, hi - lo, k, <floating> 1, ap, lda,
+                     bp + (<long long> lo * ldb if trans_b else lo), ldb,
+                     <floating> 0, cp + lo, n)
 
 
 def column_sums(floating[:, ::1] x, floating[::1] out, int num_threads):

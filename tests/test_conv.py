@@ -148,15 +148,17 @@ def test_conv2d_backward_without_dx(backend):
     np.testing.assert_allclose(dkernel, reference(ops.conv2d_backward, dy, x, kernel, **geometry)[1])
 
 
-def test_conv2d_chunks_the_batch(backend, monkeypatch):
-    # a tiny chunk budget forces one image per im2col chunk: results must not change
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_blocks_do_not_change_results(backend, monkeypatch, threads):
+    # a tiny block budget gives one output row (forward) or one image (backward) per
+    # block, spread over 1 to 3 threads: results must not change
     from fastdl.backends import cython as cython_backend
 
     x, kernel, bias, geometry = make(dict(CASES[-4], x_shape=(5, 16, 16, 3)), np.float64)
     dy = np.random.default_rng(2).standard_normal(ops.conv2d(x, kernel, **geometry).shape)
     whole = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
-    monkeypatch.setattr(cython_backend, "IM2COL_CHUNK_BYTES", 1)
-    monkeypatch.setattr(cython_backend, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(cython_backend, "IM2COL_BLOCK_BYTES", 1)
+    monkeypatch.setattr(cython_backend, "get_num_threads", lambda: threads)
     chunked = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
     np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-12)
     for a, b in zip(chunked[1], whole[1]):

@@ -10,41 +10,44 @@ from fastdl._kernels import pool as _pool
 from fastdl.backends._workspace import Workspace
 from fastdl.ops.losses import EPSILON
 
-# im2col works on chunks of the batch whose columns matrix fits in about this many
-# bytes, so the workspace stays bounded whatever the batch size.
-IM2COL_CHUNK_BYTES = 8 << 20
+# Each thread im2cols a block of about this many bytes into its own workspace slot,
+# small enough to stay in its core's L2 cache while its GEMM reads it.
+IM2COL_BLOCK_BYTES = 512 << 10
 
 ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
 workspace = Workspace()
 
 
-def _images_per_chunk(g, itemsize):
-    per_image = g.oh * g.ow * g.kh * g.kw * g.c * itemsize
-    chunk = max(1, IM2COL_CHUNK_BYTES // per_image)
-    # enough images for every thread in col2im, which parallelises over images
-    return min(g.n, max(chunk, get_num_threads()))
+def _block(units, unit_bytes, threads):
+    """Units per block: blocks of about IM2COL_BLOCK_BYTES, a multiple of `threads` of them."""
+    blocks = max(1, -(-units * unit_bytes // IM2COL_BLOCK_BYTES))
+    blocks = -(-blocks // threads) * threads
+    return max(1, -(-units // blocks))
 
 
 def conv2d(x, kernel, bias, out, g):
-    chunk = _images_per_chunk(g, x.itemsize)
-    cols = workspace.get("im2col", chunk * g.oh * g.ow * g.kh * g.kw * g.c, x.dtype)
-    _conv.conv2d_forward(x, kernel.reshape(-1, kernel.shape[3]), bias, out, cols,
-                         g.kernel_args(), chunk, get_num_threads())
+    threads = get_num_threads()
+    kk = g.kh * g.kw * g.c
+    rows = _block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
+    cols = workspace.get("im2col", threads * rows * g.ow * kk, x.dtype)
+    _conv.conv2d_forward(x, kernel.reshape(kk, -1), bias, out, cols, g.kernel_args(), rows, threads)
 
 
 def conv2d_backward(dy, x, kernel, g, need_dx):
-    chunk = _images_per_chunk(g, x.itemsize)
-    size = chunk * g.oh * g.ow * g.kh * g.kw * g.c
+    threads = get_num_threads()
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    images = _block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
+    size = threads * images * g.oh * g.ow * kk
     cols = workspace.get("im2col", size, x.dtype)
     dcols = workspace.get("col2im", size, x.dtype) if need_dx else None
+    partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
     dx = np.empty_like(x) if need_dx else None
     dkernel = np.empty_like(kernel)
-    _conv.conv2d_backward(dy, x, kernel.reshape(-1, kernel.shape[3]), dx,
-                          dkernel.reshape(-1, kernel.shape[3]), cols, dcols,
-                          g.kernel_args(), chunk, get_num_threads())
-    dbias = np.empty(kernel.shape[3], dy.dtype)
-    _linalg.column_sums(dy.reshape(-1, kernel.shape[3]), dbias, get_num_threads())
+    _conv.conv2d_backward(dy, x, kernel.reshape(kk, f), dx, dkernel.reshape(kk, f), partial,
+                          cols, dcols, g.kernel_args(), images, threads)
+    dbias = np.empty(f, dy.dtype)
+    _linalg.column_sums(dy.reshape(-1, f), dbias, threads)
     return dx, dkernel, dbias
 
 
@@ -69,11 +72,11 @@ def avg_pool2d_backward(dy, g, dtype):
 
 
 def matmul(a, b, out, trans_a, trans_b):
-    _linalg.matmul(a, b, out, trans_a, trans_b)
+    _linalg.matmul(a, b, out, trans_a, trans_b, get_num_threads())
 
 
 def dense(x, kernel, bias, activation, out):
-    _linalg.matmul(x, kernel, out, False, False)
+    _linalg.matmul(x, kernel, out, False, False, get_num_threads())
     if bias is not None or activation is not None:
         _activations.bias_activation(out, bias, ACTIVATION_CODES[activation], get_num_threads())
 
@@ -86,11 +89,11 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
         dz = np.empty_like(dy)
         _activations.activation_backward(dy, output, dz, ACTIVATION_CODES[activation], threads)
     dkernel = np.empty_like(kernel)
-    _linalg.matmul(x, dz, dkernel, True, False)
+    _linalg.matmul(x, dz, dkernel, True, False, threads)
     dx = None
     if need_dx:
         dx = np.empty_like(x)
-        _linalg.matmul(dz, kernel, dx, False, True)
+        _linalg.matmul(dz, kernel, dx, False, True, threads)
     dbias = None
     if has_bias:
         dbias = np.empty(kernel.shape[1], dy.dtype)

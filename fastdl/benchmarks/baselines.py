@@ -1,0 +1,63 @@
+"""The baseline libraries: which are installed, and the same thread count for each."""
+import importlib.util
+
+KNOWN = ("torch", "keras", "numpy")
+INSTALL_HINTS = {
+    "torch": "pip install torch==2.13.0 (a CPU build)",
+    "keras": "pip install 'fastdl[bench]' (tensorflow-cpu and keras)",
+}
+
+
+def resolve(requested, threads):
+    """(available, skipped): baseline name -> module, and name -> why it was skipped.
+
+    Every available library is set to `threads` threads: PyTorch's intra-op pool,
+    TensorFlow's intra- and inter-op pools; NumPy's BLAS is set by fastdl's own knob.
+    """
+    available, skipped = {}, {}
+    for name in requested:
+        if name not in KNOWN:
+            raise ValueError(f"unknown baseline {name!r}; known: {', '.join(KNOWN)}")
+        if name == "numpy":
+            import numpy
+
+            available[name] = numpy
+            continue
+        module_name = "tensorflow" if name == "keras" else name
+        if importlib.util.find_spec(module_name) is None:
+            skipped[name] = f"not installed ({INSTALL_HINTS[name]})"
+            continue
+        try:
+            available[name] = _load(name, threads)
+        except Exception as exc:  # a broken install is reported, not fatal
+            skipped[name] = f"failed to load: {type(exc).__name__}: {exc}"
+    return available, skipped
+
+
+def _load(name, threads):
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        return torch
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    return keras
+
+
+def versions(available):
+    out = {}
+    for name, module in available.items():
+        if name == "keras":
+            import tensorflow
+
+            out["tensorflow"] = tensorflow.__version__
+        out[name] = getattr(module, "__version__", "?")
+    return out

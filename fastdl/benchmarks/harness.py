@@ -1,0 +1,65 @@
+"""Timing that is fair on a shared, noisy machine: warm up, interleave, take medians."""
+import gc
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+
+@dataclass
+class Case:
+    """One operation on one shape.
+
+    candidates: label -> zero-argument callable; "fastdl" is one of them except in rows
+    that time a baseline's own overhead (a layout conversion, say).
+    work: floating-point operations (unit "GFLOP/s") or bytes moved (unit "GB/s")
+    per call, for the achieved-throughput column and the roofline plot.
+    check: called once after warm-up, before timing; raises if outputs disagree.
+    """
+
+    suite: str
+    name: str
+    shape: str
+    candidates: Dict[str, Callable[[], object]]
+    work: float = 0.0
+    unit: str = "GFLOP/s"
+    check: Optional[Callable[[], None]] = None
+    notes: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Timing:
+    median: float
+    minimum: float
+    maximum: float
+    samples: int
+
+
+def run_case(case, repeats=15, warmup=3, min_seconds=0.0):
+    """Time every candidate of `case`: warm-up calls first (JIT, lazy init, graph
+    tracing, workspace sizing), then `repeats` rounds calling each candidate once per
+    round, the order rotating each round, so drift hits all of them alike."""
+    for fn in case.candidates.values():
+        for _ in range(warmup):
+            fn()
+    if case.check is not None:
+        case.check()
+    names = list(case.candidates)
+    samples = {name: [] for name in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        rounds = 0
+        while rounds < repeats or time.perf_counter() - start < min_seconds:
+            order = names[rounds % len(names):] + names[:rounds % len(names)]
+            for name in order:
+                fn = case.candidates[name]
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+            rounds += 1
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: Timing(statistics.median(s), min(s), max(s), len(s)) for name, s in samples.items()}

@@ -1,0 +1,1 @@
+"""Benchmark suites: each module has cases(quick, batches, libs) -> list of Case."""

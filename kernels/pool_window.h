@@ -1,0 +1,91 @@
+/* The channel loops of pooling, one window of one output pixel at a time.
+ *
+ * The selects that max pooling needs only vectorise with blend instructions (SSE4.1
+ * and later), which the portable x86-64 baseline lacks, so these functions are built
+ * with target_clones: the loader picks the AVX-512, AVX2 or baseline copy for the CPU
+ * at hand. (Cython's `a if c else b` becomes if/else statements that GCC refuses to
+ * vectorise at all, hence C.) Pointers are at the window's first real position;
+ * `row` is the distance between input rows, `c` the number of channels.
+ */
+#ifndef FASTDL_POOL_WINDOW_H
+#define FASTDL_POOL_WINDOW_H
+#include <stddef.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define FASTDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FASTDL_CLONES
+#endif
+
+#define FASTDL_CHUNK 64 /* channels kept in local arrays at once */
+
+#define FASTDL_POOL_WINDOW(T, S)                                                         \
+/* out[ch] = max over the window of x[., ., ch] */                                       \
+FASTDL_CLONES static void fastdl_max_window_##S(const T *x, T *out, ptrdiff_t rows,      \
+                                                ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c) { \
+    for (ptrdiff_t c0 = 0; c0 < c; c0 += FASTDL_CHUNK) {                                 \
+        ptrdiff_t n = c - c0 < FASTDL_CHUNK ? c - c0 : FASTDL_CHUNK;                     \
+        T best[FASTDL_CHUNK];                                                            \
+        for (ptrdiff_t j = 0; j < n; j++) best[j] = x[c0 + j];                           \
+        for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
+            for (ptrdiff_t ix = 0; ix < cols; ix++) {                                    \
+                const T *restrict src = x + iy * row + ix * c + c0;                      \
+                for (ptrdiff_t j = 0; j < n; j++) best[j] = src[j] > best[j] ? src[j] : best[j]; \
+            }                                                                            \
+        for (ptrdiff_t j = 0; j < n; j++) out[c0 + j] = best[j];                         \
+    }                                                                                    \
+}                                                                                        \
+/* dx[., ., ch] += dy[ch] at the first (row-major) maximum of the window */              \
+FASTDL_CLONES static void fastdl_max_window_backward_##S(const T *x, const T *dy, T *dx, \
+                                                ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t row, \
+                                                ptrdiff_t c) {                           \
+    for (ptrdiff_t c0 = 0; c0 < c; c0 += FASTDL_CHUNK) {                                 \
+        ptrdiff_t n = c - c0 < FASTDL_CHUNK ? c - c0 : FASTDL_CHUNK;                     \
+        T best[FASTDL_CHUNK], first[FASTDL_CHUNK]; /* first: window index, in T so the  \
+                                                      selects vectorise with the compares */ \
+        for (ptrdiff_t j = 0; j < n; j++) { best[j] = x[c0 + j]; first[j] = 0; }         \
+        T k = 0;                                                                         \
+        for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
+            for (ptrdiff_t ix = 0; ix < cols; ix++, k += 1) {                            \
+                const T *restrict src = x + iy * row + ix * c + c0;                      \
+                for (ptrdiff_t j = 0; j < n; j++) {                                      \
+                    int better = src[j] > best[j]; /* strict: a tie keeps the first */   \
+                    first[j] = better ? k : first[j];                                    \
+                    best[j] = better ? src[j] : best[j];                                 \
+                }                                                                        \
+            }                                                                            \
+        k = 0;                                                                           \
+        for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
+            for (ptrdiff_t ix = 0; ix < cols; ix++, k += 1) {                            \
+                T *restrict dst = dx + iy * row + ix * c + c0;                           \
+                for (ptrdiff_t j = 0; j < n; j++) dst[j] += first[j] == k ? dy[c0 + j] : (T)0; \
+            }                                                                            \
+    }                                                                                    \
+}                                                                                        \
+/* out[ch] = mean over the window of x[., ., ch] */                                      \
+FASTDL_CLONES static void fastdl_avg_window_##S(const T *x, T *out, ptrdiff_t rows,      \
+                                                ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c) { \
+    T scale = (T)1 / (T)(rows * cols);                                                   \
+    for (ptrdiff_t j = 0; j < c; j++) out[j] = 0;                                        \
+    for (ptrdiff_t iy = 0; iy < rows; iy++)                                              \
+        for (ptrdiff_t ix = 0; ix < cols; ix++) {                                        \
+            const T *restrict src = x + iy * row + ix * c;                               \
+            for (ptrdiff_t j = 0; j < c; j++) out[j] += src[j];                          \
+        }                                                                                \
+    for (ptrdiff_t j = 0; j < c; j++) out[j] *= scale;                                   \
+}                                                                                        \
+/* dx[., ., ch] += dy[ch] / window size, over the window */                              \
+FASTDL_CLONES static void fastdl_avg_window_backward_##S(const T *dy, T *dx, ptrdiff_t rows, \
+                                                ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c) { \
+    T scale = (T)1 / (T)(rows * cols);                                                   \
+    for (ptrdiff_t iy = 0; iy < rows; iy++)                                              \
+        for (ptrdiff_t ix = 0; ix < cols; ix++) {                                        \
+            T *restrict dst = dx + iy * row + ix * c;                                    \
+            for (ptrdiff_t j = 0; j < c; j++) dst[j] += dy[j] * scale;                   \
+        }                                                                                \
+}
+
+FASTDL_POOL_WINDOW(float, f)
+FASTDL_POOL_WINDOW(double, d)
+
+#endif
