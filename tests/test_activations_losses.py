@@ -5,7 +5,7 @@ import pytest
 import fastdl
 from fastdl import ops
 
-from conftest import assert_close, numerical_gradient, reference
+from support import assert_close, numerical_gradient, reference
 
 
 @pytest.mark.parametrize("shape", [(1,), (7, 3), (2, 5, 4, 3)])

@@ -6,7 +6,7 @@ import fastdl
 from fastdl import ops
 from fastdl.backends._workspace import Workspace
 
-from conftest import assert_close, numerical_gradient, reference
+from support import assert_close, numerical_gradient, reference
 
 
 def random_case(seed):

@@ -5,7 +5,7 @@ import pytest
 import fastdl
 from fastdl import ops
 
-from conftest import assert_close, numerical_gradient, reference
+from support import assert_close, numerical_gradient, reference
 
 
 def random_case(seed):
