@@ -6,6 +6,7 @@ from fastdl._kernels import activations as _activations
 from fastdl._kernels import conv as _conv
 from fastdl._kernels import linalg as _linalg
 from fastdl._kernels import losses as _losses
+from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
 from fastdl.backends._workspace import Workspace
 from fastdl.ops.losses import EPSILON
@@ -132,3 +133,21 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
         _losses.sparse_ce_from_probs_backward(outputs, labels, dloss, grad, EPSILON,
                                               get_num_threads())
     return grad
+
+
+def sgd_update(p, g, buf, lr, momentum, dampening, l2, decay, sign, nesterov, init, keras):
+    _optim.sgd(p, g, buf, lr, momentum, dampening, l2, decay, sign, nesterov, init, keras,
+               get_num_threads())
+
+
+def adagrad_update(p, g, acc, lr, eps, l2, decay, eps_inside):
+    _optim.adagrad(p, g, acc, lr, eps, l2, decay, eps_inside, get_num_threads())
+
+
+def rmsprop_update(p, g, sq, ga, buf, lr, rho, eps, momentum, l2, decay, keras):
+    _optim.rmsprop(p, g, sq, ga, buf, lr, rho, eps, momentum, l2, decay, keras, get_num_threads())
+
+
+def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign):
+    _optim.adam(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign,
+                get_num_threads())

@@ -180,3 +180,53 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
     grad = np.repeat((p * g)[:, None], outputs.shape[1], axis=1)
     grad[rows, labels] -= g
     return grad.astype(outputs.dtype)
+
+
+# Optimizer updates: the formulas of fastdl.ops.optim, one NumPy expression at a time.
+
+def sgd_update(p, g, buf, lr, momentum, dampening, l2, decay, sign, nesterov, init, keras):
+    g = sign * g + l2 * p
+    if buf is None:
+        p[...] = p * decay - lr * g
+    elif keras:
+        buf[...] = momentum * buf - lr * g
+        p[...] = p * decay + (momentum * buf - lr * g if nesterov else buf)
+    else:
+        buf[...] = g if init else momentum * buf + (1 - dampening) * g
+        p[...] = p * decay - lr * (g + momentum * buf if nesterov else buf)
+
+
+def adagrad_update(p, g, acc, lr, eps, l2, decay, eps_inside):
+    g = g + l2 * p
+    acc += g * g
+    p[...] = p * decay - lr * g / (np.sqrt(acc + eps) if eps_inside else np.sqrt(acc) + eps)
+
+
+def rmsprop_update(p, g, sq, ga, buf, lr, rho, eps, momentum, l2, decay, keras):
+    g = g + l2 * p
+    sq[...] = rho * sq + (1 - rho) * g * g
+    var = sq
+    if ga is not None:
+        ga[...] = rho * ga + (1 - rho) * g
+        var = sq - ga * ga
+    denom = np.sqrt(var + eps) if keras else np.sqrt(var) + eps
+    p *= decay
+    if buf is None:
+        p -= lr * g / denom
+    elif keras:
+        buf[...] = momentum * buf + lr * g / denom
+        p -= buf
+    else:
+        buf[...] = momentum * buf + g / denom
+        p -= lr * buf
+
+
+def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign):
+    g = sign * g + l2 * p
+    m[...] = beta1 * m + (1 - beta1) * g
+    v[...] = beta2 * v + (1 - beta2) * g * g
+    used = v
+    if vmax is not None:
+        np.maximum(vmax, v, out=vmax)
+        used = vmax
+    p[...] = p * decay - step_size * m / (np.sqrt(used) + eps_hat)

@@ -45,11 +45,21 @@ def _load(name, threads):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    # TensorFlow fixes its pools at first use: set once, before any op runs
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
     return keras
+
+
+def set_threads(libs, threads):
+    """Put fastdl (OpenMP and BLAS) and PyTorch at `threads` threads."""
+    import fastdl
+
+    fastdl.set_num_threads(threads)
+    if "torch" in libs:
+        libs["torch"].set_num_threads(threads)
 
 
 def versions(available):

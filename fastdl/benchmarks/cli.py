@@ -90,6 +90,7 @@ def run(args):
         suite = importlib.import_module(f"fastdl.benchmarks.suites.{name}")
         suite_rows = []
         for case in suite.cases(args.quick, batches, libs):
+            baselines.set_threads(libs, threads)  # a case's setup may change it
             timings = harness.run_case(case, repeats=repeats)
             suite_rows.extend(report.rows(case, timings))
         all_rows.extend(suite_rows)

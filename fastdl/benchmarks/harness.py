@@ -15,6 +15,7 @@ class Case:
     work: floating-point operations (unit "GFLOP/s") or bytes moved (unit "GB/s")
     per call, for the achieved-throughput column and the roofline plot.
     check: called once after warm-up, before timing; raises if outputs disagree.
+    setup: called once before anything runs (thread counts for this case, say).
     """
 
     suite: str
@@ -25,6 +26,7 @@ class Case:
     unit: str = "GFLOP/s"
     check: Optional[Callable[[], None]] = None
     notes: Dict[str, str] = field(default_factory=dict)
+    setup: Optional[Callable[[], None]] = None
 
 
 @dataclass
@@ -39,6 +41,8 @@ def run_case(case, repeats=15, warmup=3, min_seconds=0.0):
     """Time every candidate of `case`: warm-up calls first (JIT, lazy init, graph
     tracing, workspace sizing), then `repeats` rounds calling each candidate once per
     round, the order rotating each round, so drift hits all of them alike."""
+    if case.setup is not None:
+        case.setup()
     for fn in case.candidates.values():
         for _ in range(warmup):
             fn()
