@@ -6,6 +6,7 @@
 Backends: 'cython' (default, compiled OpenMP kernels) and 'reference' (plain NumPy).
 """
 from fastdl import ops
+from fastdl import callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from fastdl._config import (
     BACKENDS,
     get_backend,
@@ -19,6 +20,7 @@ from fastdl._info import show_config
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "get_backend", "get_num_threads", "ops", "set_backend",
-    "set_num_threads", "show_config", "use_backend",
+    "BACKENDS", "callbacks", "get_backend", "get_num_threads", "initializers", "layers",
+    "losses", "metrics", "models", "ops", "optimizers", "set_backend", "set_num_threads",
+    "show_config", "use_backend", "utils",
 ]

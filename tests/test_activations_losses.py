@@ -85,3 +85,22 @@ def test_large_logits_stay_finite(backend):
     logits = np.array([[1000.0, -1000.0, 0.0]], np.float32)
     assert np.isfinite(ops.sparse_categorical_crossentropy([1], logits, from_logits=True)).all()
     assert np.isfinite(ops.softmax(logits)).all()
+
+
+@pytest.mark.parametrize("name", [None, "linear", "relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 3, 4)])
+def test_activation_by_name(backend, dtype, name, shape):
+    x = np.random.default_rng(6).standard_normal(shape).astype(dtype)
+    y = ops.activation(x, name)
+    assert_close(y, reference(ops.activation, x, name), dtype)
+    dy = np.random.default_rng(7).standard_normal(shape).astype(dtype)
+    assert_close(ops.activation_backward(dy, y, name), reference(ops.activation_backward, dy, y, name), dtype)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "softmax"])
+def test_activation_gradient_matches_finite_differences(name):
+    x = np.random.default_rng(8).standard_normal((3, 4))
+    dy = np.random.default_rng(9).standard_normal((3, 4))
+    expected = numerical_gradient(lambda: float((ops.activation(x, name) * dy).sum()), x)
+    np.testing.assert_allclose(ops.activation_backward(dy, ops.activation(x, name), name), expected,
+                               rtol=1e-6, atol=1e-8)

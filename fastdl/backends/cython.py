@@ -82,6 +82,18 @@ def dense(x, kernel, bias, activation, out):
         _activations.bias_activation(out, bias, ACTIVATION_CODES[activation], get_num_threads())
 
 
+def activation(x, out, name):
+    if not np.may_share_memory(out, x):  # in place when out is x
+        np.copyto(out, x)
+    _activations.bias_activation(out, None, ACTIVATION_CODES[name], get_num_threads())
+
+
+def activation_backward(dy, y, name):
+    dz = np.empty_like(dy)
+    _activations.activation_backward(dy, y, dz, ACTIVATION_CODES[name], get_num_threads())
+    return dz
+
+
 def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
     threads = get_num_threads()
     if activation is None:

@@ -109,6 +109,16 @@ def _activate(z, activation):
         softmax(z, z)
 
 
+def activation(x, out, name):
+    if not np.may_share_memory(out, x):
+        np.copyto(out, x)
+    _activate(out, name)
+
+
+def activation_backward(dy, y, name):
+    return _activation_backward(dy, y, name).astype(dy.dtype, copy=False)
+
+
 def dense(x, kernel, bias, activation, out):
     np.matmul(x, kernel, out=out)
     if bias is not None:

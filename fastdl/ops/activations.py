@@ -1,4 +1,4 @@
-"""Elementwise activations and softmax."""
+"""Elementwise activations, softmax, and any activation by name with its gradient."""
 import numpy as np
 
 from fastdl._config import backend_module
@@ -35,3 +35,31 @@ def softmax(x, axis=-1, *, out=None):
     backend_module().softmax(moved.reshape(-1, moved.shape[-1]), moved.reshape(-1, moved.shape[-1]))
     y[...] = np.moveaxis(moved, -1, axis)
     return y
+
+
+def activation(x, name, *, out=None):
+    """Apply the activation `name` ('linear'/None, 'relu', 'sigmoid', 'tanh', or
+    'softmax' over the last axis) to x of any shape."""
+    x = _checks.float_array("x", x)
+    name = _checks.activation_name(name)
+    y = _checks.output("out", out, x.shape, x.dtype)
+    if name is None:
+        if y is not x:
+            np.copyto(y, x)
+        return y
+    rows = (-1, x.shape[-1]) if x.ndim > 1 else (1, -1)
+    backend_module().activation(x.reshape(rows), y.reshape(rows), name)
+    return y
+
+
+def activation_backward(dy, output, name):
+    """dL/dx of activation `name` from dy = dL/dy and its forward output y."""
+    output = _checks.float_array("output", output)
+    dy = _checks.float_array("dy", dy)
+    _checks.same_dtype(dy=dy, output=output)
+    _checks.shape_is("dy", dy, output.shape, "the activation's output shape")
+    name = _checks.activation_name(name)
+    if name is None:
+        return dy.copy()
+    rows = (-1, output.shape[-1]) if output.ndim > 1 else (1, -1)
+    return backend_module().activation_backward(dy.reshape(rows), output.reshape(rows), name).reshape(dy.shape)

@@ -1,0 +1,341 @@
+"""Keras-style layers. Each owns its hyper-parameters and weights and computes through
+fastdl.ops only: `forward(x, training)` keeps what its `backward(dy)` needs, and
+`backward` writes weight gradients into the layer's gradient arrays (views into the
+model's flat gradient buffer) and returns the gradient with respect to its input.
+"""
+import numpy as np
+
+from fastdl import initializers, ops
+from fastdl.ops import _checks
+from fastdl.utils import new_generator
+
+_counts = {}
+
+
+def _unique_name(prefix):
+    _counts[prefix] = _counts.get(prefix, 0) + 1
+    n = _counts[prefix]
+    return prefix if n == 1 else f"{prefix}_{n - 1}"
+
+
+def _snake(name):
+    """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d (Keras's default layer names)."""
+    return "".join("_" + c.lower() if c.isupper() and i and name[i - 1].islower() else c.lower()
+                   for i, c in enumerate(name))
+
+
+class Layer:
+    """Base layer: a name, an optional input_shape (without the batch axis), weights.
+
+    Weights are declared by `weight_specs()` once built; the model gives each layer
+    views of its flat parameter and gradient buffers (`attach`).
+    """
+
+    def __init__(self, name=None, input_shape=None, dtype="float32", trainable=True, **kwargs):
+        if "batch_input_shape" in kwargs:
+            input_shape = tuple(kwargs.pop("batch_input_shape"))[1:]
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {sorted(kwargs)}")
+        self.name = name or _unique_name(_snake(type(self).__name__))
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.dtype = np.dtype(dtype)
+        self.trainable = trainable
+        self.built = False
+        self.params = []  # arrays, in weight_specs order
+        self.grads = []
+        self.output_shape = None
+        self._buffers = {}
+
+    # -- building ------------------------------------------------------------------------
+
+    def build(self, input_shape):
+        """Fix the shapes from the input shape (batch axis excluded); returns the output shape."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def weight_specs(self):
+        """[(name, shape, initializer)] of this layer's weights, once built."""
+        return []
+
+    def attach(self, params, grads):
+        self.params, self.grads = params, grads
+
+    @property
+    def weights(self):
+        return list(self.params)
+
+    def count_params(self):
+        return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs())
+
+    def _buffer(self, key, shape, dtype):
+        """A reusable output array: steady-state training allocates no activations."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[key] = buf
+        return buf
+
+    # -- computing -----------------------------------------------------------------------
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        return self.forward(x, training)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable}
+
+
+class InputLayer(Layer):
+    """Declares the model's input shape (without the batch axis); passes data through."""
+
+    def __init__(self, shape=None, name=None, **kwargs):
+        if shape is None and "input_shape" in kwargs:
+            shape = kwargs.pop("input_shape")
+        if shape is None:
+            raise ValueError("Input needs shape=, the shape of one sample (e.g. (32, 32, 3))")
+        super().__init__(name=name, input_shape=shape, **kwargs)
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy, need_dx=True):
+        return dy
+
+
+def Input(shape=None, name=None, **kwargs):
+    """Keras's Input: here the first entry of a Sequential model."""
+    return InputLayer(shape=shape, name=name, **kwargs)
+
+
+def _activation(name):
+    return _checks.activation_name(name)
+
+
+class Conv2D(Layer):
+    """2-D convolution on NHWC input with an HWIO kernel (kh, kw, in_channels, filters)."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1),
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"filters must be a positive int; got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _checks.int_pair("kernel_size", kernel_size)
+        self.strides = _checks.int_pair("strides", strides)
+        self.dilation_rate = _checks.int_pair("dilation_rate", dilation_rate)
+        self.padding = _checks.padding_spec(padding, allow_explicit=False)
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def _geometry(self):
+        return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: Conv2D expects inputs (height, width, channels); got {input_shape}")
+        from fastdl.ops._geometry import window
+
+        g = window((1,) + tuple(input_shape), self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        return (g.oh, g.ow, self.filters)
+
+    def weight_specs(self):
+        specs = [("kernel", self.kernel_size + (self.input_shape[-1], self.filters), self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x.dtype)
+        ops.conv2d(x, self.params[0], self.params[1] if self.use_bias else None, out=y, **self._geometry())
+        if self.activation is not None:
+            ops.activation(y, self.activation, out=y)
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.activation is not None:
+            dy = ops.activation_backward(dy, self._y, self.activation)
+        dx, dkernel, dbias = ops.conv2d_backward(dy, self._x, self.params[0], need_dx=need_dx,
+                                                 **self._geometry())
+        np.copyto(self.grads[0], dkernel)
+        if self.use_bias:
+            np.copyto(self.grads[1], dbias)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "dilation_rate": self.dilation_rate,
+                "activation": self.activation, "use_bias": self.use_bias}
+
+
+class _Pooling2D(Layer):
+    _forward = _backward = None
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _checks.int_pair("pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else _checks.int_pair("strides", strides)
+        self.padding = _checks.padding_spec(padding, allow_explicit=False)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: pooling expects inputs (height, width, channels); got {input_shape}")
+        from fastdl.ops._geometry import window
+
+        g = window((1,) + tuple(input_shape), self.pool_size, self.strides, (1, 1), self.padding)
+        return (g.oh, g.ow, input_shape[-1])
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x.dtype)
+        type(self)._forward(x, self.pool_size, self.strides, self.padding, out=y)
+        self._x = x
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return type(self)._backward(dy, self._x, self.pool_size, self.strides, self.padding)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+                "padding": self.padding}
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max pooling; in backward the first maximum of a window takes the gradient."""
+    _forward = staticmethod(ops.max_pool2d)
+    _backward = staticmethod(ops.max_pool2d_backward)
+
+
+class AveragePooling2D(_Pooling2D):
+    """Average pooling; padded positions are not counted ('same')."""
+    _forward = staticmethod(ops.avg_pool2d)
+    _backward = staticmethod(ops.avg_pool2d_backward)
+
+
+class Flatten(Layer):
+    """(N, ...) -> (N, prod(...)), a view."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(self._shape)
+
+
+class Dense(Layer):
+    """activation(x @ kernel + bias) over the last axis; the activation fused in one pass."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"units must be a positive int; got {units!r}")
+        self.units = int(units)
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.skip_activation = False  # set by the model when the loss takes logits instead
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def weight_specs(self):
+        specs = [("kernel", (self.input_shape[-1], self.units), self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(("bias", (self.units,), self.bias_initializer))
+        return specs
+
+    def forward(self, x, training=False):
+        activation = None if self.skip_activation else self.activation
+        y = self._buffer("y", x.shape[:-1] + (self.units,), x.dtype)
+        ops.dense(x, self.params[0], self.params[1] if self.use_bias else None, activation, out=y)
+        self._x, self._y, self._activation_used = x, y, activation
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self._activation_used,
+                                                output=self._y, has_bias=self.use_bias, need_dx=need_dx)
+        np.copyto(self.grads[0], dkernel)
+        if self.use_bias:
+            np.copyto(self.grads[1], dbias)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias}
+
+
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of inputs while training, scaling the rest by 1/(1 - rate)."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = _checks.finite_number("rate", rate, 0, 1, inclusive=True)
+        if self.rate >= 1:
+            raise ValueError(f"rate must be in [0, 1); got {rate!r}")
+        self.rng = new_generator(seed)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
+        self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
+        return x * self._mask
+
+    def backward(self, dy, need_dx=True):
+        return dy if self._mask is None else dy * self._mask
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+class Activation(Layer):
+    """An activation by name as its own layer."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = _activation(activation)
+        self.skip_activation = False
+
+    def forward(self, x, training=False):
+        if self.skip_activation or self.activation is None:
+            self._y = None
+            return x
+        self._y = ops.activation(x, self.activation)
+        return self._y
+
+    def backward(self, dy, need_dx=True):
+        return dy if self._y is None else ops.activation_backward(dy, self._y, self.activation)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class ReLU(Activation):
+    def __init__(self, **kwargs):
+        super().__init__("relu", **kwargs)
+
+
+class Softmax(Activation):
+    def __init__(self, axis=-1, **kwargs):
+        if axis != -1:
+            raise ValueError(f"Softmax supports axis=-1 (the last axis); got {axis!r}")
+        super().__init__("softmax", **kwargs)

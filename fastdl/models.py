@@ -1,0 +1,413 @@
+"""Sequential: a stack of layers with Keras's compile / fit / evaluate / predict.
+
+All parameters live in one flat float32 buffer and all gradients in another (each
+layer holds views), so the optimizer updates the whole model in one fused call.
+Layer outputs are written into buffers sized on the first batch and reused.
+"""
+import os
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+
+from fastdl import callbacks as callbacks_module
+from fastdl import losses, metrics as metrics_module, ops, optimizers
+from fastdl.layers import Activation, Dense, InputLayer, Layer
+from fastdl.utils import new_generator
+
+_COMPILE_NO_OPS = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
+
+
+class Sequential:
+    """A stack of layers. dtype is float32 (Keras's default); float64 is there for
+    gradient checks."""
+
+    def __init__(self, layers=None, name=None, dtype="float32"):
+        self.name = name or "sequential"
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
+        self.layers = []
+        self.built = False
+        self.compiled = False
+        self.optimizer = None
+        self.stop_training = False
+        self.rng = new_generator()
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure -----------------------------------------------------------------------
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fastdl layer; got {type(layer).__name__}")
+        if isinstance(layer, InputLayer) and self.layers:
+            raise ValueError("an Input can only be the first entry of a Sequential model")
+        self.layers.append(layer)
+        self.built = False
+
+    @property
+    def input_shape(self):
+        return self.layers[0].input_shape if self.layers else None
+
+    def build(self, input_shape=None):
+        """Fix every layer's shapes and lay the weights out in the flat buffers."""
+        if not self.layers:
+            raise ValueError("this Sequential model has no layers")
+        shape = input_shape if input_shape is not None else self.input_shape
+        if shape is None:
+            raise ValueError("the input shape is unknown: pass input_shape= to the first layer, "
+                             "start with Input(shape=...), or call build(input_shape)")
+        shape = tuple(shape)
+        if len(shape) and shape[0] is None:
+            shape = shape[1:]  # Keras-style batch shape
+        for layer in self.layers:
+            shape = layer.build(shape)
+        specs = [(layer, spec) for layer in self.layers for spec in layer.weight_specs()]
+        self._sizes = [int(np.prod(shape)) for _, (_, shape, _) in specs]
+        total = sum(self._sizes)
+        self.flat_params = np.empty(total, self.dtype)
+        self.flat_grads = np.zeros(total, self.dtype)
+        offset = 0
+        for layer in self.layers:
+            params, grads = [], []
+            for _, shape, init in layer.weight_specs():
+                size = int(np.prod(shape))
+                view = self.flat_params[offset:offset + size].reshape(shape)
+                view[...] = init(shape, self.dtype, self.rng)
+                params.append(view)
+                grads.append(self.flat_grads[offset:offset + size].reshape(shape))
+                offset += size
+            layer.attach(params, grads)
+        self.built = True
+        if self.compiled:
+            self._configure_output()
+
+    def _check_input(self, x):
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if not self.built:
+            # a declared input shape wins; otherwise the first data decides
+            self.build(None if self.input_shape is not None else x.shape[1:])
+        expected = self.layers[0].input_shape
+        if x.ndim != len(expected) + 1 or x.shape[1:] != expected:
+            raise ValueError(f"input shape mismatch: the model expects (batch,) + {expected}; got {x.shape}")
+        if len(x) == 0:
+            raise ValueError("the input has no samples")
+        return x
+
+    def _as_batch(self, x):
+        """A batch as C-contiguous data of the model's dtype (uint8 images are converted
+        here, one batch at a time)."""
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn=print):
+        """Layer, output shape and parameter count of each layer, and the totals."""
+        if not self.built:
+            self.build()
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.output_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")]) + 2
+                  for i in range(3)]
+        line = "".join(h.ljust(w) for h, w in zip(("Layer (type)", "Output Shape", "Param #"), widths))
+        rule = "=" * len(line)
+        print_fn(f'Model: "{self.name}"')
+        print_fn(rule)
+        print_fn(line)
+        print_fn(rule)
+        for r in rows:
+            print_fn("".join(c.ljust(w) for c, w in zip(r, widths)))
+        trainable = sum(layer.count_params() for layer in self.layers if layer.trainable)
+        print_fn(rule)
+        print_fn(f"Total params: {self.count_params():,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+
+    # -- compile -------------------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        unknown = sorted(set(kwargs) - set(_COMPILE_NO_OPS))
+        if unknown:
+            raise TypeError(f"compile got unexpected arguments: {unknown}")
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self.metrics = [metrics_module.get(m, self.loss.sparse) for m in (metrics or [])]
+        self.compiled = True
+        if self.built:
+            self._configure_output()
+
+    def _configure_output(self):
+        """Train on logits when the model ends in softmax and the loss takes probabilities:
+        the fused softmax + cross-entropy is exact and stable; predict still applies softmax."""
+        last = self.layers[-1]
+        for layer in self.layers:
+            if isinstance(layer, (Dense, Activation)):
+                layer.skip_activation = False
+        self._from_logits = self.loss.from_logits
+        self._softmax_outputs = False
+        if (not self.loss.from_logits and isinstance(last, (Dense, Activation))
+                and last.activation == "softmax"):
+            last.skip_activation = True
+            self._from_logits = True
+            self._softmax_outputs = True
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"You must compile your model before {what}. "
+                               "Use model.compile(optimizer, loss, metrics).")
+
+    # -- computing -----------------------------------------------------------------------
+
+    def _forward(self, x, training):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _outputs_to_predictions(self, out):
+        return ops.softmax(out) if getattr(self, "_softmax_outputs", False) else out
+
+    def _check_labels(self, y, n):
+        y = np.asarray(y)
+        if len(y) != n:
+            raise ValueError(f"x and y must have the same number of samples; got {n} and {len(y)}")
+        return y
+
+    def _batch_logs(self, y, out):
+        """(loss values, {metric: values}) per sample of a batch."""
+        loss_values = self.loss.per_sample(y, out, self._from_logits)
+        values = {name: fn(y, out) for name, fn in self.metrics}
+        return loss_values, values
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One step: forward, loss, backward, one fused optimizer update."""
+        self._require_compiled("training")
+        x = self._as_batch(self._check_input(x))
+        y = self._check_labels(y, len(x))
+        logs = self._train_step(x, y)
+        return logs if return_dict else _as_list(logs)
+
+    def _train_step(self, x, y):
+        out = self._forward(x, training=True)
+        loss_values, metric_values = self._batch_logs(y, out)
+        dy = self.loss.gradient(y, out, self._from_logits)
+        first = 1 if isinstance(self.layers[0], InputLayer) else 0
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            dy = self.layers[i].backward(dy, need_dx=i > first)
+        self._apply_gradients()
+        return {"loss": float(loss_values.mean()),
+                **{k: float(v.mean()) for k, v in metric_values.items()}}
+
+    def _apply_gradients(self):
+        self.optimizer.apply_flat(self.flat_grads, self.flat_params, self._sizes)
+
+    def test_on_batch(self, x, y, return_dict=False):
+        self._require_compiled("testing")
+        x = self._as_batch(self._check_input(x))
+        y = self._check_labels(y, len(x))
+        loss_values, metric_values = self._batch_logs(y, self._forward(x, training=False))
+        logs = {"loss": float(loss_values.mean()), **{k: float(v.mean()) for k, v in metric_values.items()}}
+        return logs if return_dict else _as_list(logs)
+
+    def predict_on_batch(self, x):
+        x = self._as_batch(self._check_input(x))
+        return self._outputs_to_predictions(self._forward(x, training=False)).copy()
+
+    def predict(self, x, batch_size=32, verbose="auto"):
+        """Outputs for every sample of x, in batches of batch_size."""
+        x = self._check_input(x)
+        batch_size = _batch_size(batch_size)
+        parts = [self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts)
+
+    def evaluate(self, x, y=None, batch_size=32, verbose="auto", return_dict=False):
+        """Mean loss (and metrics) over all samples: [loss, metric, ...], or a dict."""
+        self._require_compiled("evaluating")
+        totals, count = {}, 0
+        for xb, yb in self._batches(x, y, batch_size, shuffle=False):
+            loss_values, metric_values = self._batch_logs(yb, self._forward(xb, training=False))
+            for k, v in {"loss": loss_values, **metric_values}.items():
+                totals[k] = totals.get(k, 0.0) + float(v.sum())
+            count += len(xb)
+        logs = {k: v / count for k, v in totals.items()}
+        return logs if return_dict else _as_list(logs)
+
+    def _batches(self, x, y, batch_size, shuffle):
+        """(x, y) float32 batches of arrays, or whatever an iterator yields."""
+        if y is None and not isinstance(x, np.ndarray):
+            for xb, yb in _iterate(x, None):
+                xb = self._as_batch(self._check_input(xb))
+                yield xb, self._check_labels(yb, len(xb))
+            return
+        if y is None:
+            raise ValueError("y is required when x is an array")
+        x = self._check_input(x)
+        y = self._check_labels(y, len(x))
+        batch_size = _batch_size(batch_size)
+        order = self.rng.permutation(len(x)) if shuffle else None
+        for start in range(0, len(x), batch_size):
+            if order is None:
+                yield self._as_batch(x[start:start + batch_size]), y[start:start + batch_size]
+            else:
+                idx = order[start:start + batch_size]
+                yield self._as_batch(x[idx]), y[idx]
+
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            steps_per_epoch=None):
+        """Train for `epochs` epochs on arrays (x, y) or a batch iterator such as
+        ImageDataGenerator.flow(...); returns the History."""
+        self._require_compiled("training")
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+        is_array = isinstance(x, np.ndarray) or isinstance(x, (list, tuple)) and y is not None
+        if is_array:
+            x = self._check_input(x)
+            y = self._check_labels(y, len(x))
+            if validation_split:
+                cut = int(len(x) * (1 - validation_split))
+                validation_data = (x[cut:], y[cut:])
+                x, y = x[:cut], y[:cut]
+            steps = -(-len(x) // _batch_size(batch_size))
+        else:
+            if validation_split:
+                raise ValueError("validation_split needs array inputs; pass validation_data instead")
+            steps = steps_per_epoch or (len(x) if hasattr(x, "__len__") else None)
+            if steps is None:
+                raise ValueError("an iterator without len() needs steps_per_epoch")
+            source = iter(x)
+        verbose = _resolve_verbose(verbose)
+        history = callbacks_module.History()
+        cbs = list(callbacks or []) + [history]  # after the user's, which may add to the logs
+        if verbose:
+            cbs.append(callbacks_module.ProgbarLogger(verbose))
+        cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.stop_training = False
+        cb.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cb.on_epoch_begin(epoch)
+            totals, count = {}, 0
+            batches = (self._batches(x, y, batch_size, shuffle) if is_array
+                       else (next(source) for _ in range(steps)))
+            for step, (xb, yb) in enumerate(batches):
+                cb.on_train_batch_begin(step)
+                if not is_array:
+                    xb = self._as_batch(self._check_input(xb))
+                    yb = self._check_labels(yb, len(xb))
+                logs = self._train_step(xb, yb)
+                for k, v in logs.items():
+                    totals[k] = totals.get(k, 0.0) + v * len(xb)
+                count += len(xb)
+                cb.on_train_batch_end(step, {k: v / count for k, v in totals.items()})
+                if self.stop_training:
+                    break
+            epoch_logs = {k: v / count for k, v in totals.items()}
+            if validation_data is not None:
+                val = self.evaluate(*_split_validation(validation_data), batch_size=batch_size,
+                                    return_dict=True)
+                epoch_logs.update({f"val_{k}": v for k, v in val.items()})
+            cb.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        cb.on_train_end()
+        return history
+
+    # -- weights -------------------------------------------------------------------------
+
+    def get_weights(self):
+        if not self.built:
+            self.build()
+        return [p.copy() for layer in self.layers for p in layer.params]
+
+    def _check_weights(self, weights, source):
+        """Every array's shape matches this model's, before anything is assigned."""
+        expected = [p.shape for layer in self.layers for p in layer.params]
+        if len(weights) != len(expected):
+            raise ValueError(f"{source} has {len(weights)} arrays; this model has {len(expected)} "
+                             f"(shapes {expected})")
+        for i, (w, shape) in enumerate(zip(weights, expected)):
+            if tuple(np.shape(w)) != shape:
+                raise ValueError(f"{source}: array {i} has shape {tuple(np.shape(w))}; this model "
+                                 f"expects {shape} (weights of another architecture?)")
+
+    def set_weights(self, weights):
+        if not self.built:
+            self.build()
+        weights = list(weights)
+        self._check_weights(weights, "set_weights")
+        params = [p for layer in self.layers for p in layer.params]
+        for p, w in zip(params, weights):
+            p[...] = w
+
+    def save_weights(self, filepath):
+        """Write every weight to an .npz file atomically: a crash mid-save leaves either
+        the old file or the new one, never a torn file."""
+        if not self.built:
+            self.build()
+        filepath = os.fspath(filepath)
+        arrays = {f"{i:04d}": w for i, w in enumerate(self.get_weights())}
+        directory = os.path.dirname(os.path.abspath(filepath))
+        fd, tmp = tempfile.mkstemp(prefix=".fastdl-weights-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, filepath)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load_weights(self, filepath):
+        """Load weights saved by save_weights; on any mismatch nothing changes."""
+        if not self.built:
+            self.build()
+        try:
+            with np.load(os.fspath(filepath), allow_pickle=False) as data:
+                keys = sorted(data.files)
+                weights = [data[k] for k in keys]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"cannot read weights from {os.fspath(filepath)!r}: {exc}") from None
+        if keys != [f"{i:04d}" for i in range(len(keys))]:
+            raise ValueError(f"{filepath!r} is not a fastdl weights file (keys {keys[:5]}...)")
+        self._check_weights(weights, repr(os.fspath(filepath)))
+        self.set_weights(weights)
+
+
+def _as_list(logs):
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def _batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    return int(batch_size)
+
+
+def _resolve_verbose(verbose):
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2; got {verbose!r}")
+    return verbose
+
+
+def _split_validation(data):
+    if isinstance(data, tuple) and len(data) == 2:
+        return data
+    return data, None
+
+
+def _iterate(source, steps):
+    if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not isinstance(source, np.ndarray):
+        for i in range(len(source)):
+            yield source[i]
+    else:
+        yield from source
