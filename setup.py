@@ -6,7 +6,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "runtime"]
+KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment", "runtime"]
 
 # Portable flags (see DESIGN.md): -fno-math-errno lets GCC vectorise sqrt; never
 # -march=native or -ffast-math in a distributed build.

@@ -3,6 +3,7 @@ import numpy as np
 
 from fastdl._config import get_num_threads
 from fastdl._kernels import activations as _activations
+from fastdl._kernels import augment as _augment
 from fastdl._kernels import conv as _conv
 from fastdl._kernels import linalg as _linalg
 from fastdl._kernels import losses as _losses
@@ -163,3 +164,7 @@ def rmsprop_update(p, g, sq, ga, buf, lr, rho, eps, momentum, l2, decay, keras):
 def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign):
     _optim.adam(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign,
                 get_num_threads())
+
+
+def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
+    _augment.affine_batch(images, indices, matrices, out, mode, cval, scale, get_num_threads())

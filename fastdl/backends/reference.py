@@ -240,3 +240,36 @@ def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, s
         np.maximum(vmax, v, out=vmax)
         used = vmax
     p[...] = p * decay - step_size * m / (np.sqrt(used) + eps_hat)
+
+
+def _fold(i, n, mode):
+    """Indices outside [0, n) mapped in by fill mode (1 constant clamps like 0 nearest)."""
+    if mode == 2:  # reflect, half-sample symmetric
+        i = np.mod(i, 2 * n)
+        return np.where(i >= n, 2 * n - 1 - i, i)
+    if mode == 3:  # wrap
+        return np.mod(i, n)
+    return np.clip(i, 0, n - 1)
+
+
+def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
+    _, h, w, _ = images.shape
+    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    for b, (src, m) in enumerate(zip(indices, matrices)):
+        rin = m[0] * rows + m[1] * cols + m[2]
+        cin = m[3] * rows + m[4] * cols + m[5]
+        r0, c0 = np.floor(rin), np.floor(cin)
+        fr, fc = (rin - r0)[..., None], (cin - c0)[..., None]
+        r0, c0 = r0.astype(np.intp), c0.astype(np.intp)
+        img = images[src].astype(np.float64)
+
+        def at(r, c):
+            return img[_fold(r, h, mode), _fold(c, w, mode)]
+
+        value = ((1 - fr) * (1 - fc) * at(r0, c0) + (1 - fr) * fc * at(r0, c0 + 1)
+                 + fr * (1 - fc) * at(r0 + 1, c0) + fr * fc * at(r0 + 1, c0 + 1))
+        if mode == 1:  # constant: no interpolation beyond the edges
+            eps = 1e-9
+            outside = (rin < -eps) | (rin > h - 1 + eps) | (cin < -eps) | (cin > w - 1 + eps)
+            value[outside] = cval
+        out[b] = value * scale

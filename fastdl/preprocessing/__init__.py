@@ -1,0 +1,1 @@
+"""Data preprocessing with Keras import paths: fastdl.preprocessing.image.ImageDataGenerator."""

@@ -1,0 +1,91 @@
+"""The main job: the seed program's CNN (section 4), trained on a real data set.
+
+    python -m fastdl train --dataset fashion_mnist --epochs 10
+
+Same steps as the reference program: load, scale to [0, 1], subtract the mean image,
+augment with ImageDataGenerator(rotation 10, shifts 0.1, horizontal flips), train
+Conv32-Pool-Conv64-Pool-Dense128-Dense10 with Adam(0.001) on sparse categorical
+cross-entropy, and report the test loss and accuracy.
+"""
+import time
+
+import numpy as np
+
+import fastdl
+from fastdl import datasets
+from fastdl.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from fastdl.models import Sequential
+from fastdl.optimizers import Adam
+from fastdl.preprocessing.image import ImageDataGenerator
+
+DATASETS = ("cifar10", "mnist", "fashion_mnist")
+
+
+def add_arguments(parser):
+    parser.add_argument("--dataset", default="cifar10", choices=DATASETS)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--backend", default=None, help="fastdl backend (default: the active one)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N samples only")
+    parser.add_argument("--no-augment", action="store_true", help="skip ImageDataGenerator")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--data-path", default=None, help="where the data set lies (load_data's path)")
+    parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2))
+
+
+def seed_cnn(input_shape, classes=10):
+    model = Sequential()
+    model.add(Conv2D(32, (3, 3), activation="relu", input_shape=input_shape))
+    model.add(MaxPooling2D((2, 2)))
+    model.add(Conv2D(64, (3, 3), activation="relu"))
+    model.add(MaxPooling2D((2, 2)))
+    model.add(Flatten())
+    model.add(Dense(128, activation="relu"))
+    model.add(Dense(classes, activation="softmax"))
+    return model
+
+
+def load(name, path=None, limit=None):
+    """The data set as float32 in [0, 1] minus the training mean image, NHWC."""
+    (x_train, y_train), (x_test, y_test) = getattr(datasets, name).load_data(path)
+    if x_train.ndim == 3:  # MNIST-format: add the channel axis
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_train = x_train.astype("float32") / 255
+    x_test = x_test.astype("float32") / 255
+    mean = np.mean(x_train, axis=0)
+    x_train -= mean
+    x_test -= mean
+    return (x_train, y_train), (x_test, y_test)
+
+
+def run(args):
+    if args.backend:
+        fastdl.set_backend(args.backend)
+    if args.threads:
+        fastdl.set_num_threads(args.threads)
+    if args.seed is not None:
+        fastdl.utils.set_random_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = load(args.dataset, args.data_path, args.limit)
+    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
+          f"{x_train.shape[1:]}; backend {fastdl.get_backend()}, {fastdl.get_num_threads()} threads")
+    model = seed_cnn(x_train.shape[1:], classes=int(y_train.max()) + 1)
+    model.compile(optimizer=Adam(learning_rate=0.001), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    verbose = "auto" if args.verbose is None else args.verbose
+    start = time.perf_counter()
+    if args.no_augment:
+        model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=verbose)
+    else:
+        datagen = ImageDataGenerator(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1,
+                                     horizontal_flip=True, seed=args.seed)
+        model.fit(datagen.flow(x_train, y_train, batch_size=args.batch_size, seed=args.seed),
+                  epochs=args.epochs, verbose=verbose)
+    elapsed = time.perf_counter() - start
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    print(f"trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / max(args.epochs, 1):.1f} s/epoch)")
+    print(f"Test loss: {loss:.4f}")
+    print("Accuracy: %.2f" % (accuracy * 100))
+    return loss, accuracy
