@@ -16,6 +16,9 @@ class Case:
     per call, for the achieved-throughput column and the roofline plot.
     check: called once after warm-up, before timing; raises if outputs disagree.
     setup: called once before anything runs (thread counts for this case, say).
+    repeats: rounds for this case when it should not take the suite's count (slow cases).
+    measure: for cases timed outside this process (whole epochs in a fresh process, with
+    their peak memory): returns {label: [seconds, ...]} and may fill `notes`.
     """
 
     suite: str
@@ -27,6 +30,8 @@ class Case:
     check: Optional[Callable[[], None]] = None
     notes: Dict[str, str] = field(default_factory=dict)
     setup: Optional[Callable[[], None]] = None
+    repeats: Optional[int] = None
+    measure: Optional[Callable[[], Dict[str, list]]] = None
 
 
 @dataclass
@@ -43,6 +48,11 @@ def run_case(case, repeats=15, warmup=3, min_seconds=0.0):
     round, the order rotating each round, so drift hits all of them alike."""
     if case.setup is not None:
         case.setup()
+    if case.repeats is not None:
+        repeats, warmup = case.repeats, min(warmup, 1)
+    if case.measure is not None:
+        measured = case.measure()
+        return {name: Timing(statistics.median(s), min(s), max(s), len(s)) for name, s in measured.items()}
     for fn in case.candidates.values():
         for _ in range(warmup):
             fn()

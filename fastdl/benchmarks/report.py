@@ -24,6 +24,7 @@ def rows(case, timings):
             "fastdl_throughput": _throughput(case, mine),
             "baseline_throughput": None if label == "fastdl" else _throughput(case, t),
             "samples": t.samples,
+            "notes": {k: v for k, v in case.notes.items() if k in ("fastdl", label)},
         })
     return out
 
