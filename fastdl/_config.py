@@ -11,9 +11,10 @@ import importlib.util
 import os
 import sys
 
-BACKENDS = ("reference", "cython")
+BACKENDS = ("reference", "cython", "numba", "auto")
+_MODULES = {"reference": "reference", "cython": "cython", "numba": "numba_cpu", "auto": "auto"}
 
-_default_backend = "cython"
+_default_backend = "auto"
 _override = contextvars.ContextVar("fastdl_backend", default=None)
 _modules = {}
 _num_threads = None  # None: every core this process may run on
@@ -55,7 +56,7 @@ def backend_module(name=None):
     name = name or get_backend()
     module = _modules.get(name)
     if module is None:
-        module = importlib.import_module(f"fastdl.backends.{name}")
+        module = importlib.import_module(f"fastdl.backends.{_MODULES[name]}")
         _modules[name] = module
         _configure_blas()  # the backend may have loaded a BLAS of its own
     return module

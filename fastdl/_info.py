@@ -26,6 +26,12 @@ def config_info():
             info["backends"][name] = "available"
         except Exception as exc:  # report why, never fail show_config
             info["backends"][name] = f"unavailable: {type(exc).__name__}: {exc}"
+    if "auto" in info["backends"] and info["backends"]["auto"] == "available":
+        from fastdl.backends import auto
+
+        info["auto"] = {"candidates": auto.candidates(), "choices cached": len(auto.choices()),
+                        "cache file": auto.cache_path(),
+                        "see / override": "fastdl.backends.auto.choices() / .prefer(op, backend)"}
     try:
         from fastdl._kernels import runtime
 

@@ -63,26 +63,26 @@ FASTDL_CLONES static void fastdl_adagrad_##S(T *restrict p, const T *restrict gr
 /* RMSprop: sq = rho*sq + (1-rho)*g*g; centered: ga = rho*ga + (1-rho)*g and the        \
  * variance sq - ga*ga replaces sq. denom = sqrt(var) + eps (PyTorch) or sqrt(var + eps) \
  * (Keras). Momentum: buf = m*buf + g/denom, p -= lr*buf (PyTorch) or                    \
- * buf = m*buf + lr*g/denom, p -= buf (Keras); without it p -= lr*g/denom. */            \
-FASTDL_CLONES static void fastdl_rmsprop_##S(T *restrict p, const T *restrict grad,     \
-        T *restrict sq, T *restrict ga, T *restrict buf, ptrdiff_t n, double lr_,        \
-        double rho_, double eps_, double momentum_, double l2_, double decay_,           \
-        int keras) {                                                                     \
-    const T lr = (T)lr_, rho = (T)rho_, rest = (T)(1.0 - rho_), eps = (T)eps_;           \
-    const T mom = (T)momentum_, l2 = (T)l2_, decay = (T)decay_;                          \
+ * buf = m*buf + lr*g/denom, p -= buf (Keras); without it p -= lr*g/denom.               \
+ * The body is inlined with constant flags below, one specialised loop per option set,  \
+ * because GCC leaves loops with several runtime options unvectorised. */               \
+static inline __attribute__((always_inline)) void fastdl_rmsprop_body_##S(               \
+        T *restrict p, const T *restrict grad, T *restrict sq, T *restrict ga,           \
+        T *restrict buf, ptrdiff_t n, T lr, T rho, T rest, T eps, T mom, T l2, T decay,  \
+        const int centered, const int momentum, const int keras) {                       \
     for (ptrdiff_t i = 0; i < n; i++) {                                                  \
         T g = grad[i] + l2 * p[i];                                                       \
         T s = rho * sq[i] + rest * g * g;                                                \
         sq[i] = s;                                                                       \
         T var = s;                                                                       \
-        if (ga != NULL) {                                                                \
+        if (centered) {                                                                  \
             T a = rho * ga[i] + rest * g;                                                \
             ga[i] = a;                                                                   \
             var = s - a * a;                                                             \
         }                                                                                \
         T denom = keras ? SQRT(var + eps) : SQRT(var) + eps;                             \
         T q = p[i] * decay;                                                              \
-        if (buf != NULL) {                                                               \
+        if (momentum) {                                                                  \
             T b = keras ? mom * buf[i] + lr * g / denom : mom * buf[i] + g / denom;      \
             buf[i] = b;                                                                  \
             p[i] = keras ? q - b : q - lr * b;                                           \
@@ -90,6 +90,23 @@ FASTDL_CLONES static void fastdl_rmsprop_##S(T *restrict p, const T *restrict gr
             p[i] = q - lr * g / denom;                                                   \
         }                                                                                \
     }                                                                                    \
+}                                                                                        \
+FASTDL_CLONES static void fastdl_rmsprop_##S(T *restrict p, const T *restrict grad,     \
+        T *restrict sq, T *restrict ga, T *restrict buf, ptrdiff_t n, double lr_,        \
+        double rho_, double eps_, double momentum_, double l2_, double decay_,           \
+        int keras) {                                                                     \
+    const T lr = (T)lr_, rho = (T)rho_, rest = (T)(1.0 - rho_), eps = (T)eps_;           \
+    const T mom = (T)momentum_, l2 = (T)l2_, decay = (T)decay_;                          \
+    const int centered = ga != NULL, momentum = buf != NULL;                             \
+    /* the plain forms (no centring, no momentum) get loops of their own */              \
+    if (!centered && !momentum && keras)                                                 \
+        fastdl_rmsprop_body_##S(p, grad, sq, ga, buf, n, lr, rho, rest, eps, mom, l2, decay, 0, 0, 1); \
+    else if (!centered && !momentum)                                                     \
+        fastdl_rmsprop_body_##S(p, grad, sq, ga, buf, n, lr, rho, rest, eps, mom, l2, decay, 0, 0, 0); \
+    else if (keras)                                                                      \
+        fastdl_rmsprop_body_##S(p, grad, sq, ga, buf, n, lr, rho, rest, eps, mom, l2, decay, centered, momentum, 1); \
+    else                                                                                 \
+        fastdl_rmsprop_body_##S(p, grad, sq, ga, buf, n, lr, rho, rest, eps, mom, l2, decay, centered, momentum, 0); \
 }                                                                                        \
 /* Adam: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; amsgrad: vmax = max(vmax, v) is    \
  * used for v; p -= step_size * m / (sqrt(v) + eps_hat). The caller folds the bias      \

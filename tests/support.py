@@ -1,10 +1,13 @@
 """Helpers shared by the tests: tolerances, the reference oracle, finite differences."""
+import importlib.util
+
 import numpy as np
 
 import fastdl
 
 # Every compiled backend is checked against the 'reference' backend (the oracle).
-COMPILED_BACKENDS = ["cython"]
+COMPILED_BACKENDS = ["cython"] + (["numba"] if importlib.util.find_spec("numba") else [])
+ALL_BACKENDS = ["reference"] + COMPILED_BACKENDS
 DTYPES = [np.float32, np.float64]
 
 

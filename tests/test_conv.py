@@ -6,7 +6,7 @@ import fastdl
 from fastdl import ops
 from fastdl.backends._workspace import Workspace
 
-from support import assert_close, numerical_gradient, reference
+from support import ALL_BACKENDS, assert_close, numerical_gradient, reference
 
 
 def random_case(seed):
@@ -61,7 +61,7 @@ def test_conv2d_matches_reference(backend, dtype, case):
         assert_close(got, want, dtype, scale * np.sqrt(y.size))
 
 
-@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
 @pytest.mark.parametrize("case", [random_case(seed) for seed in (100, 101, 102, 103, 104, 105)])
 def test_conv2d_gradients_match_finite_differences(backend_name, case):
     x, kernel, bias, geometry = make(case, np.float64, seed=7)
@@ -158,8 +158,12 @@ def test_conv2d_blocks_do_not_change_results(backend, monkeypatch, threads):
     dy = np.random.default_rng(2).standard_normal(ops.conv2d(x, kernel, **geometry).shape)
     whole = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
     monkeypatch.setattr(cython_backend, "IM2COL_BLOCK_BYTES", 1)
-    monkeypatch.setattr(cython_backend, "get_num_threads", lambda: threads)
-    chunked = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
+    before = fastdl.get_num_threads()
+    fastdl.set_num_threads(threads)
+    try:
+        chunked = ops.conv2d(x, kernel, bias, **geometry), ops.conv2d_backward(dy, x, kernel, **geometry)
+    finally:
+        fastdl.set_num_threads(before)
     np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-12)
     for a, b in zip(chunked[1], whole[1]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

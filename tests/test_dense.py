@@ -5,7 +5,7 @@ import pytest
 import fastdl
 from fastdl import ops
 
-from support import assert_close, numerical_gradient, reference
+from support import ALL_BACKENDS, assert_close, numerical_gradient, reference
 
 ACTIVATIONS = [None, "linear", "relu", "sigmoid", "tanh", "softmax"]
 
@@ -43,7 +43,7 @@ def test_dense_matches_reference(backend, dtype, activation, shape):
         assert_close(a, b, dtype, 10)
 
 
-@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_gradients_match_finite_differences(backend_name, activation):
     rng = np.random.default_rng(2)

@@ -5,6 +5,8 @@ import pytest
 import fastdl
 from fastdl import ops
 
+from support import ALL_BACKENDS
+
 STEPS = 50
 
 # (update, options, state arrays it needs) — every option of every optimizer
@@ -135,7 +137,7 @@ def test_seed_momentum_form_is_reachable(backend):
     (lambda p, g, s: ops.sgd_update(np.zeros(8)[::2], g, lr=0.1), ValueError, r"param must be C-contiguous and writeable"),
 ])
 def test_bad_input_changes_nothing(call, error, message):
-    for backend_name in ("reference", "cython"):
+    for backend_name in ALL_BACKENDS:
         with fastdl.use_backend(backend_name):
             p, g, s = np.arange(4.0), np.ones(4), np.zeros(4)
             before = p.copy(), s.copy()

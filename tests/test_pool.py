@@ -5,7 +5,7 @@ import pytest
 import fastdl
 from fastdl import ops
 
-from support import assert_close, numerical_gradient, reference
+from support import ALL_BACKENDS, assert_close, numerical_gradient, reference
 
 
 def random_case(seed):
@@ -45,7 +45,7 @@ def test_pool_matches_reference(backend, dtype, kind, case):
     assert_close(backward(dy, x, **args), reference(backward, dy, x, **args), dtype)
 
 
-@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", POOLS)
 @pytest.mark.parametrize("case", CASES[:8] + CASES[-1:])
 def test_pool_gradients_match_finite_differences(backend_name, kind, case):
@@ -78,7 +78,7 @@ def test_pool_matches_torch(backend, torch, case):
                                    rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend_name", ["reference", "cython"])
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
 def test_max_pool_ties_send_gradient_to_the_first_maximum(backend_name):
     x = np.zeros((1, 4, 4, 2), np.float32)
     x[0, 2:, 2:, 1] = [[5, 5], [5, 1]]  # a tie in one window of channel 1

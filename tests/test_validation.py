@@ -5,11 +5,13 @@ import pytest
 import fastdl
 from fastdl import ops
 
+from support import ALL_BACKENDS
+
 X = np.zeros((2, 8, 8, 3), np.float32)
 K = np.zeros((3, 3, 3, 4), np.float32)
 
 
-@pytest.fixture(params=["reference", "cython"], autouse=True)
+@pytest.fixture(params=ALL_BACKENDS, autouse=True)
 def every_backend(request):
     with fastdl.use_backend(request.param):
         yield

@@ -91,7 +91,11 @@ def run(args):
         suite_rows = []
         for case in suite.cases(args.quick, batches, libs):
             baselines.set_threads(libs, threads)  # a case's setup may change it
-            timings = harness.run_case(case, repeats=repeats)
+            try:
+                timings = harness.run_case(case, repeats=repeats)
+            except Exception as exc:  # one broken case is reported, the run goes on
+                print(f"{case.suite}: {case.name} [{case.shape}] failed: {type(exc).__name__}: {exc}")
+                continue
             suite_rows.extend(report.rows(case, timings))
         all_rows.extend(suite_rows)
         print()

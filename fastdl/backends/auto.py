@@ -1,0 +1,177 @@
+"""The 'auto' backend: for each op and shape, the faster compiled backend on this machine.
+
+The first call of an op on a new shape (and dtype, and geometry) times every available
+compiled backend on copies of the arguments (after a warm-up call, so JIT compilation
+is not counted) and remembers the winner, in memory and in a per-machine JSON file
+under the user's cache directory. `choices()` shows what was picked; `prefer(op, name)`
+overrides an op. Results never depend on the choice beyond float32 rounding: every
+backend is tested against the same reference.
+"""
+import importlib.util
+import json
+import os
+import platform
+import threading
+import time
+
+import numpy as np
+
+from fastdl import _config
+
+OPS = ("conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
+       "avg_pool2d_backward", "matmul", "activation", "activation_backward", "dense",
+       "dense_backward", "relu", "relu_backward", "softmax", "sparse_categorical_crossentropy",
+       "sparse_categorical_crossentropy_backward", "sgd_update", "adagrad_update",
+       "rmsprop_update", "adam_update", "affine_transform_batch")
+
+_lock = threading.Lock()
+_choices = None  # key -> backend name, loaded lazily from the cache file
+_preferred = {}  # op -> backend name, set by prefer()
+
+
+_CANDIDATES = None
+
+
+def candidates():
+    """The compiled backends that can run here (Numba only when it is installed)."""
+    global _CANDIDATES
+    if _CANDIDATES is None:
+        _CANDIDATES = ["cython"] + (["numba"] if importlib.util.find_spec("numba") is not None else [])
+    return _CANDIDATES
+
+
+def cache_path():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    import fastdl
+
+    machine = f"{platform.machine()}-{os.cpu_count()}cpu-{_config.get_num_threads()}thr-fastdl{fastdl.__version__}"
+    return os.path.join(base, "fastdl", f"auto-{machine}.json")
+
+
+def _load():
+    """Choices keyed by the repr of their key tuple (how the JSON file stores them)."""
+    global _choices
+    if _choices is None:
+        try:
+            with open(cache_path()) as f:
+                _choices = dict(json.load(f))
+        except (OSError, ValueError):
+            _choices = {}
+    return _choices
+
+
+def _save():
+    path = cache_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(_choices, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs re-measuring next time
+
+
+def _describe(value):
+    """What a choice depends on: shapes and dtypes of arrays, values of everything else
+    (geometry, activation, flags); a tuple, cheap to hash on every call."""
+    if isinstance(value, np.ndarray):
+        return (value.dtype.char, value.shape)
+    if isinstance(value, tuple):
+        return tuple(_describe(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str, np.integer, np.floating)):
+        return value
+    return type(value).__name__
+
+
+def key(op, args):
+    return (op,) + tuple(_describe(a) for a in args)
+
+
+def _copies(args):
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _measure(op, args):
+    """The candidate with the smallest median of three timed calls on copied arguments."""
+    best, best_time = "cython", float("inf")
+    for name in candidates():
+        fn = getattr(_config.backend_module(name), op)
+        try:
+            fn(*_copies(args))  # warm-up: compilation, workspaces
+            times = []
+            for _ in range(3):
+                trial = _copies(args)
+                start = time.perf_counter()
+                fn(*trial)
+                times.append(time.perf_counter() - start)
+        except Exception:  # a backend that cannot run this case is simply not chosen
+            continue
+        median = sorted(times)[1]
+        if median < best_time:
+            best, best_time = name, median
+    return best
+
+
+_memo = {}  # key tuple -> backend name: the per-call lookup, no string building
+
+
+def choose(op, args):
+    if op in _preferred:
+        return _preferred[op]
+    if len(candidates()) == 1:
+        return "cython"  # nothing to measure without Numba
+    k = key(op, args)
+    name = _memo.get(k)
+    if name is not None:
+        return name
+    text = repr(k)
+    with _lock:
+        choices = _load()
+        name = choices.get(text)
+    if name is None or name not in candidates():
+        name = _measure(op, args)
+        with _lock:
+            choices[text] = name
+            _save()
+    _memo[k] = name
+    return name
+
+
+def prefer(op, backend):
+    """Run `op` on `backend` whatever was measured (None forgets the preference)."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
+    if backend is None:
+        _preferred.pop(op, None)
+        return
+    if backend not in candidates():
+        raise ValueError(f"backend must be one of {candidates()}; got {backend!r}")
+    _preferred[op] = backend
+
+
+def choices():
+    """{'op|shapes': backend} measured so far, plus preferences as {'op': backend}."""
+    with _lock:
+        return {**dict(_load()), **{f"{op} (preferred)": b for op, b in _preferred.items()}}
+
+
+def forget():
+    """Drop every measurement (in memory and on disk)."""
+    global _choices
+    with _lock:
+        _choices = {}
+        _memo.clear()
+        _save()
+
+
+def _dispatcher(op):
+    def run(*args):
+        return getattr(_config.backend_module(choose(op, args)), op)(*args)
+    run.__name__ = op
+    run.__doc__ = f"{op} on the backend measured fastest for these arguments."
+    return run
+
+
+for _op in OPS:
+    globals()[_op] = _dispatcher(_op)

@@ -1,0 +1,228 @@
+"""The Numba backend: every kernel of the Cython backend, JIT-compiled for this CPU.
+
+Imported on first use only (Numba takes ~0.3 s to import and seconds to compile);
+compiled kernels are cached on disk (see _runtime.cache_dir). `warmup()` compiles
+everything ahead of a timed run.
+"""
+import numpy as np
+
+from fastdl._config import get_num_threads
+from fastdl.backends import cython as _cython_plan  # block sizing and workspace rules
+from fastdl.backends._workspace import Workspace
+from fastdl.backends.numba_cpu import _runtime
+from fastdl.ops.losses import EPSILON
+
+numba = _runtime.configure()
+from fastdl.backends.numba_cpu import kernels as _k  # noqa: E402  (after the configuration)
+
+ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+workspace = Workspace()
+
+
+def _threads():
+    """Numba's thread count is per calling thread: set it for this one."""
+    n = min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return n
+
+
+def _scalar(dtype, value):
+    return np.dtype(dtype).type(value)
+
+
+def conv2d(x, kernel, bias, out, g):
+    threads = _threads()
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    rows = _cython_plan._block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
+    work = workspace.get("im2col", threads * rows * g.ow * kk, x.dtype)
+    has_bias = bias is not None
+    _k.conv2d_forward(x, kernel.reshape(kk, f), bias if has_bias else kernel.reshape(-1)[:f],
+                      has_bias, out.reshape(-1, f), work, g.kernel_args(), rows, threads)
+
+
+def conv2d_backward(dy, x, kernel, g, need_dx):
+    threads = _threads()
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    images = _cython_plan._block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
+    size = threads * images * g.oh * g.ow * kk
+    cols = workspace.get("im2col", size, x.dtype)
+    dcols = workspace.get("col2im", size, x.dtype) if need_dx else cols
+    partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
+    dx = np.empty_like(x) if need_dx else x
+    _k.conv2d_backward(dy.reshape(-1, f), x, kernel.reshape(kk, f), dx, need_dx, partial, cols, dcols,
+                       g.kernel_args(), images)
+    dkernel = partial.sum(axis=0).reshape(kernel.shape)
+    dbias = np.empty(f, dy.dtype)
+    _k.column_sums(dy.reshape(-1, f), dbias, threads)
+    return (dx if need_dx else None), dkernel, dbias
+
+
+def max_pool2d(x, out, g):
+    _threads()
+    _k.pool_forward(x, out, g.kernel_args(), True)
+
+
+def max_pool2d_backward(dy, x, g):
+    _threads()
+    dx = np.empty_like(x)
+    _k.pool_backward(dy, x, dx, g.kernel_args(), True)
+    return dx
+
+
+def avg_pool2d(x, out, g):
+    _threads()
+    _k.pool_forward(x, out, g.kernel_args(), False)
+
+
+def avg_pool2d_backward(dy, g, dtype):
+    _threads()
+    dx = np.empty((g.n, g.h, g.w, g.c), dtype)
+    _k.pool_backward(dy, dx, dx, g.kernel_args(), False)  # x unused by average pooling
+    return dx
+
+
+def matmul(a, b, out, trans_a, trans_b):
+    # numba.np.dot goes to the same single-threaded BLAS; the Cython split runs it in parallel
+    _cython_plan.matmul(a, b, out, trans_a, trans_b)
+
+
+def activation(x, out, name):
+    _threads()
+    if not np.may_share_memory(out, x):
+        np.copyto(out, x)
+    _k.bias_activation(out, out[0], False, ACTIVATION_CODES[name])
+
+
+def activation_backward(dy, y, name):
+    _threads()
+    dz = np.empty_like(dy)
+    _k.activation_backward(dy, y, dz, ACTIVATION_CODES[name])
+    return dz
+
+
+def dense(x, kernel, bias, activation, out):
+    matmul(x, kernel, out, False, False)
+    if bias is not None or activation is not None:
+        _threads()
+        _k.bias_activation(out, bias if bias is not None else out[0], bias is not None,
+                           ACTIVATION_CODES[activation])
+
+
+def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
+    dz = dy if activation is None else activation_backward(dy, output, activation)
+    dkernel = np.empty_like(kernel)
+    matmul(x, dz, dkernel, True, False)
+    dx = None
+    if need_dx:
+        dx = np.empty_like(x)
+        matmul(dz, kernel, dx, False, True)
+    dbias = None
+    if has_bias:
+        dbias = np.empty(kernel.shape[1], dy.dtype)
+        _k.column_sums(dz, dbias, _threads())
+    return dx, dkernel, dbias
+
+
+def relu(x, out):
+    _threads()
+    _k.relu(x, out)
+
+
+def relu_backward(dy, x):
+    _threads()
+    dx = np.empty_like(dy)
+    _k.relu_backward(dy, x, dx)
+    return dx
+
+
+def softmax(x, out):
+    _threads()
+    _k.softmax(x, out)
+
+
+def sparse_categorical_crossentropy(labels, outputs, from_logits):
+    _threads()
+    loss = np.empty(outputs.shape[0], outputs.dtype)
+    _k.sparse_ce(outputs, labels, from_logits, _scalar(outputs.dtype, EPSILON), loss)
+    return loss
+
+
+def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss):
+    _threads()
+    grad = np.empty_like(outputs)
+    _k.sparse_ce_backward(outputs, labels, from_logits, _scalar(outputs.dtype, EPSILON), dloss, grad)
+    return grad
+
+
+def sgd_update(p, g, buf, lr, momentum, dampening, l2, decay, sign, nesterov, init, keras):
+    _threads()
+    s = p.dtype.type
+    _k.sgd(p, g, p if buf is None else buf, buf is not None, s(lr), s(momentum), s(1 - dampening),
+           s(l2), s(decay), s(sign), nesterov, init, keras)
+
+
+def adagrad_update(p, g, acc, lr, eps, l2, decay, eps_inside):
+    _threads()
+    s = p.dtype.type
+    _k.adagrad(p, g, acc, s(lr), s(eps), s(l2), s(decay), eps_inside)
+
+
+def rmsprop_update(p, g, sq, ga, buf, lr, rho, eps, momentum, l2, decay, keras):
+    _threads()
+    s = p.dtype.type
+    _k.rmsprop(p, g, sq, sq if ga is None else ga, ga is not None, sq if buf is None else buf,
+               buf is not None, s(lr), s(rho), s(1 - rho), s(eps), s(momentum), s(l2), s(decay), keras)
+
+
+def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign):
+    _threads()
+    s = p.dtype.type
+    _k.adam(p, g, m, v, v if vmax is None else vmax, vmax is not None, s(step_size), s(eps_hat),
+            s(beta1), s(beta2), s(1 - beta1), s(1 - beta2), s(l2), s(decay), s(sign))
+
+
+def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
+    _threads()
+    _k.affine_batch(images, indices, matrices, out, mode, float(cval), float(scale))
+
+
+def warmup():
+    """Compile (or load from the cache) every kernel for float32 and float64, so that a
+    timed run measures no JIT. Returns the seconds it took."""
+    import time
+
+    from fastdl import ops, use_backend
+
+    start = time.perf_counter()
+    with use_backend("numba"):
+        for dtype in (np.float32, np.float64):
+            x = np.ones((2, 5, 5, 2), dtype)
+            k = np.ones((3, 3, 2, 3), dtype)
+            y = ops.conv2d(x, k, np.ones(3, dtype))
+            ops.conv2d_backward(y, x, k)
+            ops.conv2d_backward(y, x, k, need_dx=False)
+            for pool, back in ((ops.max_pool2d, ops.max_pool2d_backward), (ops.avg_pool2d, ops.avg_pool2d_backward)):
+                p = pool(x, 2)
+                back(p, x, 2)
+                back(pool(x, 3, 1), x, 3, 1)
+            d = np.ones((2, 4), dtype)
+            w = np.ones((4, 3), dtype)
+            for act in (None, "relu", "softmax"):
+                out = ops.dense(d, w, np.ones(3, dtype), act)
+                ops.dense_backward(out, d, w, activation=act, output=out)
+            ops.activation_backward(out, ops.activation(out, "tanh"), "tanh")
+            ops.relu_backward(x, ops.relu(x))
+            ops.softmax(d)
+            for logits in (True, False):
+                ops.sparse_categorical_crossentropy([0, 1], np.full((2, 3), 0.5, dtype), logits)
+                ops.sparse_categorical_crossentropy_backward([0, 1], np.full((2, 3), 0.5, dtype), logits)
+            p, g = np.ones(4, dtype), np.ones(4, dtype)
+            ops.sgd_update(p, g, lr=0.1)
+            ops.sgd_update(p, g, lr=0.1, momentum=0.9, velocity=np.zeros(4, dtype))
+            ops.adagrad_update(p, g, np.zeros(4, dtype), lr=0.1, step=1)
+            ops.rmsprop_update(p, g, np.zeros(4, dtype), lr=0.1)
+            ops.adam_update(p, g, np.zeros(4, dtype), np.zeros(4, dtype), step=1, lr=0.1)
+        for images in (np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 4, 4, 1), np.float32)):
+            ops.affine_transform_batch(images, [0], np.tile(np.eye(2, 3), (1, 1, 1)))
+    return time.perf_counter() - start

@@ -1,0 +1,428 @@
+"""Numba kernels: the Cython backend's kernel set, @njit-compiled for the host CPU.
+
+Scalars arrive already in the arrays' dtype (the backend casts them), so float32 data
+is computed in float32. Geometry tuples follow fastdl.ops._geometry.Window's first 14
+fields: (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow).
+"""
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+OPTS = dict(cache=True, nogil=True)
+
+
+# -- convolution ---------------------------------------------------------------------------
+
+@njit(**OPTS)
+def _im2col(x, cols, g, u0, nu):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    kk = kh * kw * c
+    for u in range(nu):
+        i = (u0 + u) // oh
+        oy = (u0 + u) % oh
+        for ox in range(ow):
+            row = (u * ow + ox) * kk
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dh
+                for kx in range(kw):
+                    ix = ox * sw - pl + kx * dw
+                    base = row + (ky * kw + kx) * c
+                    if 0 <= iy < h and 0 <= ix < w:
+                        for ch in range(c):
+                            cols[base + ch] = x[i, iy, ix, ch]
+                    else:
+                        for ch in range(c):
+                            cols[base + ch] = 0
+
+
+@njit(**OPTS)
+def _col2im(dcols, dx, g, i0, ni):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    kk = kh * kw * c
+    for i in range(i0, i0 + ni):
+        dx[i] = 0
+        for oy in range(oh):
+            for ox in range(ow):
+                row = (((i - i0) * oh + oy) * ow + ox) * kk
+                for ky in range(kh):
+                    iy = oy * sh - pt + ky * dh
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw - pl + kx * dw
+                        if ix < 0 or ix >= w:
+                            continue
+                        base = row + (ky * kw + kx) * c
+                        for ch in range(c):
+                            dx[i, iy, ix, ch] += dcols[base + ch]
+
+
+@njit(parallel=True, **OPTS)
+def conv2d_forward(x, kmat, bias, has_bias, y2d, work, g, rows_per_block, threads):
+    """y2d (N*OH*OW, F) = im2col(x) @ kmat (+ bias): each block im2cols into its thread's
+    workspace slot and runs its own GEMM."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    kk, f = kmat.shape
+    units = n * oh
+    blocks = (units + rows_per_block - 1) // rows_per_block
+    slot = rows_per_block * ow * kk
+    for b in prange(blocks):
+        u0 = b * rows_per_block
+        nu = min(rows_per_block, units - u0)
+        t = numba.get_thread_id()
+        cols = work[t * slot:t * slot + nu * ow * kk]
+        _im2col(x, cols, g, u0, nu)
+        out = y2d[u0 * ow:(u0 + nu) * ow]
+        np.dot(cols.reshape(nu * ow, kk), kmat, out)
+        if has_bias:
+            for r in range(nu * ow):
+                for j in range(f):
+                    out[r, j] += bias[j]
+
+
+@njit(parallel=True, **OPTS)
+def conv2d_backward(dy2d, x, kmat, dx, want_dx, partial, work_cols, work_dcols, g, images_per_block):
+    """Kernel gradient partials per thread (summed by the caller) and dx, by image blocks."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    kk, f = kmat.shape
+    blocks = (n + images_per_block - 1) // images_per_block
+    slot = images_per_block * oh * ow * kk
+    partial[:] = 0
+    for b in prange(blocks):
+        i0 = b * images_per_block
+        ni = min(images_per_block, n - i0)
+        rows = ni * oh * ow
+        t = numba.get_thread_id()
+        cols = work_cols[t * slot:t * slot + rows * kk]
+        _im2col(x, cols, g, i0 * oh, ni * oh)
+        dyb = dy2d[i0 * oh * ow:i0 * oh * ow + rows]
+        partial[t] += np.dot(cols.reshape(rows, kk).T, dyb)
+        if want_dx:
+            dcols = work_dcols[t * slot:t * slot + rows * kk]
+            np.dot(dyb, kmat.T, dcols.reshape(rows, kk))
+            _col2im(dcols, dx, g, i0, ni)
+
+
+# -- pooling -------------------------------------------------------------------------------
+
+@njit(**OPTS)
+def _span(g, oy, ox):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    y0 = oy * sh - pt
+    x0 = ox * sw - pl
+    return max(y0, 0), min(y0 + kh, h), max(x0, 0), min(x0 + kw, w)
+
+
+@njit(parallel=True, **OPTS)
+def pool_forward(x, y, g, is_max):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    for r in prange(n * oh):
+        i = r // oh
+        oy = r % oh
+        for ox in range(ow):
+            y0, y1, x0, x1 = _span(g, oy, ox)
+            if is_max:
+                for ch in range(c):
+                    y[i, oy, ox, ch] = x[i, y0, x0, ch]
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        for ch in range(c):
+                            v = x[i, iy, ix, ch]
+                            if v > y[i, oy, ox, ch]:
+                                y[i, oy, ox, ch] = v
+            else:
+                for ch in range(c):
+                    y[i, oy, ox, ch] = 0
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        for ch in range(c):
+                            y[i, oy, ox, ch] += x[i, iy, ix, ch]
+                scale = y.dtype.type(1) / y.dtype.type((y1 - y0) * (x1 - x0))
+                for ch in range(c):
+                    y[i, oy, ox, ch] *= scale
+
+
+@njit(**OPTS)
+def _pool_backward_row(dy, x, dx, g, is_max, i, oy):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    for ox in range(ow):
+        y0, y1, x0, x1 = _span(g, oy, ox)
+        if is_max:
+            for ch in range(c):
+                best = x[i, y0, x0, ch]
+                by, bx = y0, x0
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        if x[i, iy, ix, ch] > best:  # strict: ties keep the first
+                            best = x[i, iy, ix, ch]
+                            by, bx = iy, ix
+                dx[i, by, bx, ch] += dy[i, oy, ox, ch]
+        else:
+            scale = dx.dtype.type(1) / dx.dtype.type((y1 - y0) * (x1 - x0))
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    for ch in range(c):
+                        dx[i, iy, ix, ch] += dy[i, oy, ox, ch] * scale
+
+
+@njit(parallel=True, **OPTS)
+def pool_backward(dy, x, dx, g, is_max):
+    """By output rows when windows of different rows cannot overlap, else by images."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    if sh >= kh:
+        for r in prange(n * oh):
+            i = r // oh
+            oy = r % oh
+            band0 = 0 if oy == 0 else max(oy * sh - pt, 0)
+            band1 = h if oy + 1 == oh else min((oy + 1) * sh - pt, h)
+            dx[i, band0:band1] = 0
+            _pool_backward_row(dy, x, dx, g, is_max, i, oy)
+    else:
+        for i in prange(n):
+            dx[i] = 0
+            for oy in range(oh):
+                _pool_backward_row(dy, x, dx, g, is_max, i, oy)
+
+
+# -- elementwise, activations, losses ------------------------------------------------------
+
+@njit(parallel=True, fastmath=False, **OPTS)
+def relu(x, out):
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = 0 if v < 0 else v
+
+
+@njit(parallel=True, **OPTS)
+def relu_backward(dy, x, dx):
+    for i in prange(x.size):
+        dx[i] = dy[i] if x[i] > 0 else 0
+
+
+@njit(**OPTS)
+def _softmax_row(z):
+    m = z[0]
+    for j in range(1, z.size):
+        if z[j] > m:
+            m = z[j]
+    s = z.dtype.type(0)
+    for j in range(z.size):
+        z[j] = np.exp(z[j] - m)
+        s += z[j]
+    inv = z.dtype.type(1) / s
+    for j in range(z.size):
+        z[j] *= inv
+
+
+@njit(parallel=True, **OPTS)
+def bias_activation(z, bias, has_bias, code):
+    """In place: z = activation(z + bias); codes 0 linear, 1 relu, 2 sigmoid, 3 tanh, 4 softmax."""
+    one = z.dtype.type(1)
+    for r in prange(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[r, j]
+            if has_bias:
+                v += bias[j]
+            if code == 1:
+                v = 0 if v < 0 else v
+            elif code == 2:
+                v = one / (one + np.exp(-v))
+            elif code == 3:
+                v = np.tanh(v)
+            z[r, j] = v
+        if code == 4:
+            _softmax_row(z[r])
+
+
+@njit(parallel=True, **OPTS)
+def activation_backward(dy, y, dz, code):
+    one = dy.dtype.type(1)
+    for r in prange(dy.shape[0]):
+        if code == 4:
+            dot = dy.dtype.type(0)
+            for j in range(dy.shape[1]):
+                dot += dy[r, j] * y[r, j]
+            for j in range(dy.shape[1]):
+                dz[r, j] = y[r, j] * (dy[r, j] - dot)
+        else:
+            for j in range(dy.shape[1]):
+                if code == 1:
+                    dz[r, j] = dy[r, j] if y[r, j] > 0 else 0
+                elif code == 2:
+                    dz[r, j] = dy[r, j] * y[r, j] * (one - y[r, j])
+                elif code == 3:
+                    dz[r, j] = dy[r, j] * (one - y[r, j] * y[r, j])
+                else:
+                    dz[r, j] = dy[r, j]
+
+
+@njit(parallel=True, **OPTS)
+def softmax(x, out):
+    for r in prange(x.shape[0]):
+        out[r] = x[r]
+        _softmax_row(out[r])
+
+
+@njit(parallel=True, **OPTS)
+def column_sums(x, out, parts):
+    """out = x summed over rows, accumulated in float64 per block of rows."""
+    m, k = x.shape
+    parts = max(1, min(parts, m))
+    partial = np.zeros((parts, k))
+    for t in prange(parts):
+        for i in range(t * m // parts, (t + 1) * m // parts):
+            for j in range(k):
+                partial[t, j] += x[i, j]
+    for j in range(k):
+        out[j] = partial[:, j].sum()
+
+
+@njit(parallel=True, **OPTS)
+def sparse_ce(outputs, labels, from_logits, eps, loss):
+    for r in prange(outputs.shape[0]):
+        row = outputs[r]
+        if from_logits:
+            m = row.max()
+            s = outputs.dtype.type(0)
+            for j in range(row.size):
+                s += np.exp(row[j] - m)
+            loss[r] = m + np.log(s) - row[labels[r]]
+        else:
+            p = row[labels[r]] / row.sum()
+            p = min(max(p, eps), 1 - eps)
+            loss[r] = -np.log(p)
+
+
+@njit(parallel=True, **OPTS)
+def sparse_ce_backward(outputs, labels, from_logits, eps, dloss, grad):
+    for r in prange(outputs.shape[0]):
+        row = outputs[r]
+        if from_logits:
+            m = row.max()
+            s = outputs.dtype.type(0)
+            for j in range(row.size):
+                grad[r, j] = np.exp(row[j] - m)
+                s += grad[r, j]
+            scale = dloss[r] / s
+            for j in range(row.size):
+                grad[r, j] *= scale
+            grad[r, labels[r]] -= dloss[r]
+        else:
+            s = row.sum()
+            p = row[labels[r]] / s
+            if p < eps or p > 1 - eps:
+                grad[r] = 0
+            else:
+                gval = dloss[r] / (p * s)
+                for j in range(row.size):
+                    grad[r, j] = p * gval
+                grad[r, labels[r]] -= gval
+
+
+# -- optimizer updates ---------------------------------------------------------------------
+
+@njit(parallel=True, **OPTS)
+def sgd(p, g, buf, has_buf, lr, momentum, keep, l2, decay, sign, nesterov, init, keras):
+    for i in prange(p.size):
+        gi = sign * g[i] + l2 * p[i]
+        if not has_buf:
+            p[i] = p[i] * decay - lr * gi
+        elif keras:
+            b = momentum * buf[i] - lr * gi
+            buf[i] = b
+            p[i] = p[i] * decay + (momentum * b - lr * gi if nesterov else b)
+        else:
+            b = gi if init else momentum * buf[i] + keep * gi
+            buf[i] = b
+            p[i] = p[i] * decay - lr * (gi + momentum * b if nesterov else b)
+
+
+@njit(parallel=True, **OPTS)
+def adagrad(p, g, acc, lr, eps, l2, decay, eps_inside):
+    for i in prange(p.size):
+        gi = g[i] + l2 * p[i]
+        a = acc[i] + gi * gi
+        acc[i] = a
+        denom = np.sqrt(a + eps) if eps_inside else np.sqrt(a) + eps
+        p[i] = p[i] * decay - lr * gi / denom
+
+
+@njit(parallel=True, **OPTS)
+def rmsprop(p, g, sq, ga, has_ga, buf, has_buf, lr, rho, rest, eps, momentum, l2, decay, keras):
+    for i in prange(p.size):
+        gi = g[i] + l2 * p[i]
+        s = rho * sq[i] + rest * gi * gi
+        sq[i] = s
+        var = s
+        if has_ga:
+            a = rho * ga[i] + rest * gi
+            ga[i] = a
+            var = s - a * a
+        denom = np.sqrt(var + eps) if keras else np.sqrt(var) + eps
+        q = p[i] * decay
+        if has_buf:
+            b = momentum * buf[i] + (lr * gi / denom if keras else gi / denom)
+            buf[i] = b
+            p[i] = q - b if keras else q - lr * b
+        else:
+            p[i] = q - lr * gi / denom
+
+
+@njit(parallel=True, **OPTS)
+def adam(p, g, m, v, vmax, has_vmax, step_size, eps_hat, b1, b2, r1, r2, l2, decay, sign):
+    for i in prange(p.size):
+        gi = sign * g[i] + l2 * p[i]
+        mi = b1 * m[i] + r1 * gi
+        vi = b2 * v[i] + r2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        if has_vmax:
+            vi = max(vi, vmax[i])
+            vmax[i] = vi
+        p[i] = p[i] * decay - step_size * mi / (np.sqrt(vi) + eps_hat)
+
+
+# -- augmentation --------------------------------------------------------------------------
+
+@njit(**OPTS)
+def _fold(i, n, mode):
+    if 0 <= i < n:
+        return i
+    if mode == 2:
+        period = 2 * n
+        i = i % period
+        return period - 1 - i if i >= n else i
+    if mode == 3:
+        return i % n
+    return 0 if i < 0 else n - 1
+
+
+@njit(parallel=True, **OPTS)
+def affine_batch(images, indices, matrices, out, mode, cval, scale):
+    _, h, w, channels = images.shape
+    fill = np.float32(cval * scale)
+    for b in prange(out.shape[0]):
+        src = indices[b]
+        m = matrices[b]
+        for r in range(h):
+            for c in range(w):
+                rin = m[0] * r + m[1] * c + m[2]
+                cin = m[3] * r + m[4] * c + m[5]
+                if mode == 1 and (rin < -1e-9 or rin > h - 1 + 1e-9 or cin < -1e-9 or cin > w - 1 + 1e-9):
+                    for ch in range(channels):
+                        out[b, r, c, ch] = fill
+                    continue
+                fr0 = math.floor(rin)
+                fc0 = math.floor(cin)
+                fr = rin - fr0
+                fc = cin - fc0
+                r0 = _fold(int(fr0), h, mode)
+                c0 = _fold(int(fc0), w, mode)
+                r1 = _fold(int(fr0) + 1, h, mode)
+                c1 = _fold(int(fc0) + 1, w, mode)
+                for ch in range(channels):
+                    v = ((1 - fr) * (1 - fc) * images[src, r0, c0, ch] + (1 - fr) * fc * images[src, r0, c1, ch]
+                         + fr * (1 - fc) * images[src, r1, c0, ch] + fr * fc * images[src, r1, c1, ch])
+                    out[b, r, c, ch] = np.float32(v * scale)

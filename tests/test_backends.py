@@ -1,0 +1,112 @@
+"""The Numba backend's runtime (cache directory, threads) and the 'auto' dispatcher."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import ops
+
+from support import COMPILED_BACKENDS
+
+needs_numba = pytest.mark.skipif("numba" not in COMPILED_BACKENDS, reason="numba is not installed")
+
+
+@needs_numba
+def test_unwritable_home_and_install_location_still_import_and_run(tmp_path):
+    """No writable ~/.cache and no NUMBA_CACHE_DIR: kernels compile, cache elsewhere, run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = "/proc"  # nothing can be created there, not even by root
+    code = ("import numpy as np, fastdl; from fastdl.backends.numba_cpu import _runtime;"
+            "fastdl.set_backend('numba');"
+            "print(fastdl.ops.relu(np.array([-1.0, 2.0]))[1], _runtime.cache_dir())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr
+    value, cache = out.stdout.split()
+    assert value == "2.0" and not cache.startswith("/proc")
+
+
+@needs_numba
+def test_numba_threads_follow_set_num_threads():
+    import numba
+
+    before = fastdl.get_num_threads()
+    try:
+        fastdl.set_num_threads(1)
+        with fastdl.use_backend("numba"):
+            ops.relu(np.ones(10))
+        assert numba.get_num_threads() == 1
+    finally:
+        fastdl.set_num_threads(before)
+
+
+@needs_numba
+def test_two_python_threads_call_numba_kernels_at_once():
+    x = np.random.default_rng(0).standard_normal((8, 12, 12, 3))
+    k = np.random.default_rng(1).standard_normal((3, 3, 3, 4))
+    with fastdl.use_backend("numba"):
+        expected = ops.conv2d(x, k)
+    errors, results = [], []
+
+    def work():
+        try:
+            with fastdl.use_backend("numba"):
+                for _ in range(10):
+                    results.append(ops.conv2d(x, k))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_allclose(r, expected, rtol=1e-12)
+
+
+def test_auto_measures_once_caches_and_can_be_overridden(tmp_path, monkeypatch):
+    from fastdl.backends import auto
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(auto, "_choices", None)
+    monkeypatch.setattr(auto, "_memo", {})
+    calls = []
+    monkeypatch.setattr(auto, "_measure", lambda op, args: calls.append(op) or "cython")
+    x = np.random.default_rng(2).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    k = np.random.default_rng(3).standard_normal((3, 3, 3, 2)).astype(np.float32)
+    with fastdl.use_backend("auto"):
+        y = ops.conv2d(x, k)
+        ops.conv2d(x, k)
+    assert calls == ["conv2d"]  # measured once for this shape
+    assert any(key.startswith("('conv2d',") for key in auto.choices())
+    assert os.path.exists(auto.cache_path())
+    np.testing.assert_allclose(y, ops.conv2d(x, k), rtol=1e-6)
+    auto.prefer("conv2d", "cython")
+    try:
+        assert auto.choose("conv2d", ()) == "cython"
+        with pytest.raises(ValueError, match="unknown op"):
+            auto.prefer("conv3d", "cython")
+    finally:
+        auto.prefer("conv2d", None)
+
+
+def test_auto_measurement_never_mutates_the_caller_arrays(monkeypatch, tmp_path):
+    from fastdl.backends import auto
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(auto, "_choices", None)
+    monkeypatch.setattr(auto, "_memo", {})
+    p = np.ones(1000, np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    reference = p.copy(), m.copy(), v.copy()
+    with fastdl.use_backend("reference"):
+        ops.adam_update(reference[0], np.ones_like(p), reference[1], reference[2], step=1, lr=0.1)
+    with fastdl.use_backend("auto"):
+        ops.adam_update(p, np.ones_like(p), m, v, step=1, lr=0.1)  # measured, then applied once
+    np.testing.assert_allclose(p, reference[0], rtol=1e-6)
+    np.testing.assert_allclose(v, reference[2], rtol=1e-6)
