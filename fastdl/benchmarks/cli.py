@@ -21,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 32,128)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case")
     parser.add_argument("--out", default="bench-results", help="directory for results.json and plots")
+    parser.add_argument("--backends", default=None,
+                        help="fastdl backends to time side by side, e.g. cython,numba,auto "
+                             "(default: the active one)")
 
 
 def cpu_model():
@@ -69,6 +72,7 @@ def run(args):
     libs, skipped = baselines.resolve(requested, threads)
     batches = [int(b) for b in args.batches.split(",")] if args.batches else ([32] if args.quick else [32, 128])
     repeats = args.repeats or (7 if args.quick else 21)
+    fastdl_backends = [b.strip() for b in args.backends.split(",")] if args.backends else None
     present = available_suites()
     chosen = present if args.suite == "all" else [args.suite]
     for name in chosen:
@@ -90,6 +94,8 @@ def run(args):
         suite = importlib.import_module(f"fastdl.benchmarks.suites.{name}")
         suite_rows = []
         for case in suite.cases(args.quick, batches, libs):
+            if fastdl_backends:
+                harness.split_by_backend(case, fastdl_backends)
             baselines.set_threads(libs, threads)  # a case's setup may change it
             try:
                 timings = harness.run_case(case, repeats=repeats)

@@ -77,3 +77,26 @@ def run_case(case, repeats=15, warmup=3, min_seconds=0.0):
         if gc_was_enabled:
             gc.enable()
     return {name: Timing(statistics.median(s), min(s), max(s), len(s)) for name, s in samples.items()}
+
+
+def split_by_backend(case, backends):
+    """Replace the 'fastdl' candidate by one per fastdl backend ('fastdl[numba]', ...)."""
+    import fastdl
+
+    run = case.candidates.pop("fastdl", None)
+    if run is None:
+        return case
+    for name in backends:
+        def on_backend(name=name):
+            with fastdl.use_backend(name):
+                return run()
+        case.candidates[f"fastdl[{name}]"] = on_backend
+    if case.measure is None and case.check is not None:
+        check = case.check
+
+        def check_each():
+            for name in backends:  # outputs of every backend against the baselines
+                case.candidates[f"fastdl[{name}]"]()
+                check()
+        case.check = check_each
+    return case

@@ -4,27 +4,38 @@ import os
 
 
 def rows(case, timings):
-    """One row per baseline of a case: times in ms, ratio fastdl/baseline, throughput."""
-    mine = timings.get("fastdl")
+    """One row per (fastdl variant, baseline) of a case: times in ms, ratio
+    fastdl/baseline, achieved throughput. Variants are 'fastdl' or 'fastdl[backend]';
+    with several variants each is also compared with the others' baselines."""
+    variants = [label for label in timings if label.startswith("fastdl")] or [None]
+    others = [label for label in timings if not label.startswith("fastdl")]
     out = []
-    for label, t in timings.items():
-        if label == "fastdl" and len(timings) > 1:
-            continue
+    for variant in variants:
+        out.extend(_rows_for(case, timings, variant, others or [variant]))
+    return out
+
+
+def _rows_for(case, timings, variant, others):
+    mine = timings.get(variant) if variant else None
+    out = []
+    for label in others:
+        t = timings[label]
         out.append({
             "suite": case.suite, "op": case.name, "shape": case.shape,
-            "baseline": None if label == "fastdl" else label,
+            "fastdl": variant,
+            "baseline": None if label == variant else label,
             "fastdl_ms": None if mine is None else mine.median * 1e3,
             "fastdl_min_ms": None if mine is None else mine.minimum * 1e3,
             "fastdl_max_ms": None if mine is None else mine.maximum * 1e3,
-            "baseline_ms": None if label == "fastdl" else t.median * 1e3,
-            "baseline_min_ms": None if label == "fastdl" else t.minimum * 1e3,
-            "baseline_max_ms": None if label == "fastdl" else t.maximum * 1e3,
-            "ratio": None if mine is None or label == "fastdl" else mine.median / t.median,
+            "baseline_ms": None if label == variant else t.median * 1e3,
+            "baseline_min_ms": None if label == variant else t.minimum * 1e3,
+            "baseline_max_ms": None if label == variant else t.maximum * 1e3,
+            "ratio": None if mine is None or label == variant else mine.median / t.median,
             "unit": case.unit,
             "fastdl_throughput": _throughput(case, mine),
-            "baseline_throughput": None if label == "fastdl" else _throughput(case, t),
+            "baseline_throughput": None if label == variant else _throughput(case, t),
             "samples": t.samples,
-            "notes": {k: v for k, v in case.notes.items() if k in ("fastdl", label)},
+            "notes": {k: v for k, v in case.notes.items() if k in ("fastdl", variant, label)},
         })
     return out
 
@@ -41,8 +52,8 @@ def _fmt(value, spec):
 
 def table(suite, suite_rows):
     """A plain-text table of one suite."""
-    header = ("op", "shape", "baseline", "fastdl ms", "base ms", "ratio", "fastdl", "base")
-    lines = [[r["op"], r["shape"], r["baseline"] or "-", _fmt(r["fastdl_ms"], ".3f"),
+    header = ("op", "shape", "fastdl", "baseline", "fastdl ms", "base ms", "ratio", "fastdl", "base")
+    lines = [[r["op"], r["shape"], r["fastdl"] or "-", r["baseline"] or "-", _fmt(r["fastdl_ms"], ".3f"),
               _fmt(r["baseline_ms"], ".3f"), _fmt(r["ratio"], ".2f"),
               _fmt(r["fastdl_throughput"], ".1f") + (" " + r["unit"] if r["fastdl_throughput"] else ""),
               _fmt(r["baseline_throughput"], ".1f")] for r in suite_rows]
@@ -54,11 +65,11 @@ def table(suite, suite_rows):
 
 def markdown(suite_rows):
     """The same rows as a Markdown table (for the README and closing notes)."""
-    lines = ["| op | shape | baseline | fastdl ms | baseline ms | ratio | fastdl throughput |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| op | shape | fastdl | baseline | fastdl ms | baseline ms | ratio | fastdl throughput |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in suite_rows:
         thr = "-" if r["fastdl_throughput"] is None else f"{r['fastdl_throughput']:.1f} {r['unit']}"
-        lines.append(f"| {r['op']} | {r['shape']} | {r['baseline'] or '-'} | {_fmt(r['fastdl_ms'], '.3f')} | "
+        lines.append(f"| {r['op']} | {r['shape']} | {r['fastdl'] or '-'} | {r['baseline'] or '-'} | {_fmt(r['fastdl_ms'], '.3f')} | "
                      f"{_fmt(r['baseline_ms'], '.3f')} | {_fmt(r['ratio'], '.2f')} | {thr} |")
     return "\n".join(lines)
 
@@ -83,7 +94,7 @@ def plots(out_dir, all_rows, peaks):
     ratio_rows = [r for r in all_rows if r["ratio"] is not None]
     if ratio_rows:
         fig, ax = plt.subplots(figsize=(10, max(3, 0.28 * len(ratio_rows))))
-        labels = [f"{r['op']} [{r['shape']}] vs {r['baseline']}" for r in ratio_rows]
+        labels = [f"{r['op']} [{r['shape']}] {r['fastdl']} vs {r['baseline']}" for r in ratio_rows]
         values = [r["ratio"] for r in ratio_rows]
         ax.barh(range(len(values)), values, color=["tab:green" if v <= 1 else "tab:red" for v in values])
         ax.axvline(1.0, color="black", linewidth=0.8)
