@@ -175,6 +175,9 @@ class CSVLogger(Callback):
         self.filename, self.separator, self.append = os.fspath(filename), separator, append
 
     def on_train_begin(self, logs=None):
+        self._file = None
+        if getattr(self.model, "is_chief", True) is False:
+            return  # one process of a distributed run writes the log
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._writer = None
@@ -182,6 +185,8 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self._file is None:
+            return
         if self._writer is None:
             self._keys = sorted(logs)
             self._writer = csv.writer(self._file, delimiter=self.separator)
@@ -191,7 +196,8 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_train_end(self, logs=None):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class ProgbarLogger(Callback):

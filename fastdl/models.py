@@ -189,19 +189,32 @@ class Sequential:
         self._require_compiled("training")
         x = self._as_batch(self._check_input(x))
         y = self._check_labels(y, len(x))
-        logs = self._train_step(x, y)
+        logs, _ = self._train_step(x, y)
         return logs if return_dict else _as_list(logs)
 
-    def _train_step(self, x, y):
-        out = self._forward(x, training=True)
-        loss_values, metric_values = self._batch_logs(y, out)
-        dy = self.loss.gradient(y, out, self._from_logits)
-        first = 1 if isinstance(self.layers[0], InputLayer) else 0
-        for i in range(len(self.layers) - 1, first - 1, -1):
-            dy = self.layers[i].backward(dy, need_dx=i > first)
+    def _train_step(self, x, y, dist=None):
+        """Forward, loss, backward, update. With dist: x is this rank's shard of the
+        global batch; gradients and logs are averaged over the whole global batch.
+        Returns the logs and the number of samples they average over."""
+        names = ["loss"] + [name for name, _ in self.metrics]
+        if len(x):
+            out = self._forward(x, training=True)
+            loss_values, metric_values = self._batch_logs(y, out)
+            dy = self.loss.gradient(y, out, self._from_logits)
+            first = 1 if isinstance(self.layers[0], InputLayer) else 0
+            for i in range(len(self.layers) - 1, first - 1, -1):
+                dy = self.layers[i].backward(dy, need_dx=i > first)
+            sums = [float(loss_values.sum())] + [float(metric_values[n].sum()) for n in names[1:]]
+        else:  # a global batch smaller than the number of ranks leaves this one idle
+            self.flat_grads[:] = 0
+            sums = [0.0] * len(names)
+        n = len(x)
+        if dist is not None:
+            totals = dist.allreduce_sum([n] + sums)
+            n, sums = int(totals[0]), list(totals[1:])
+            dist.allreduce_mean_(self.flat_grads, len(x), n)  # the one Allreduce of the step
         self._apply_gradients()
-        return {"loss": float(loss_values.mean()),
-                **{k: float(v.mean()) for k, v in metric_values.items()}}
+        return {name: value / n for name, value in zip(names, sums)}, n
 
     def _apply_gradients(self):
         self.optimizer.apply_flat(self.flat_grads, self.flat_params, self._sizes)
@@ -237,8 +250,9 @@ class Sequential:
         logs = {k: v / count for k, v in totals.items()}
         return logs if return_dict else _as_list(logs)
 
-    def _batches(self, x, y, batch_size, shuffle):
-        """(x, y) float32 batches of arrays, or whatever an iterator yields."""
+    def _batches(self, x, y, batch_size, shuffle, shard=(0, 1)):
+        """(x, y) float32 batches of arrays, or whatever an iterator yields. With a shard
+        (rank, size), this rank's share of each global batch."""
         if y is None and not isinstance(x, np.ndarray):
             for xb, yb in _iterate(x, None):
                 xb = self._as_batch(self._check_input(xb))
@@ -250,19 +264,41 @@ class Sequential:
         y = self._check_labels(y, len(x))
         batch_size = _batch_size(batch_size)
         order = self.rng.permutation(len(x)) if shuffle else None
+        rank, size = shard
         for start in range(0, len(x), batch_size):
-            if order is None:
+            if order is None and size == 1:
                 yield self._as_batch(x[start:start + batch_size]), y[start:start + batch_size]
             else:
-                idx = order[start:start + batch_size]
+                idx = (np.arange(start, min(start + batch_size, len(x))) if order is None
+                       else order[start:start + batch_size])[rank::size]
                 yield self._as_batch(x[idx]), y[idx]
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None):
+            steps_per_epoch=None, distributed=False):
         """Train for `epochs` epochs on arrays (x, y) or a batch iterator such as
-        ImageDataGenerator.flow(...); returns the History."""
+        ImageDataGenerator.flow(...); returns the History.
+
+        distributed=True (under mpirun): data-parallel over MPI ranks, see
+        fastdl.distributed; batch_size is the global batch, split between the ranks.
+        """
         self._require_compiled("training")
+        if distributed:
+            from fastdl import distributed as dist
+
+            dist.init(required=True)
+            try:
+                return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                                 validation_data, shuffle, initial_epoch, steps_per_epoch, dist)
+            except ValueError:
+                raise  # a start-up mismatch: every rank raises the same error
+            except Exception as exc:  # anything else may be one rank only: stop them all
+                dist.abort_on_error(exc)
+        return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                         validation_data, shuffle, initial_epoch, steps_per_epoch, None)
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+             shuffle, initial_epoch, steps_per_epoch, dist):
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
         is_array = isinstance(x, np.ndarray) or isinstance(x, (list, tuple)) and y is not None
@@ -282,6 +318,19 @@ class Sequential:
                 raise ValueError("an iterator without len() needs steps_per_epoch")
             source = iter(x)
         verbose = _resolve_verbose(verbose)
+        shard = (0, 1)
+        if dist is not None and dist.size() > 1:
+            shard = (dist.rank(), dist.size())
+            if not self.built:  # the weights must exist before rank 0's are broadcast
+                sample_shape = getattr(x, "x", x).shape[1:] if self.input_shape is None else None
+                self.build(sample_shape)
+            self._start_distributed(dist, x if is_array else None, batch_size if is_array else
+                                    getattr(x, "batch_size", None), steps)
+            if not is_array:
+                _shard_iterator(x, dist)
+            if not dist.is_chief():
+                verbose = 0  # only rank 0 prints
+        self.is_chief = shard[0] == 0
         history = callbacks_module.History()
         cbs = list(callbacks or []) + [history]  # after the user's, which may add to the logs
         if verbose:
@@ -292,17 +341,17 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             totals, count = {}, 0
-            batches = (self._batches(x, y, batch_size, shuffle) if is_array
+            batches = (self._batches(x, y, batch_size, shuffle, shard) if is_array
                        else (next(source) for _ in range(steps)))
             for step, (xb, yb) in enumerate(batches):
                 cb.on_train_batch_begin(step)
                 if not is_array:
                     xb = self._as_batch(self._check_input(xb))
                     yb = self._check_labels(yb, len(xb))
-                logs = self._train_step(xb, yb)
+                logs, n = self._train_step(xb, yb, dist if shard[1] > 1 else None)
                 for k, v in logs.items():
-                    totals[k] = totals.get(k, 0.0) + v * len(xb)
-                count += len(xb)
+                    totals[k] = totals.get(k, 0.0) + v * n
+                count += n
                 cb.on_train_batch_end(step, {k: v / count for k, v in totals.items()})
                 if self.stop_training:
                     break
@@ -316,6 +365,19 @@ class Sequential:
                 break
         cb.on_train_end()
         return history
+
+    def _start_distributed(self, dist, x, batch_size, steps):
+        """Check that every rank runs the same job, then start from rank 0's weights,
+        optimizer state and shuffling seed."""
+        signature = [(type(layer).__name__, tuple(p.shape for p in layer.params)) for layer in self.layers]
+        dist.check_same_everywhere("the model (layer types and weight shapes)", signature)
+        dist.check_same_everywhere("the global batch size", batch_size)
+        dist.check_same_everywhere("the number of samples", None if x is None else len(x))
+        dist.check_same_everywhere("the number of steps per epoch", steps)
+        dist.broadcast_(self.flat_params)
+        self.optimizer.set_state(dist.broadcast_object(self.optimizer.get_state()))
+        seed = dist.broadcast_object(int(self.rng.integers(2 ** 62)) if dist.is_chief() else None)
+        self.rng = np.random.default_rng(seed)
 
     # -- weights -------------------------------------------------------------------------
 
@@ -378,6 +440,16 @@ class Sequential:
             raise ValueError(f"{filepath!r} is not a fastdl weights file (keys {keys[:5]}...)")
         self._check_weights(weights, repr(os.fspath(filepath)))
         self.set_weights(weights)
+
+
+def _shard_iterator(iterator, dist):
+    """Give an ImageDataGenerator flow this rank's share of every batch, with the epoch
+    order of rank 0 (augmentation stays rank-dependent)."""
+    if not hasattr(iterator, "set_shard"):
+        raise ValueError("distributed fit needs arrays or an ImageDataGenerator flow; "
+                         f"got {type(iterator).__name__}")
+    iterator.set_shard(dist.rank(), dist.size(), dist.broadcast_object(
+        int(np.random.default_rng().integers(2 ** 62)) if dist.is_chief() else None))
 
 
 def _as_list(logs):

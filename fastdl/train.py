@@ -32,6 +32,8 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--data-path", default=None, help="where the data set lies (load_data's path)")
     parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2))
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over MPI ranks (run under mpirun); --batch-size is global")
 
 
 def seed_cnn(input_shape, classes=10):
@@ -62,6 +64,13 @@ def load(name, path=None, limit=None):
 
 
 def run(args):
+    chief = True
+    if args.distributed:
+        from fastdl import distributed
+
+        rank, size = distributed.init(required=True)
+        chief = rank == 0
+    say = print if chief else (lambda *a, **k: None)
     if args.backend:
         fastdl.set_backend(args.backend)
     if args.threads:
@@ -69,23 +78,24 @@ def run(args):
     if args.seed is not None:
         fastdl.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load(args.dataset, args.data_path, args.limit)
-    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
+    say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
           f"{x_train.shape[1:]}; backend {fastdl.get_backend()}, {fastdl.get_num_threads()} threads")
     model = seed_cnn(x_train.shape[1:], classes=int(y_train.max()) + 1)
     model.compile(optimizer=Adam(learning_rate=0.001), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    verbose = "auto" if args.verbose is None else args.verbose
+    verbose = ("auto" if args.verbose is None else args.verbose) if chief else 0
     start = time.perf_counter()
     if args.no_augment:
-        model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=verbose)
+        model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=verbose,
+                  distributed=args.distributed)
     else:
         datagen = ImageDataGenerator(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1,
                                      horizontal_flip=True, seed=args.seed)
         model.fit(datagen.flow(x_train, y_train, batch_size=args.batch_size, seed=args.seed),
-                  epochs=args.epochs, verbose=verbose)
+                  epochs=args.epochs, verbose=verbose, distributed=args.distributed)
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print(f"trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / max(args.epochs, 1):.1f} s/epoch)")
-    print(f"Test loss: {loss:.4f}")
-    print("Accuracy: %.2f" % (accuracy * 100))
+    say(f"trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / max(args.epochs, 1):.1f} s/epoch)")
+    say(f"Test loss: {loss:.4f}")
+    say("Accuracy: %.2f" % (accuracy * 100))
     return loss, accuracy

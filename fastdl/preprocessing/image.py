@@ -247,6 +247,13 @@ class NumpyArrayIterator:
     def __len__(self):
         return -(-len(self.x) // self.batch_size)
 
+    def set_shard(self, rank, size, order_seed):
+        """Serve rank `rank`'s share of every batch; every rank shuffles with order_seed."""
+        self.rank, self.size = rank, size
+        self.order_rng = new_generator(order_seed)
+        self.batch_index = 0
+        self._new_epoch()
+
     def _new_epoch(self):
         n = len(self.x)
         self.index_array = self.order_rng.permutation(n) if self.shuffle else np.arange(n)
