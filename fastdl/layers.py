@@ -167,9 +167,11 @@ class Conv2D(Layer):
 
     def backward(self, dy, need_dx=True):
         if self.activation is not None:
-            dy = ops.activation_backward(dy, self._y, self.activation)
+            dy = ops.activation_backward(dy, self._y, self.activation,
+                                         out=self._buffer("dz", dy.shape, dy.dtype))
+        dx_out = self._buffer("dx", self._x.shape, self._x.dtype) if need_dx else None
         dx, dkernel, dbias = ops.conv2d_backward(dy, self._x, self.params[0], need_dx=need_dx,
-                                                 **self._geometry())
+                                                 dx_out=dx_out, **self._geometry())
         np.copyto(self.grads[0], dkernel)
         if self.use_bias:
             np.copyto(self.grads[1], dbias)
@@ -205,7 +207,8 @@ class _Pooling2D(Layer):
         return y
 
     def backward(self, dy, need_dx=True):
-        return type(self)._backward(dy, self._x, self.pool_size, self.strides, self.padding)
+        return type(self)._backward(dy, self._x, self.pool_size, self.strides, self.padding,
+                                    out=self._buffer("dx", self._x.shape, self._x.dtype))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,

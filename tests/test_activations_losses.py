@@ -104,3 +104,17 @@ def test_activation_gradient_matches_finite_differences(name):
     expected = numerical_gradient(lambda: float((ops.activation(x, name) * dy).sum()), x)
     np.testing.assert_allclose(ops.activation_backward(dy, ops.activation(x, name), name), expected,
                                rtol=1e-6, atol=1e-8)
+
+
+def test_backward_out_parameters(backend):
+    x = np.random.default_rng(10).standard_normal((4, 5))
+    dy = np.random.default_rng(11).standard_normal((4, 5))
+    out = np.empty_like(x)
+    assert ops.relu_backward(dy, x, out=out) is out
+    np.testing.assert_array_equal(out, np.where(x > 0, dy, 0))
+    y = ops.activation(x, "softmax")
+    out = np.empty_like(x)
+    assert ops.activation_backward(dy, y, "softmax", out=out) is out
+    np.testing.assert_allclose(out, reference(ops.activation_backward, dy, y, "softmax"))
+    with pytest.raises(ValueError, match="out must not overlap dy"):
+        ops.activation_backward(dy, y, "softmax", out=dy)

@@ -167,3 +167,14 @@ def test_conv2d_blocks_do_not_change_results(backend, monkeypatch, threads):
     np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-12)
     for a, b in zip(chunked[1], whole[1]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_backward_writes_dx_out(backend, dtype):
+    x, kernel, _, geometry = make(CASES[-1], dtype)
+    dy = np.ones(ops.conv2d(x, kernel, **geometry).shape, dtype)
+    out = np.full_like(x, np.nan)
+    dx, _, _ = ops.conv2d_backward(dy, x, kernel, dx_out=out, **geometry)
+    assert dx is out
+    assert_close(out, reference(ops.conv2d_backward, dy, x, kernel, **geometry)[0], dtype, 10)
+    with pytest.raises(ValueError, match=r"dx_out must have shape"):
+        ops.conv2d_backward(dy, x, kernel, dx_out=np.zeros((1, 2, 3, 4), dtype), **geometry)

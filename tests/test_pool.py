@@ -103,3 +103,14 @@ def test_pool_out_parameter(backend, dtype):
     out = np.empty((4, 15, 15, 32), dtype)
     assert ops.max_pool2d(x, out=out, **args) is out
     assert_close(out, reference(ops.max_pool2d, x, **args), dtype)
+
+
+def test_backward_out_parameters_are_filled_and_returned(backend, dtype):
+    x, args = make(CASES[-3], dtype)
+    dy = np.ones(ops.max_pool2d(x, **args).shape, dtype)
+    for backward in (ops.max_pool2d_backward, ops.avg_pool2d_backward):
+        out = np.full_like(x, np.nan)
+        assert backward(dy, x, out=out, **args) is out
+        assert_close(out, reference(backward, dy, x, **args), dtype)
+    with pytest.raises(ValueError, match="out must not overlap x"):
+        ops.max_pool2d_backward(dy, x, out=x, **args)

@@ -36,7 +36,8 @@ def conv2d(x, kernel, bias, out, g):
     _conv.conv2d_forward(x, kernel.reshape(kk, -1), bias, out, cols, g.kernel_args(), rows, threads)
 
 
-def conv2d_backward(dy, x, kernel, g, need_dx):
+def conv2d_backward(dy, x, kernel, g, dx):
+    need_dx = dx is not None
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     images = _block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
@@ -44,7 +45,6 @@ def conv2d_backward(dy, x, kernel, g, need_dx):
     cols = workspace.get("im2col", size, x.dtype)
     dcols = workspace.get("col2im", size, x.dtype) if need_dx else None
     partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
-    dx = np.empty_like(x) if need_dx else None
     dkernel = np.empty_like(kernel)
     _conv.conv2d_backward(dy, x, kernel.reshape(kk, f), dx, dkernel.reshape(kk, f), partial,
                           cols, dcols, g.kernel_args(), images, threads)
@@ -57,20 +57,16 @@ def max_pool2d(x, out, g):
     _pool.max_pool2d_forward(x, out, g.kernel_args(), get_num_threads())
 
 
-def max_pool2d_backward(dy, x, g):
-    dx = np.empty_like(x)
+def max_pool2d_backward(dy, x, g, dx):
     _pool.max_pool2d_backward(dy, x, dx, g.kernel_args(), get_num_threads())
-    return dx
 
 
 def avg_pool2d(x, out, g):
     _pool.avg_pool2d_forward(x, out, g.kernel_args(), get_num_threads())
 
 
-def avg_pool2d_backward(dy, g, dtype):
-    dx = np.empty((g.n, g.h, g.w, g.c), dtype)
+def avg_pool2d_backward(dy, g, dx):
     _pool.avg_pool2d_backward(dy, dx, g.kernel_args(), get_num_threads())
-    return dx
 
 
 def matmul(a, b, out, trans_a, trans_b):
@@ -89,10 +85,8 @@ def activation(x, out, name):
     _activations.bias_activation(out, None, ACTIVATION_CODES[name], get_num_threads())
 
 
-def activation_backward(dy, y, name):
-    dz = np.empty_like(dy)
+def activation_backward(dy, y, name, dz):
     _activations.activation_backward(dy, y, dz, ACTIVATION_CODES[name], get_num_threads())
-    return dz
 
 
 def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
@@ -101,7 +95,7 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
         dz = dy
     else:
         dz = np.empty_like(dy)
-        _activations.activation_backward(dy, output, dz, ACTIVATION_CODES[activation], threads)
+        activation_backward(dy, output, activation, dz)
     dkernel = np.empty_like(kernel)
     _linalg.matmul(x, dz, dkernel, True, False, threads)
     dx = None
@@ -119,10 +113,8 @@ def relu(x, out):
     _activations.relu(x, out, get_num_threads())
 
 
-def relu_backward(dy, x):
-    dx = np.empty_like(dy)
+def relu_backward(dy, x, dx):
     _activations.relu_backward(dy, x, dx, get_num_threads())
-    return dx
 
 
 def softmax(x, out):

@@ -31,7 +31,7 @@ def conv2d(x, kernel, bias, out, g):
             out += xp[_offset(g, ky, kx)] @ kernel[ky, kx]
 
 
-def conv2d_backward(dy, x, kernel, g, need_dx):
+def conv2d_backward(dy, x, kernel, g, dx):
     xp = _padded(x, g, 0)
     dxp = np.zeros_like(xp)
     dkernel = np.empty_like(kernel)
@@ -40,7 +40,8 @@ def conv2d_backward(dy, x, kernel, g, need_dx):
             window = _offset(g, ky, kx)
             dkernel[ky, kx] = np.tensordot(xp[window], dy, axes=([0, 1, 2], [0, 1, 2]))
             dxp[window] += dy @ kernel[ky, kx].T
-    dx = np.ascontiguousarray(_unpadded(dxp, g)) if need_dx else None
+    if dx is not None:
+        dx[...] = _unpadded(dxp, g)
     return dx, dkernel, dy.sum(axis=(0, 1, 2))
 
 
@@ -52,7 +53,7 @@ def max_pool2d(x, out, g):
             np.maximum(out, xp[_offset(g, ky, kx)], out=out)
 
 
-def max_pool2d_backward(dy, x, g):
+def max_pool2d_backward(dy, x, g, dx):
     xp = _padded(x, g, -np.inf)
     y = np.empty(dy.shape, x.dtype)
     max_pool2d(x, y, g)
@@ -64,7 +65,7 @@ def max_pool2d_backward(dy, x, g):
             first = (xp[window] == y) & ~taken
             dxp[window] += np.where(first, dy, 0)
             taken |= first
-    return np.ascontiguousarray(_unpadded(dxp, g))
+    dx[...] = _unpadded(dxp, g)
 
 
 def _window_counts(g, dtype):
@@ -85,13 +86,13 @@ def avg_pool2d(x, out, g):
     out /= _window_counts(g, x.dtype)
 
 
-def avg_pool2d_backward(dy, g, dtype):
-    share = dy / _window_counts(g, dtype)
-    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dtype)
+def avg_pool2d_backward(dy, g, dx):
+    share = dy / _window_counts(g, dx.dtype)
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dx.dtype)
     for ky in range(g.kh):
         for kx in range(g.kw):
             dxp[_offset(g, ky, kx)] += share
-    return np.ascontiguousarray(_unpadded(dxp, g))
+    dx[...] = _unpadded(dxp, g)
 
 
 def matmul(a, b, out, trans_a, trans_b):
@@ -115,8 +116,8 @@ def activation(x, out, name):
     _activate(out, name)
 
 
-def activation_backward(dy, y, name):
-    return _activation_backward(dy, y, name).astype(dy.dtype, copy=False)
+def activation_backward(dy, y, name, dz):
+    dz[...] = _activation_backward(dy, y, name)
 
 
 def dense(x, kernel, bias, activation, out):
@@ -148,8 +149,8 @@ def relu(x, out):
     np.copyto(out, np.where(x < 0, 0, x))
 
 
-def relu_backward(dy, x):
-    return np.where(x > 0, dy, 0).astype(dy.dtype, copy=False)
+def relu_backward(dy, x, dx):
+    dx[...] = np.where(x > 0, dy, 0)
 
 
 def softmax(x, out):

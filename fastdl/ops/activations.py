@@ -13,13 +13,15 @@ def relu(x, *, out=None):
     return y
 
 
-def relu_backward(dy, x):
+def relu_backward(dy, x, *, out=None):
     """dx = dy where x > 0, else 0 (x is relu's input, or equally its output)."""
     x = _checks.float_array("x", x)
     dy = _checks.float_array("dy", dy)
     _checks.same_dtype(dy=dy, x=x)
     _checks.shape_is("dy", dy, x.shape, "the shape of x")
-    return backend_module().relu_backward(dy.reshape(-1), x.reshape(-1)).reshape(x.shape)
+    dx = _checks.output("out", out, x.shape, x.dtype)  # may be dy itself (in place)
+    backend_module().relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    return dx
 
 
 def softmax(x, axis=-1, *, out=None):
@@ -52,14 +54,19 @@ def activation(x, name, *, out=None):
     return y
 
 
-def activation_backward(dy, output, name):
+def activation_backward(dy, output, name, *, out=None):
     """dL/dx of activation `name` from dy = dL/dy and its forward output y."""
     output = _checks.float_array("output", output)
     dy = _checks.float_array("dy", dy)
     _checks.same_dtype(dy=dy, output=output)
     _checks.shape_is("dy", dy, output.shape, "the activation's output shape")
     name = _checks.activation_name(name)
+    dz = _checks.output("out", out, dy.shape, dy.dtype)
     if name is None:
-        return dy.copy()
+        np.copyto(dz, dy)
+        return dz
+    if name == "softmax":
+        _checks.distinct("out", dz, dy=dy, output=output)  # a row is read after it is written
     rows = (-1, output.shape[-1]) if output.ndim > 1 else (1, -1)
-    return backend_module().activation_backward(dy.reshape(rows), output.reshape(rows), name).reshape(dy.shape)
+    backend_module().activation_backward(dy.reshape(rows), output.reshape(rows), name, dz.reshape(rows))
+    return dz

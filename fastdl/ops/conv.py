@@ -40,14 +40,20 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     return y
 
 
-def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, need_dx=True):
+def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, need_dx=True,
+                    dx_out=None):
     """Gradients of conv2d: (dx (N, H, W, C) or None, dkernel (KH, KW, C, F), dbias (F,)).
 
     dy (N, OH, OW, F) is the gradient of the loss with respect to conv2d's output.
-    need_dx=False skips dx (the first layer of a network needs none).
+    need_dx=False skips dx (the first layer of a network needs none); dx_out receives
+    dx when given.
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
     dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, filters)")
     _checks.same_dtype(dy=dy, x=x)
     _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, kernel.shape[3]), "conv2d's output shape")
-    return backend_module().conv2d_backward(dy, x, kernel, g, bool(need_dx))
+    dx = None
+    if need_dx:
+        dx = _checks.output("dx_out", dx_out, x.shape, x.dtype)
+        _checks.distinct("dx_out", dx, dy=dy, x=x, kernel=kernel)
+    return backend_module().conv2d_backward(dy, x, kernel, g, dx)

@@ -27,11 +27,14 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
     return y
 
 
-def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", *, out=None):
     """dx (N, H, W, C): each window's gradient goes to its first maximum in row-major order."""
     x, g = _prepare(x, pool_size, strides, padding)
     dy = _check_dy(dy, x, g)
-    return backend_module().max_pool2d_backward(dy, x, g)
+    dx = _checks.output("out", out, x.shape, x.dtype)
+    _checks.distinct("out", dx, dy=dy, x=x)
+    backend_module().max_pool2d_backward(dy, x, g, dx)
+    return dx
 
 
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
@@ -43,11 +46,14 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
     return y
 
 
-def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+def avg_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", *, out=None):
     """dx (N, H, W, C): each window's gradient shared equally by its unpadded positions.
 
     x is used for its shape and dtype only.
     """
     x, g = _prepare(x, pool_size, strides, padding)
     dy = _check_dy(dy, x, g)
-    return backend_module().avg_pool2d_backward(dy, g, x.dtype)
+    dx = _checks.output("out", out, x.shape, x.dtype)
+    _checks.distinct("out", dx, dy=dy)
+    backend_module().avg_pool2d_backward(dy, g, dx)
+    return dx

@@ -41,7 +41,8 @@ def conv2d(x, kernel, bias, out, g):
                       has_bias, out.reshape(-1, f), work, g.kernel_args(), rows, threads)
 
 
-def conv2d_backward(dy, x, kernel, g, need_dx):
+def conv2d_backward(dy, x, kernel, g, dx):
+    need_dx = dx is not None
     threads = _threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     images = _cython_plan._block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
@@ -49,8 +50,8 @@ def conv2d_backward(dy, x, kernel, g, need_dx):
     cols = workspace.get("im2col", size, x.dtype)
     dcols = workspace.get("col2im", size, x.dtype) if need_dx else cols
     partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
-    dx = np.empty_like(x) if need_dx else x
-    _k.conv2d_backward(dy.reshape(-1, f), x, kernel.reshape(kk, f), dx, need_dx, partial, cols, dcols,
+    _k.conv2d_backward(dy.reshape(-1, f), x, kernel.reshape(kk, f), dx if need_dx else x, need_dx, partial,
+                       cols, dcols,
                        g.kernel_args(), images)
     dkernel = partial.sum(axis=0).reshape(kernel.shape)
     dbias = np.empty(f, dy.dtype)
@@ -63,11 +64,9 @@ def max_pool2d(x, out, g):
     _k.pool_forward(x, out, g.kernel_args(), True)
 
 
-def max_pool2d_backward(dy, x, g):
+def max_pool2d_backward(dy, x, g, dx):
     _threads()
-    dx = np.empty_like(x)
     _k.pool_backward(dy, x, dx, g.kernel_args(), True)
-    return dx
 
 
 def avg_pool2d(x, out, g):
@@ -75,11 +74,9 @@ def avg_pool2d(x, out, g):
     _k.pool_forward(x, out, g.kernel_args(), False)
 
 
-def avg_pool2d_backward(dy, g, dtype):
+def avg_pool2d_backward(dy, g, dx):
     _threads()
-    dx = np.empty((g.n, g.h, g.w, g.c), dtype)
     _k.pool_backward(dy, dx, dx, g.kernel_args(), False)  # x unused by average pooling
-    return dx
 
 
 def matmul(a, b, out, trans_a, trans_b):
@@ -94,11 +91,9 @@ def activation(x, out, name):
     _k.bias_activation(out, out[0], False, ACTIVATION_CODES[name])
 
 
-def activation_backward(dy, y, name):
+def activation_backward(dy, y, name, dz):
     _threads()
-    dz = np.empty_like(dy)
     _k.activation_backward(dy, y, dz, ACTIVATION_CODES[name])
-    return dz
 
 
 def dense(x, kernel, bias, activation, out):
@@ -110,7 +105,10 @@ def dense(x, kernel, bias, activation, out):
 
 
 def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
-    dz = dy if activation is None else activation_backward(dy, output, activation)
+    dz = dy
+    if activation is not None:
+        dz = np.empty_like(dy)
+        activation_backward(dy, output, activation, dz)
     dkernel = np.empty_like(kernel)
     matmul(x, dz, dkernel, True, False)
     dx = None
@@ -129,11 +127,9 @@ def relu(x, out):
     _k.relu(x, out)
 
 
-def relu_backward(dy, x):
+def relu_backward(dy, x, dx):
     _threads()
-    dx = np.empty_like(dy)
     _k.relu_backward(dy, x, dx)
-    return dx
 
 
 def softmax(x, out):
