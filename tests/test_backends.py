@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -41,32 +40,6 @@ def test_numba_threads_follow_set_num_threads():
         assert numba.get_num_threads() == 1
     finally:
         fastdl.set_num_threads(before)
-
-
-@needs_numba
-def test_two_python_threads_call_numba_kernels_at_once():
-    x = np.random.default_rng(0).standard_normal((8, 12, 12, 3))
-    k = np.random.default_rng(1).standard_normal((3, 3, 3, 4))
-    with fastdl.use_backend("numba"):
-        expected = ops.conv2d(x, k)
-    errors, results = [], []
-
-    def work():
-        try:
-            with fastdl.use_backend("numba"):
-                for _ in range(10):
-                    results.append(ops.conv2d(x, k))
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for r in results:
-        np.testing.assert_allclose(r, expected, rtol=1e-12)
 
 
 def test_auto_measures_once_caches_and_can_be_overridden(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ import pytest
 
 import fastdl
 
+from support import COMPILED_BACKENDS
+
 
 def test_set_and_get_backend():
     assert fastdl.get_backend() == "auto"  # the default: per op and shape, the faster backend
@@ -78,16 +80,19 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_two_python_threads_run_kernels_at_once():
+@pytest.mark.parametrize("name", COMPILED_BACKENDS + ["auto"])
+def test_two_python_threads_run_kernels_at_once(name):
     x = np.random.default_rng(0).standard_normal((8, 16, 16, 3)).astype(np.float32)
     k = np.random.default_rng(1).standard_normal((3, 3, 3, 8)).astype(np.float32)
-    expected = fastdl.ops.conv2d(x, k)
+    with fastdl.use_backend(name):
+        expected = fastdl.ops.conv2d(x, k)
     results, errors = [], []
 
     def work():
         try:
-            for _ in range(20):
-                results.append(fastdl.ops.conv2d(x, k))
+            with fastdl.use_backend(name):
+                for _ in range(20):
+                    results.append(fastdl.ops.conv2d(x, k))
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
