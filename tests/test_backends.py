@@ -68,6 +68,22 @@ def test_auto_measures_once_caches_and_can_be_overridden(tmp_path, monkeypatch):
         auto.prefer("conv2d", None)
 
 
+def test_auto_does_not_remeasure_when_only_real_valued_arguments_change(monkeypatch, tmp_path):
+    from fastdl.backends import auto
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(auto, "_choices", None)
+    monkeypatch.setattr(auto, "_memo", {})
+    calls = []
+    monkeypatch.setattr(auto, "_measure", lambda op, args: calls.append(op) or "cython")
+    p, g = np.ones(100, np.float32), np.ones(100, np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    with fastdl.use_backend("auto"):
+        for step in range(1, 6):  # the bias corrections change every step
+            ops.adam_update(p, g, m, v, step=step, lr=0.1 / step)
+    assert calls == ["adam_update"]
+
+
 def test_auto_measurement_never_mutates_the_caller_arrays(monkeypatch, tmp_path):
     from fastdl.backends import auto
 

@@ -73,13 +73,15 @@ def _save():
 
 
 def _describe(value):
-    """What a choice depends on: shapes and dtypes of arrays, values of everything else
-    (geometry, activation, flags); a tuple, cheap to hash on every call."""
+    """What a choice depends on: shapes and dtypes of arrays, values of the discrete
+    arguments (geometry, activation, flags), but not of real-valued ones (learning
+    rates and bias corrections change every step and must not trigger a measurement);
+    a tuple, cheap to hash on every call."""
     if isinstance(value, np.ndarray):
         return (value.dtype.char, value.shape)
     if isinstance(value, tuple):
         return tuple(_describe(v) for v in value)
-    if value is None or isinstance(value, (bool, int, float, str, np.integer, np.floating)):
+    if value is None or isinstance(value, (bool, int, str, np.integer)):
         return value
     return type(value).__name__
 
