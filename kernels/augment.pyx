@@ -42,38 +42,47 @@ def affine_batch(const pixel[:, :, :, ::1] images, const Py_ssize_t[::1] indices
                  const double[:, ::1] matrices, float[:, :, :, ::1] out, int mode, double cval,
                  double scale, int num_threads):
     """out[b] = images[indices[b]] resampled through matrices[b] (see above), times scale."""
-    cdef Py_ssize_t n_img = images.shape[0], h = images.shape[1], w = images.shape[2]
+    cdef Py_ssize_t h = images.shape[1], w = images.shape[2]
     cdef Py_ssize_t channels = images.shape[3], batch = out.shape[0]
     cdef Py_ssize_t b, src, r, c, ch, r0, c0, r1, c1
-    cdef double rin, cin, fr, fc, w00, w01, w10, w11
+    cdef double m0, m1, m2, m3, m4, m5, row_r, row_c, rin, cin, fr, fc, w00, w01, w10, w11
     cdef float fill = <float> (cval * scale)
-    cdef bint outside
     for b in prange(batch, nogil=True, schedule="static", num_threads=num_threads):
         src = indices[b]
+        m0 = matrices[b, 0]
+        m1 = matrices[b, 1]
+        m2 = matrices[b, 2]
+        m3 = matrices[b, 3]
+        m4 = matrices[b, 4]
+        m5 = matrices[b, 5]
         for r in range(h):
+            row_r = m0 * r + m2
+            row_c = m3 * r + m5
             for c in range(w):
-                rin = matrices[b, 0] * r + matrices[b, 1] * c + matrices[b, 2]
-                cin = matrices[b, 3] * r + matrices[b, 4] * c + matrices[b, 5]
+                rin = row_r + m1 * c
+                cin = row_c + m4 * c
                 # SciPy's 'constant': no interpolation beyond the edges
-                outside = mode == CONSTANT and (rin < -1e-9 or rin > h - 1 + 1e-9 or
-                                                cin < -1e-9 or cin > w - 1 + 1e-9)
-                if outside:
+                if mode == CONSTANT and (rin < -1e-9 or rin > h - 1 + 1e-9 or
+                                         cin < -1e-9 or cin > w - 1 + 1e-9):
                     for ch in range(channels):
                         out[b, r, c, ch] = fill
+                    continue
+                r0 = <Py_ssize_t> floor(rin)
+                c0 = <Py_ssize_t> floor(cin)
+                fr = rin - r0
+                fc = cin - c0
+                if 0 <= r0 and r0 + 1 < h and 0 <= c0 and c0 + 1 < w:
+                    r1 = r0 + 1  # inside: no fill mode to apply (most pixels)
+                    c1 = c0 + 1
                 else:
-                    r0 = <Py_ssize_t> floor(rin)
-                    c0 = <Py_ssize_t> floor(cin)
-                    fr = rin - r0
-                    fc = cin - c0
                     r1 = fold(r0 + 1, h, mode)
                     c1 = fold(c0 + 1, w, mode)
                     r0 = fold(r0, h, mode)
                     c0 = fold(c0, w, mode)
-                    w00 = (1 - fr) * (1 - fc)
-                    w01 = (1 - fr) * fc
-                    w10 = fr * (1 - fc)
-                    w11 = fr * fc
-                    for ch in range(channels):
-                        out[b, r, c, ch] = <float> ((w00 * images[src, r0, c0, ch] + w01 * images[src, r0, c1, ch]
-                                                     + w10 * images[src, r1, c0, ch] + w11 * images[src, r1, c1, ch])
-                                                    * scale)
+                w00 = (1 - fr) * (1 - fc) * scale
+                w01 = (1 - fr) * fc * scale
+                w10 = fr * (1 - fc) * scale
+                w11 = fr * fc * scale
+                for ch in range(channels):
+                    out[b, r, c, ch] = <float> (w00 * images[src, r0, c0, ch] + w01 * images[src, r0, c1, ch]
+                                                + w10 * images[src, r1, c0, ch] + w11 * images[src, r1, c1, ch])
