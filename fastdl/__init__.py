@@ -9,6 +9,7 @@ from fastdl import ops
 from fastdl import callbacks, initializers, layers, losses, metrics, models, optimizers, utils
 from fastdl._config import (
     BACKENDS,
+    cuda_available,
     get_backend,
     get_num_threads,
     set_backend,
@@ -20,7 +21,7 @@ from fastdl._info import show_config
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "callbacks", "get_backend", "get_num_threads", "initializers", "layers",
+    "BACKENDS", "callbacks", "cuda_available", "get_backend", "get_num_threads", "initializers", "layers",
     "losses", "metrics", "models", "ops", "optimizers", "set_backend", "set_num_threads",
     "show_config", "use_backend", "utils",
 ]

@@ -11,8 +11,8 @@ import importlib.util
 import os
 import sys
 
-BACKENDS = ("reference", "cython", "numba", "auto")
-_MODULES = {"reference": "reference", "cython": "cython", "numba": "numba_cpu", "auto": "auto"}
+BACKENDS = ("reference", "cython", "numba", "auto", "cuda")
+_MODULES = {"reference": "reference", "cython": "cython", "numba": "numba_cpu", "auto": "auto", "cuda": "cuda"}
 
 _default_backend = "auto"
 _override = contextvars.ContextVar("fastdl_backend", default=None)
@@ -106,3 +106,12 @@ def _configure_blas():
             lib.set_num_threads(1)
         elif _num_threads is not None:
             lib.set_num_threads(_num_threads)
+
+
+def cuda_available():
+    """True only with a real NVIDIA GPU and driver (never under the CUDA simulator)."""
+    if importlib.util.find_spec("numba") is None or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return False
+    from fastdl.backends import _cuda_launch
+
+    return _cuda_launch.available()

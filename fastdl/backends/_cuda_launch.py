@@ -1,0 +1,462 @@
+"""Every numba.cuda kernel and launch of the CUDA backend, in this one module, so that
+moving from the numba.cuda built into Numba to the numba-cuda package (or whatever
+succeeds it) is a change to this file alone.
+
+Kernels take device arrays; scalars arrive in the arrays' dtype. Geometry tuples follow
+fastdl.ops._geometry.Window's first 14 fields.
+"""
+import math
+
+from numba import cuda
+
+TILE = 16  # the shared-memory matmul's tile edge: blocks of TILE x TILE threads
+THREADS = 256  # threads per block of the one-dimensional kernels
+
+
+def available():
+    """A real GPU and driver (the simulator does not count)."""
+    from numba import config
+
+    if getattr(config, "ENABLE_CUDASIM", 0):
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+def to_device(a):
+    return cuda.to_device(a)
+
+
+def device_array(shape, dtype):
+    return cuda.device_array(shape, dtype)
+
+
+def is_device_array(a):
+    return cuda.is_cuda_array(a)
+
+
+def _grid(n):
+    return (max(1, math.ceil(n / THREADS)),), (THREADS,)
+
+
+# -- matrix multiply ----------------------------------------------------------------------
+
+@cuda.jit
+def _matmul(a, b, c, trans_a, trans_b, beta):
+    """c = op(a) @ op(b) + beta * c, tiled through shared memory; any M, N, K: tiles at
+    the edges are bounds-checked and padded with zeros, K is walked in ceil(K/TILE) steps."""
+    sa = cuda.shared.array((TILE, TILE), dtype=c.dtype)
+    sb = cuda.shared.array((TILE, TILE), dtype=c.dtype)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    acc = c.dtype.type(0)
+    for t in range((k + TILE - 1) // TILE):
+        ka = t * TILE + tx
+        kb = t * TILE + ty
+        if row < m and ka < k:
+            sa[ty, tx] = a[ka, row] if trans_a else a[row, ka]
+        else:
+            sa[ty, tx] = 0
+        if col < n and kb < k:
+            sb[ty, tx] = b[col, kb] if trans_b else b[kb, col]
+        else:
+            sb[ty, tx] = 0
+        cuda.syncthreads()
+        for j in range(TILE):
+            acc += sa[ty, j] * sb[j, tx]
+        cuda.syncthreads()
+    if row < m and col < n:
+        c[row, col] = acc + (beta * c[row, col] if beta != 0 else 0)
+
+
+def matmul(a, b, c, trans_a=False, trans_b=False, beta=0.0):
+    m, n = c.shape
+    grid = (math.ceil(n / TILE), math.ceil(m / TILE))
+    _matmul[grid, (TILE, TILE)](a, b, c, trans_a, trans_b, c.dtype.type(beta))
+
+
+# -- convolution -----------------------------------------------------------------------------
+
+@cuda.jit
+def _im2col(x, cols, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    kk = kh * kw * c
+    if i >= cols.shape[0] * kk:
+        return
+    row, col = i // kk, i % kk
+    img, rest = row // (oh * ow), row % (oh * ow)
+    oy, ox = rest // ow, rest % ow
+    ky, rem = col // (kw * c), col % (kw * c)
+    kx, ch = rem // c, rem % c
+    iy = oy * sh - pt + ky * dh
+    ix = ox * sw - pl + kx * dw
+    cols[row, col] = x[img, iy, ix, ch] if (0 <= iy < h and 0 <= ix < w) else 0
+
+
+@cuda.jit
+def _col2im(dcols, dx, g):
+    """Gather form: each input element sums the columns entries it fed (no atomics)."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    if i >= n * h * w * c:
+        return
+    ch = i % c
+    ix = (i // c) % w
+    iy = (i // (c * w)) % h
+    img = i // (c * w * h)
+    acc = dx.dtype.type(0)
+    for ky in range(kh):
+        ty = iy + pt - ky * dh
+        if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+            continue
+        oy = ty // sh
+        for kx in range(kw):
+            tx = ix + pl - kx * dw
+            if tx < 0 or tx % sw != 0 or tx // sw >= ow:
+                continue
+            ox = tx // sw
+            acc += dcols[(img * oh + oy) * ow + ox, (ky * kw + kx) * c + ch]
+    dx[img, iy, ix, ch] = acc
+
+
+def im2col(x, cols, g):
+    grid, block = _grid(cols.shape[0] * cols.shape[1])
+    _im2col[grid, block](x, cols, g)
+
+
+def col2im(dcols, dx, g):
+    grid, block = _grid(dx.size)
+    _col2im[grid, block](dcols, dx, g)
+
+
+@cuda.jit
+def _add_row_vector(z, bias):
+    i = cuda.grid(1)
+    if i < z.shape[0] * z.shape[1]:
+        z[i // z.shape[1], i % z.shape[1]] += bias[i % z.shape[1]]
+
+
+def add_row_vector(z, bias):
+    grid, block = _grid(z.shape[0] * z.shape[1])
+    _add_row_vector[grid, block](z, bias)
+
+
+@cuda.jit
+def _column_sums(x, out):
+    j = cuda.grid(1)
+    if j < x.shape[1]:
+        acc = 0.0
+        for i in range(x.shape[0]):
+            acc += x[i, j]
+        out[j] = acc
+
+
+def column_sums(x, out):
+    grid, block = _grid(x.shape[1])
+    _column_sums[grid, block](x, out)
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+@cuda.jit
+def _pool_forward(x, y, g, is_max):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    if i >= y.size:
+        return
+    ch = i % c
+    ox = (i // c) % ow
+    oy = (i // (c * ow)) % oh
+    img = i // (c * ow * oh)
+    y0, x0 = max(oy * sh - pt, 0), max(ox * sw - pl, 0)
+    y1, x1 = min(oy * sh - pt + kh, h), min(ox * sw - pl + kw, w)
+    acc = x[img, y0, x0, ch] if is_max else x.dtype.type(0)
+    for iy in range(y0, y1):
+        for ix in range(x0, x1):
+            v = x[img, iy, ix, ch]
+            if is_max:
+                if v > acc:
+                    acc = v
+            else:
+                acc += v
+    y[img, oy, ox, ch] = acc if is_max else acc / ((y1 - y0) * (x1 - x0))
+
+
+@cuda.jit
+def _pool_backward(dy, x, dx, g, is_max):
+    """Gather form: each input element collects from every window that contains it
+    (max: only where it is that window's first maximum)."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    if i >= dx.size:
+        return
+    ch = i % c
+    ix = (i // c) % w
+    iy = (i // (c * w)) % h
+    img = i // (c * w * h)
+    acc = dx.dtype.type(0)
+    for oy in range(max(0, (iy + pt - kh) // sh), min(oh, (iy + pt) // sh + 1)):
+        y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + kh, h)
+        if iy < y0 or iy >= y1:
+            continue
+        for ox in range(max(0, (ix + pl - kw) // sw), min(ow, (ix + pl) // sw + 1)):
+            x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + kw, w)
+            if ix < x0 or ix >= x1:
+                continue
+            if is_max:
+                by, bx = y0, x0
+                best = x[img, y0, x0, ch]
+                for yy in range(y0, y1):
+                    for xx in range(x0, x1):
+                        if x[img, yy, xx, ch] > best:
+                            best = x[img, yy, xx, ch]
+                            by, bx = yy, xx
+                if by == iy and bx == ix:
+                    acc += dy[img, oy, ox, ch]
+            else:
+                acc += dy[img, oy, ox, ch] / ((y1 - y0) * (x1 - x0))
+    dx[img, iy, ix, ch] = acc
+
+
+def pool_forward(x, y, g, is_max):
+    grid, block = _grid(y.size)
+    _pool_forward[grid, block](x, y, g, is_max)
+
+
+def pool_backward(dy, x, dx, g, is_max):
+    grid, block = _grid(dx.size)
+    _pool_backward[grid, block](dy, x, dx, g, is_max)
+
+
+# -- activations and losses ------------------------------------------------------------------
+
+@cuda.jit
+def _activate_rows(z, code):
+    """In place, one thread a row: 1 relu, 2 sigmoid, 3 tanh, 4 softmax."""
+    r = cuda.grid(1)
+    if r >= z.shape[0]:
+        return
+    k = z.shape[1]
+    if code == 4:
+        m = z[r, 0]
+        for j in range(1, k):
+            m = max(m, z[r, j])
+        s = z.dtype.type(0)
+        for j in range(k):
+            z[r, j] = math.exp(z[r, j] - m)
+            s += z[r, j]
+        for j in range(k):
+            z[r, j] /= s
+        return
+    for j in range(k):
+        v = z[r, j]
+        if code == 1:
+            v = v if v > 0 else 0
+        elif code == 2:
+            v = 1 / (1 + math.exp(-v))
+        elif code == 3:
+            v = math.tanh(v)
+        z[r, j] = v
+
+
+@cuda.jit
+def _activation_backward_rows(dy, y, dz, code):
+    r = cuda.grid(1)
+    if r >= dy.shape[0]:
+        return
+    k = dy.shape[1]
+    if code == 4:
+        dot = dy.dtype.type(0)
+        for j in range(k):
+            dot += dy[r, j] * y[r, j]
+        for j in range(k):
+            dz[r, j] = y[r, j] * (dy[r, j] - dot)
+        return
+    for j in range(k):
+        if code == 1:
+            dz[r, j] = dy[r, j] if y[r, j] > 0 else 0
+        elif code == 2:
+            dz[r, j] = dy[r, j] * y[r, j] * (1 - y[r, j])
+        elif code == 3:
+            dz[r, j] = dy[r, j] * (1 - y[r, j] * y[r, j])
+        else:
+            dz[r, j] = dy[r, j]
+
+
+def activate_rows(z, code):
+    grid, block = _grid(z.shape[0])
+    _activate_rows[grid, block](z, code)
+
+
+def activation_backward_rows(dy, y, dz, code):
+    grid, block = _grid(dy.shape[0])
+    _activation_backward_rows[grid, block](dy, y, dz, code)
+
+
+@cuda.jit
+def _sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
+    """Per row: the loss and, when want_grad, its gradient scaled by dloss."""
+    r = cuda.grid(1)
+    if r >= outputs.shape[0]:
+        return
+    k = outputs.shape[1]
+    y = labels[r]
+    if from_logits:
+        m = outputs[r, 0]
+        for j in range(1, k):
+            m = max(m, outputs[r, j])
+        s = outputs.dtype.type(0)
+        for j in range(k):
+            s += math.exp(outputs[r, j] - m)
+        loss[r] = m + math.log(s) - outputs[r, y]
+        if want_grad:
+            for j in range(k):
+                grad[r, j] = math.exp(outputs[r, j] - m) / s * dloss[r]
+            grad[r, y] -= dloss[r]
+    else:
+        s = outputs.dtype.type(0)
+        for j in range(k):
+            s += outputs[r, j]
+        p = outputs[r, y] / s
+        inside = eps <= p <= 1 - eps
+        loss[r] = -math.log(min(max(p, eps), 1 - eps))
+        if want_grad:
+            gval = dloss[r] / (p * s) if inside else 0
+            for j in range(k):
+                grad[r, j] = p * gval
+            grad[r, y] -= gval
+
+
+def sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
+    grid, block = _grid(outputs.shape[0])
+    _sparse_ce[grid, block](outputs, labels, from_logits, eps, dloss, loss, grad, want_grad)
+
+
+# -- optimizer updates -----------------------------------------------------------------------
+
+@cuda.jit
+def _adam(p, g, m, v, vmax, has_vmax, step_size, eps_hat, b1, b2, r1, r2, l2, decay, sign):
+    i = cuda.grid(1)
+    if i >= p.size:
+        return
+    gi = sign * g[i] + l2 * p[i]
+    mi = b1 * m[i] + r1 * gi
+    vi = b2 * v[i] + r2 * gi * gi
+    m[i] = mi
+    v[i] = vi
+    if has_vmax:
+        vi = max(vi, vmax[i])
+        vmax[i] = vi
+    p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) + eps_hat)
+
+
+@cuda.jit
+def _sgd(p, g, buf, has_buf, lr, momentum, keep, l2, decay, sign, nesterov, init, keras):
+    i = cuda.grid(1)
+    if i >= p.size:
+        return
+    gi = sign * g[i] + l2 * p[i]
+    if not has_buf:
+        p[i] = p[i] * decay - lr * gi
+    elif keras:
+        b = momentum * buf[i] - lr * gi
+        buf[i] = b
+        p[i] = p[i] * decay + (momentum * b - lr * gi if nesterov else b)
+    else:
+        b = gi if init else momentum * buf[i] + keep * gi
+        buf[i] = b
+        p[i] = p[i] * decay - lr * (gi + momentum * b if nesterov else b)
+
+
+@cuda.jit
+def _adagrad(p, g, acc, lr, eps, l2, decay, eps_inside):
+    i = cuda.grid(1)
+    if i >= p.size:
+        return
+    gi = g[i] + l2 * p[i]
+    a = acc[i] + gi * gi
+    acc[i] = a
+    denom = math.sqrt(a + eps) if eps_inside else math.sqrt(a) + eps
+    p[i] = p[i] * decay - lr * gi / denom
+
+
+@cuda.jit
+def _rmsprop(p, g, sq, ga, has_ga, buf, has_buf, lr, rho, rest, eps, momentum, l2, decay, keras):
+    i = cuda.grid(1)
+    if i >= p.size:
+        return
+    gi = g[i] + l2 * p[i]
+    s = rho * sq[i] + rest * gi * gi
+    sq[i] = s
+    var = s
+    if has_ga:
+        a = rho * ga[i] + rest * gi
+        ga[i] = a
+        var = s - a * a
+    denom = math.sqrt(var + eps) if keras else math.sqrt(var) + eps
+    q = p[i] * decay
+    if has_buf:
+        b = momentum * buf[i] + (lr * gi / denom if keras else gi / denom)
+        buf[i] = b
+        p[i] = q - b if keras else q - lr * b
+    else:
+        p[i] = q - lr * gi / denom
+
+
+def elementwise(kernel_name, n, *args):
+    grid, block = _grid(n)
+    {"adam": _adam, "sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop}[kernel_name][grid, block](*args)
+
+
+# -- augmentation ----------------------------------------------------------------------------
+
+@cuda.jit
+def _affine(images, indices, matrices, out, mode, fill, scale):
+    i = cuda.grid(1)
+    b_count, h, w, channels = out.shape
+    if i >= b_count * h * w:
+        return
+    c = i % w
+    r = (i // w) % h
+    b = i // (w * h)
+    src = indices[b]
+    rin = matrices[b, 0] * r + matrices[b, 1] * c + matrices[b, 2]
+    cin = matrices[b, 3] * r + matrices[b, 4] * c + matrices[b, 5]
+    if mode == 1 and (rin < -1e-9 or rin > h - 1 + 1e-9 or cin < -1e-9 or cin > w - 1 + 1e-9):
+        for ch in range(channels):
+            out[b, r, c, ch] = fill
+        return
+    fr0, fc0 = math.floor(rin), math.floor(cin)
+    fr, fc = rin - fr0, cin - fc0
+    rows = (int(fr0), int(fr0) + 1)
+    cols = (int(fc0), int(fc0) + 1)
+    r0, r1 = _fold(rows[0], h, mode), _fold(rows[1], h, mode)
+    c0, c1 = _fold(cols[0], w, mode), _fold(cols[1], w, mode)
+    for ch in range(channels):
+        v = ((1 - fr) * (1 - fc) * images[src, r0, c0, ch] + (1 - fr) * fc * images[src, r0, c1, ch]
+             + fr * (1 - fc) * images[src, r1, c0, ch] + fr * fc * images[src, r1, c1, ch])
+        out[b, r, c, ch] = v * scale
+
+
+@cuda.jit(device=True)
+def _fold(i, n, mode):
+    if 0 <= i < n:
+        return i
+    if mode == 2:
+        period = 2 * n
+        i = i % period
+        return period - 1 - i if i >= n else i
+    if mode == 3:
+        return i % n
+    return 0 if i < 0 else n - 1
+
+
+def affine(images, indices, matrices, out, mode, fill, scale):
+    grid, block = _grid(out.shape[0] * out.shape[1] * out.shape[2])
+    _affine[grid, block](images, indices, matrices, out, mode, fill, scale)

@@ -1,0 +1,223 @@
+"""The CUDA backend (numba.cuda): every kernel of fastdl.ops on an NVIDIA GPU.
+
+All kernels and launches live in _cuda_launch.py. This module takes the host arrays that
+fastdl.ops hands every backend, copies them to the device once per call, runs the
+kernels there and copies the results back into the caller's output arrays.
+
+It loads only with a real GPU, or under the CUDA simulator when NUMBA_ENABLE_CUDASIM=1
+was set before Numba was imported (the tests run it that way, on tiny shapes).
+"""
+import os
+
+import numpy as np
+
+from fastdl.ops.losses import EPSILON
+
+from fastdl.backends import _cuda_launch as gpu
+
+if not gpu.available() and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    raise RuntimeError("the 'cuda' backend needs an NVIDIA GPU with its driver: numba.cuda.is_available() "
+                       "is False here (install fastdl[cuda] on a machine with a GPU, or set "
+                       "NUMBA_ENABLE_CUDASIM=1 before importing numba to run the simulator)")
+
+ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
+
+
+def _dev(a):
+    return gpu.to_device(np.ascontiguousarray(a))
+
+
+def _back(device, host):
+    """Copy a device result into a host output array."""
+    host[...] = device.copy_to_host().reshape(host.shape)
+
+
+def conv2d(x, kernel, bias, out, g):
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    rows = g.n * g.oh * g.ow
+    cols = gpu.device_array((rows, kk), x.dtype)
+    gpu.im2col(_dev(x), cols, g.kernel_args())
+    y = gpu.device_array((rows, f), x.dtype)
+    gpu.matmul(cols, _dev(kernel.reshape(kk, f)), y)
+    if bias is not None:
+        gpu.add_row_vector(y, _dev(bias))
+    _back(y, out)
+
+
+def conv2d_backward(dy, x, kernel, g, dx):
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    rows = g.n * g.oh * g.ow
+    dy_d = _dev(dy.reshape(rows, f))
+    cols = gpu.device_array((rows, kk), x.dtype)
+    gpu.im2col(_dev(x), cols, g.kernel_args())
+    dk = gpu.device_array((kk, f), x.dtype)
+    gpu.matmul(cols, dy_d, dk, trans_a=True)
+    if dx is not None:
+        dcols = gpu.device_array((rows, kk), x.dtype)
+        gpu.matmul(dy_d, _dev(kernel.reshape(kk, f)), dcols, trans_b=True)
+        dx_d = gpu.device_array(x.shape, x.dtype)
+        gpu.col2im(dcols, dx_d, g.kernel_args())
+        _back(dx_d, dx)
+    db = gpu.device_array((f,), np.float64)
+    gpu.column_sums(dy_d, db)
+    return dx, dk.copy_to_host().reshape(kernel.shape), db.copy_to_host().astype(dy.dtype)
+
+
+def _pool(x, out, g, is_max):
+    y = gpu.device_array(out.shape, out.dtype)
+    gpu.pool_forward(_dev(x), y, g.kernel_args(), is_max)
+    _back(y, out)
+
+
+def _pool_backward(dy, x, g, dx, is_max):
+    d = gpu.device_array(dx.shape, dx.dtype)
+    gpu.pool_backward(_dev(dy), _dev(x), d, g.kernel_args(), is_max)
+    _back(d, dx)
+
+
+def max_pool2d(x, out, g):
+    _pool(x, out, g, True)
+
+
+def avg_pool2d(x, out, g):
+    _pool(x, out, g, False)
+
+
+def max_pool2d_backward(dy, x, g, dx):
+    _pool_backward(dy, x, g, dx, True)
+
+
+def avg_pool2d_backward(dy, g, dx):
+    _pool_backward(dy, dx, g, dx, False)  # x is not read by average pooling
+
+
+def matmul(a, b, out, trans_a, trans_b):
+    c = gpu.device_array(out.shape, out.dtype)
+    gpu.matmul(_dev(a), _dev(b), c, trans_a, trans_b)
+    _back(c, out)
+
+
+def activation(x, out, name):
+    z = _dev(x)
+    gpu.activate_rows(z, ACTIVATION_CODES[name])
+    _back(z, out)
+
+
+def activation_backward(dy, y, name, dz):
+    d = gpu.device_array(dz.shape, dz.dtype)
+    gpu.activation_backward_rows(_dev(dy), _dev(y), d, ACTIVATION_CODES[name])
+    _back(d, dz)
+
+
+def dense(x, kernel, bias, activation, out):
+    z = gpu.device_array(out.shape, out.dtype)
+    gpu.matmul(_dev(x), _dev(kernel), z)
+    if bias is not None:
+        gpu.add_row_vector(z, _dev(bias))
+    if activation is not None:
+        gpu.activate_rows(z, ACTIVATION_CODES[activation])
+    _back(z, out)
+
+
+def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
+    dz = np.empty_like(dy)
+    if activation is None:
+        dz[...] = dy
+    else:
+        activation_backward(dy, output, activation, dz)
+    dz_d = _dev(dz)
+    dk = gpu.device_array(kernel.shape, kernel.dtype)
+    gpu.matmul(_dev(x), dz_d, dk, trans_a=True)
+    dx = None
+    if need_dx:
+        dx_d = gpu.device_array(x.shape, x.dtype)
+        gpu.matmul(dz_d, _dev(kernel), dx_d, trans_b=True)
+        dx = dx_d.copy_to_host()
+    dbias = None
+    if has_bias:
+        db = gpu.device_array((kernel.shape[1],), np.float64)
+        gpu.column_sums(dz_d, db)
+        dbias = db.copy_to_host().astype(dy.dtype)
+    return dx, dk.copy_to_host(), dbias
+
+
+def relu(x, out):
+    activation(x.reshape(1, -1), out.reshape(1, -1), "relu")
+
+
+def relu_backward(dy, x, dx):
+    activation_backward(dy.reshape(1, -1), x.reshape(1, -1), "relu", dx.reshape(1, -1))
+
+
+def softmax(x, out):
+    activation(x, out, "softmax")
+
+
+def _ce(labels, outputs, from_logits, dloss, want_grad):
+    n = outputs.shape[0]
+    loss = gpu.device_array((n,), outputs.dtype)
+    grad = gpu.device_array(outputs.shape if want_grad else (1, 1), outputs.dtype)
+    dl = _dev(dloss if dloss is not None else np.zeros(n, outputs.dtype))
+    gpu.sparse_ce(_dev(outputs), _dev(labels), from_logits, outputs.dtype.type(EPSILON), dl, loss, grad,
+                  want_grad)
+    return grad.copy_to_host() if want_grad else loss.copy_to_host()
+
+
+def sparse_categorical_crossentropy(labels, outputs, from_logits):
+    return _ce(labels, outputs, from_logits, None, False)
+
+
+def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss):
+    return _ce(labels, outputs, from_logits, dloss, True)
+
+
+def _update(kernel, p, g, states, scalars):
+    """Run an optimizer kernel on device copies and write parameter and state back."""
+    devices = [_dev(a) if a is not None else _dev(p[:1]) for a in [p] + states]
+    flags = [a is not None for a in states]
+    gpu.elementwise(kernel, p.size, devices[0], _dev(g), *_interleave(devices[1:], flags, kernel), *scalars)
+    _back(devices[0], p)
+    for host, device in zip(states, devices[1:]):
+        if host is not None:
+            _back(device, host)
+
+
+def _interleave(devices, flags, kernel):
+    """Each optional state array followed by its 'present' flag, as the kernels expect."""
+    if kernel == "adam":  # m, v, vmax(optional)
+        return devices[0], devices[1], devices[2], flags[2]
+    if kernel == "sgd":
+        return devices[0], flags[0]
+    if kernel == "adagrad":
+        return (devices[0],)
+    return devices[0], devices[1], flags[1], devices[2], flags[2]  # rmsprop: sq, ga?, buf?
+
+
+def sgd_update(p, g, buf, lr, momentum, dampening, l2, decay, sign, nesterov, init, keras):
+    s = p.dtype.type
+    _update("sgd", p, g, [buf], [s(lr), s(momentum), s(1 - dampening), s(l2), s(decay), s(sign),
+                                 nesterov, init, keras])
+
+
+def adagrad_update(p, g, acc, lr, eps, l2, decay, eps_inside):
+    s = p.dtype.type
+    _update("adagrad", p, g, [acc], [s(lr), s(eps), s(l2), s(decay), eps_inside])
+
+
+def rmsprop_update(p, g, sq, ga, buf, lr, rho, eps, momentum, l2, decay, keras):
+    s = p.dtype.type
+    _update("rmsprop", p, g, [sq, ga, buf], [s(lr), s(rho), s(1 - rho), s(eps), s(momentum), s(l2),
+                                             s(decay), keras])
+
+
+def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, sign):
+    s = p.dtype.type
+    _update("adam", p, g, [m, v, vmax], [s(step_size), s(eps_hat), s(beta1), s(beta2), s(1 - beta1),
+                                         s(1 - beta2), s(l2), s(decay), s(sign)])
+
+
+def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
+    d = gpu.device_array(out.shape, np.float32)
+    gpu.affine(_dev(images), _dev(indices), _dev(matrices), d, mode, np.float32(cval * scale),
+               np.float32(scale))
+    _back(d, out)

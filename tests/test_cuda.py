@@ -1,0 +1,41 @@
+"""The CUDA backend: its kernels' tests run under the CUDA simulator in a separate pytest
+process (NUMBA_ENABLE_CUDASIM must be set before Numba is imported), and asking for it
+without a GPU is a clear error."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastdl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+
+
+@needs_numba
+def test_cuda_kernels_under_the_simulator():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_cuda"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout
+
+
+@needs_numba
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
+    if fastdl.cuda_available():
+        pytest.skip("this machine has a GPU")
+    code = "import fastdl; fastdl.set_backend('cuda')"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "the 'cuda' backend needs an NVIDIA GPU" in proc.stderr
+
+
+def test_auto_never_picks_cuda():
+    from fastdl.backends import auto
+
+    assert "cuda" not in auto.candidates()
+    assert fastdl.cuda_available() in (True, False)
