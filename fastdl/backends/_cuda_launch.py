@@ -9,6 +9,8 @@ import math
 
 from numba import cuda
 
+from fastdl.backends import _element_updates as updates
+
 TILE = 16  # the shared-memory matmul's tile edge: blocks of TILE x TILE threads
 THREADS = 256  # threads per block of the one-dimensional kernels
 
@@ -340,73 +342,50 @@ def sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
 
 # -- optimizer updates -----------------------------------------------------------------------
 
+_adam_step = cuda.jit(device=True)(updates.adam)
+_sgd_step = cuda.jit(device=True)(updates.sgd)
+_adagrad_step = cuda.jit(device=True)(updates.adagrad)
+_rmsprop_step = cuda.jit(device=True)(updates.rmsprop)
+_fold = cuda.jit(device=True)(updates.fold)
+
+
 @cuda.jit
 def _adam(p, g, m, v, vmax, has_vmax, step_size, eps_hat, b1, b2, r1, r2, l2, decay, sign):
     i = cuda.grid(1)
-    if i >= p.size:
-        return
-    gi = sign * g[i] + l2 * p[i]
-    mi = b1 * m[i] + r1 * gi
-    vi = b2 * v[i] + r2 * gi * gi
-    m[i] = mi
-    v[i] = vi
-    if has_vmax:
-        vi = max(vi, vmax[i])
-        vmax[i] = vi
-    p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) + eps_hat)
+    if i < p.size:
+        p[i], m[i], v[i], vm = _adam_step(p[i], g[i], m[i], v[i], vmax[i], has_vmax, step_size, eps_hat,
+                                          b1, b2, r1, r2, l2, decay, sign)
+        if has_vmax:
+            vmax[i] = vm
 
 
 @cuda.jit
 def _sgd(p, g, buf, has_buf, lr, momentum, keep, l2, decay, sign, nesterov, init, keras):
     i = cuda.grid(1)
-    if i >= p.size:
-        return
-    gi = sign * g[i] + l2 * p[i]
-    if not has_buf:
-        p[i] = p[i] * decay - lr * gi
-    elif keras:
-        b = momentum * buf[i] - lr * gi
-        buf[i] = b
-        p[i] = p[i] * decay + (momentum * b - lr * gi if nesterov else b)
-    else:
-        b = gi if init else momentum * buf[i] + keep * gi
-        buf[i] = b
-        p[i] = p[i] * decay - lr * (gi + momentum * b if nesterov else b)
+    if i < p.size:
+        p[i], b = _sgd_step(p[i], g[i], buf[i], has_buf, lr, momentum, keep, l2, decay, sign, nesterov,
+                            init, keras)
+        if has_buf:
+            buf[i] = b
 
 
 @cuda.jit
 def _adagrad(p, g, acc, lr, eps, l2, decay, eps_inside):
     i = cuda.grid(1)
-    if i >= p.size:
-        return
-    gi = g[i] + l2 * p[i]
-    a = acc[i] + gi * gi
-    acc[i] = a
-    denom = math.sqrt(a + eps) if eps_inside else math.sqrt(a) + eps
-    p[i] = p[i] * decay - lr * gi / denom
+    if i < p.size:
+        p[i], acc[i] = _adagrad_step(p[i], g[i], acc[i], lr, eps, l2, decay, eps_inside)
 
 
 @cuda.jit
 def _rmsprop(p, g, sq, ga, has_ga, buf, has_buf, lr, rho, rest, eps, momentum, l2, decay, keras):
     i = cuda.grid(1)
-    if i >= p.size:
-        return
-    gi = g[i] + l2 * p[i]
-    s = rho * sq[i] + rest * gi * gi
-    sq[i] = s
-    var = s
-    if has_ga:
-        a = rho * ga[i] + rest * gi
-        ga[i] = a
-        var = s - a * a
-    denom = math.sqrt(var + eps) if keras else math.sqrt(var) + eps
-    q = p[i] * decay
-    if has_buf:
-        b = momentum * buf[i] + (lr * gi / denom if keras else gi / denom)
-        buf[i] = b
-        p[i] = q - b if keras else q - lr * b
-    else:
-        p[i] = q - lr * gi / denom
+    if i < p.size:
+        p[i], sq[i], a, b = _rmsprop_step(p[i], g[i], sq[i], ga[i], has_ga, buf[i], has_buf, lr, rho, rest,
+                                          eps, momentum, l2, decay, keras)
+        if has_ga:
+            ga[i] = a
+        if has_buf:
+            buf[i] = b
 
 
 def elementwise(kernel_name, n, *args):
@@ -442,19 +421,6 @@ def _affine(images, indices, matrices, out, mode, fill, scale):
         v = ((1 - fr) * (1 - fc) * images[src, r0, c0, ch] + (1 - fr) * fc * images[src, r0, c1, ch]
              + fr * (1 - fc) * images[src, r1, c0, ch] + fr * fc * images[src, r1, c1, ch])
         out[b, r, c, ch] = v * scale
-
-
-@cuda.jit(device=True)
-def _fold(i, n, mode):
-    if 0 <= i < n:
-        return i
-    if mode == 2:
-        period = 2 * n
-        i = i % period
-        return period - 1 - i if i >= n else i
-    if mode == 3:
-        return i % n
-    return 0 if i < 0 else n - 1
 
 
 def affine(images, indices, matrices, out, mode, fill, scale):

@@ -173,7 +173,9 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
 
 def _update(kernel, p, g, states, scalars):
     """Run an optimizer kernel on device copies and write parameter and state back."""
-    devices = [_dev(a) if a is not None else _dev(p[:1]) for a in [p] + states]
+    param = _dev(p)
+    # an absent state array is stood in for by the parameter: kernels read but never write it
+    devices = [param] + [_dev(a) if a is not None else param for a in states]
     flags = [a is not None for a in states]
     gpu.elementwise(kernel, p.size, devices[0], _dev(g), *_interleave(devices[1:], flags, kernel), *scalars)
     _back(devices[0], p)

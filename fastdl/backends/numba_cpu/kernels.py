@@ -10,6 +10,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from fastdl.backends import _element_updates as updates
+
 OPTS = dict(cache=True, nogil=True)
 
 
@@ -323,81 +325,48 @@ def sparse_ce_backward(outputs, labels, from_logits, eps, dloss, grad):
 
 # -- optimizer updates ---------------------------------------------------------------------
 
+_adam = njit(inline="always")(updates.adam)
+_sgd = njit(inline="always")(updates.sgd)
+_adagrad = njit(inline="always")(updates.adagrad)
+_rmsprop = njit(inline="always")(updates.rmsprop)
+_fold = njit(inline="always")(updates.fold)
+
+
 @njit(parallel=True, **OPTS)
 def sgd(p, g, buf, has_buf, lr, momentum, keep, l2, decay, sign, nesterov, init, keras):
     for i in prange(p.size):
-        gi = sign * g[i] + l2 * p[i]
-        if not has_buf:
-            p[i] = p[i] * decay - lr * gi
-        elif keras:
-            b = momentum * buf[i] - lr * gi
+        p[i], b = _sgd(p[i], g[i], buf[i], has_buf, lr, momentum, keep, l2, decay, sign, nesterov, init, keras)
+        if has_buf:
             buf[i] = b
-            p[i] = p[i] * decay + (momentum * b - lr * gi if nesterov else b)
-        else:
-            b = gi if init else momentum * buf[i] + keep * gi
-            buf[i] = b
-            p[i] = p[i] * decay - lr * (gi + momentum * b if nesterov else b)
 
 
 @njit(parallel=True, **OPTS)
 def adagrad(p, g, acc, lr, eps, l2, decay, eps_inside):
     for i in prange(p.size):
-        gi = g[i] + l2 * p[i]
-        a = acc[i] + gi * gi
-        acc[i] = a
-        denom = np.sqrt(a + eps) if eps_inside else np.sqrt(a) + eps
-        p[i] = p[i] * decay - lr * gi / denom
+        p[i], acc[i] = _adagrad(p[i], g[i], acc[i], lr, eps, l2, decay, eps_inside)
 
 
 @njit(parallel=True, **OPTS)
 def rmsprop(p, g, sq, ga, has_ga, buf, has_buf, lr, rho, rest, eps, momentum, l2, decay, keras):
     for i in prange(p.size):
-        gi = g[i] + l2 * p[i]
-        s = rho * sq[i] + rest * gi * gi
-        sq[i] = s
-        var = s
+        p[i], sq[i], a, b = _rmsprop(p[i], g[i], sq[i], ga[i], has_ga, buf[i], has_buf, lr, rho, rest, eps,
+                                     momentum, l2, decay, keras)
         if has_ga:
-            a = rho * ga[i] + rest * gi
             ga[i] = a
-            var = s - a * a
-        denom = np.sqrt(var + eps) if keras else np.sqrt(var) + eps
-        q = p[i] * decay
         if has_buf:
-            b = momentum * buf[i] + (lr * gi / denom if keras else gi / denom)
             buf[i] = b
-            p[i] = q - b if keras else q - lr * b
-        else:
-            p[i] = q - lr * gi / denom
 
 
 @njit(parallel=True, **OPTS)
 def adam(p, g, m, v, vmax, has_vmax, step_size, eps_hat, b1, b2, r1, r2, l2, decay, sign):
     for i in prange(p.size):
-        gi = sign * g[i] + l2 * p[i]
-        mi = b1 * m[i] + r1 * gi
-        vi = b2 * v[i] + r2 * gi * gi
-        m[i] = mi
-        v[i] = vi
+        p[i], m[i], v[i], vm = _adam(p[i], g[i], m[i], v[i], vmax[i], has_vmax, step_size, eps_hat,
+                                     b1, b2, r1, r2, l2, decay, sign)
         if has_vmax:
-            vi = max(vi, vmax[i])
-            vmax[i] = vi
-        p[i] = p[i] * decay - step_size * mi / (np.sqrt(vi) + eps_hat)
+            vmax[i] = vm
 
 
 # -- augmentation --------------------------------------------------------------------------
-
-@njit(**OPTS)
-def _fold(i, n, mode):
-    if 0 <= i < n:
-        return i
-    if mode == 2:
-        period = 2 * n
-        i = i % period
-        return period - 1 - i if i >= n else i
-    if mode == 3:
-        return i % n
-    return 0 if i < 0 else n - 1
-
 
 @njit(parallel=True, **OPTS)
 def affine_batch(images, indices, matrices, out, mode, cval, scale):
