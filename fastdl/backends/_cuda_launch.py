@@ -82,6 +82,12 @@ def matmul(a, b, c, trans_a=False, trans_b=False, beta=0.0):
     _matmul[grid, (TILE, TILE)](a, b, c, trans_a, trans_b, c.dtype.type(beta))
 
 
+@cuda.jit(device=True)
+def _nhwc(i, h, w, c):
+    """(image, row, column, channel) of flat index i in an (n, h, w, c) array."""
+    return i // (c * w * h), (i // (c * w)) % h, (i // c) % w, i % c
+
+
 # -- convolution -----------------------------------------------------------------------------
 
 @cuda.jit
@@ -108,10 +114,7 @@ def _col2im(dcols, dx, g):
     i = cuda.grid(1)
     if i >= n * h * w * c:
         return
-    ch = i % c
-    ix = (i // c) % w
-    iy = (i // (c * w)) % h
-    img = i // (c * w * h)
+    img, iy, ix, ch = _nhwc(i, h, w, c)
     acc = dx.dtype.type(0)
     for ky in range(kh):
         ty = iy + pt - ky * dh
@@ -172,10 +175,7 @@ def _pool_forward(x, y, g, is_max):
     i = cuda.grid(1)
     if i >= y.size:
         return
-    ch = i % c
-    ox = (i // c) % ow
-    oy = (i // (c * ow)) % oh
-    img = i // (c * ow * oh)
+    img, oy, ox, ch = _nhwc(i, oh, ow, c)
     y0, x0 = max(oy * sh - pt, 0), max(ox * sw - pl, 0)
     y1, x1 = min(oy * sh - pt + kh, h), min(ox * sw - pl + kw, w)
     acc = x[img, y0, x0, ch] if is_max else x.dtype.type(0)
@@ -198,10 +198,7 @@ def _pool_backward(dy, x, dx, g, is_max):
     i = cuda.grid(1)
     if i >= dx.size:
         return
-    ch = i % c
-    ix = (i // c) % w
-    iy = (i // (c * w)) % h
-    img = i // (c * w * h)
+    img, iy, ix, ch = _nhwc(i, h, w, c)
     acc = dx.dtype.type(0)
     for oy in range(max(0, (iy + pt - kh) // sh), min(oh, (iy + pt) // sh + 1)):
         y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + kh, h)

@@ -281,16 +281,21 @@ def column_sums(x, out, parts):
         out[j] = partial[:, j].sum()
 
 
+@njit(**OPTS)
+def _logsumexp(row):
+    m = row.max()
+    s = row.dtype.type(0)
+    for j in range(row.size):
+        s += np.exp(row[j] - m)
+    return m + np.log(s)
+
+
 @njit(parallel=True, **OPTS)
 def sparse_ce(outputs, labels, from_logits, eps, loss):
     for r in prange(outputs.shape[0]):
         row = outputs[r]
         if from_logits:
-            m = row.max()
-            s = outputs.dtype.type(0)
-            for j in range(row.size):
-                s += np.exp(row[j] - m)
-            loss[r] = m + np.log(s) - row[labels[r]]
+            loss[r] = _logsumexp(row) - row[labels[r]]
         else:
             p = row[labels[r]] / row.sum()
             p = min(max(p, eps), 1 - eps)
@@ -302,14 +307,9 @@ def sparse_ce_backward(outputs, labels, from_logits, eps, dloss, grad):
     for r in prange(outputs.shape[0]):
         row = outputs[r]
         if from_logits:
-            m = row.max()
-            s = outputs.dtype.type(0)
+            lse = _logsumexp(row)
             for j in range(row.size):
-                grad[r, j] = np.exp(row[j] - m)
-                s += grad[r, j]
-            scale = dloss[r] / s
-            for j in range(row.size):
-                grad[r, j] *= scale
+                grad[r, j] = np.exp(row[j] - lse) * dloss[r]
             grad[r, labels[r]] -= dloss[r]
         else:
             s = row.sum()
