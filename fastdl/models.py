@@ -254,7 +254,7 @@ class Sequential:
         """(x, y) float32 batches of arrays, or whatever an iterator yields. With a shard
         (rank, size), this rank's share of each global batch."""
         if y is None and not isinstance(x, np.ndarray):
-            for xb, yb in _iterate(x, None):
+            for xb, yb in _iterate(x):
                 xb = self._as_batch(self._check_input(xb))
                 yield xb, self._check_labels(yb, len(xb))
             return
@@ -477,7 +477,8 @@ def _split_validation(data):
     return data, None
 
 
-def _iterate(source, steps):
+def _iterate(source):
+    """The batches of a Keras-style Sequence (len + indexing) once, or of any iterable."""
     if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not isinstance(source, np.ndarray):
         for i in range(len(source)):
             yield source[i]

@@ -36,8 +36,9 @@ def add_arguments(parser):
                         help="data-parallel over MPI ranks (run under mpirun); --batch-size is global")
 
 
-def seed_cnn(input_shape, classes=10):
-    model = Sequential()
+def seed_cnn(input_shape, classes=10, dtype="float32"):
+    """Conv32-Pool-Conv64-Pool-Dense128-Dense(classes, softmax), as in the seed's 4.3."""
+    model = Sequential(dtype=dtype)
     model.add(Conv2D(32, (3, 3), activation="relu", input_shape=input_shape))
     model.add(MaxPooling2D((2, 2)))
     model.add(Conv2D(64, (3, 3), activation="relu"))

@@ -18,7 +18,6 @@ cdef extern from "elementwise.h" nogil:
 
 DEF BLOCK = 16384  # elements per parallel work item of elementwise kernels
 
-DEF LINEAR = 0
 DEF RELU = 1
 DEF SIGMOID = 2
 DEF TANH = 3

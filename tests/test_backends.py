@@ -42,14 +42,27 @@ def test_numba_threads_follow_set_num_threads():
         fastdl.set_num_threads(before)
 
 
-def test_auto_measures_once_caches_and_can_be_overridden(tmp_path, monkeypatch):
+@pytest.fixture
+def auto(tmp_path, monkeypatch):
+    """The 'auto' dispatcher with no measurements, caching under a temporary directory."""
     from fastdl.backends import auto
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(auto, "_choices", None)
     monkeypatch.setattr(auto, "_memo", {})
+    return auto
+
+
+@pytest.fixture
+def counted_measures(auto, monkeypatch):
+    """Measurements replaced by a record of the ops measured (always choosing cython)."""
     calls = []
     monkeypatch.setattr(auto, "_measure", lambda op, args: calls.append(op) or "cython")
+    return calls
+
+
+def test_auto_measures_once_caches_and_can_be_overridden(auto, counted_measures):
+    calls = counted_measures
     x = np.random.default_rng(2).standard_normal((2, 6, 6, 3)).astype(np.float32)
     k = np.random.default_rng(3).standard_normal((3, 3, 3, 2)).astype(np.float32)
     with fastdl.use_backend("auto"):
@@ -68,14 +81,8 @@ def test_auto_measures_once_caches_and_can_be_overridden(tmp_path, monkeypatch):
         auto.prefer("conv2d", None)
 
 
-def test_auto_does_not_remeasure_when_only_real_valued_arguments_change(monkeypatch, tmp_path):
-    from fastdl.backends import auto
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(auto, "_choices", None)
-    monkeypatch.setattr(auto, "_memo", {})
-    calls = []
-    monkeypatch.setattr(auto, "_measure", lambda op, args: calls.append(op) or "cython")
+def test_auto_does_not_remeasure_when_only_real_valued_arguments_change(counted_measures):
+    calls = counted_measures
     p, g = np.ones(100, np.float32), np.ones(100, np.float32)
     m, v = np.zeros_like(p), np.zeros_like(p)
     with fastdl.use_backend("auto"):
@@ -84,12 +91,7 @@ def test_auto_does_not_remeasure_when_only_real_valued_arguments_change(monkeypa
     assert calls == ["adam_update"]
 
 
-def test_auto_measurement_never_mutates_the_caller_arrays(monkeypatch, tmp_path):
-    from fastdl.backends import auto
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(auto, "_choices", None)
-    monkeypatch.setattr(auto, "_memo", {})
+def test_auto_measurement_never_mutates_the_caller_arrays(auto):
     p = np.ones(1000, np.float32)
     m, v = np.zeros_like(p), np.zeros_like(p)
     reference = p.copy(), m.copy(), v.copy()

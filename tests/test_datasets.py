@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from fastdl.datasets import DatasetNotFoundError, cifar10, fashion_mnist, mnist
-from fastdl.datasets import _sources
 
 IN_CI = bool(os.environ.get("CI"))
 

@@ -6,23 +6,15 @@ import numpy as np
 import pytest
 
 import fastdl
-from fastdl import callbacks, layers, optimizers
+from fastdl import callbacks, layers, optimizers, train
 from fastdl.models import Sequential
 
 from support import numerical_gradient
 
 
-def seed_cnn(input_shape=(32, 32, 3), dtype="float32", classes=10):
+def seed_cnn(input_shape=(32, 32, 3), dtype="float32"):
     """The reference program's CNN (section 4 of the seed)."""
-    model = Sequential(dtype=dtype)
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=input_shape))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(128, activation="relu"))
-    model.add(layers.Dense(classes, activation="softmax"))
-    return model
+    return train.seed_cnn(input_shape, dtype=dtype)
 
 
 def small_model(dtype="float64"):
@@ -64,7 +56,7 @@ def test_seed_cnn_matches_pytorch(backend, torch):
     x, y = rng.random((8, 16, 16, 3)).astype(np.float32), rng.integers(0, 10, 8)
     loss = model.train_on_batch(x, y)
 
-    nn, F = torch.nn, torch.nn.functional
+    F = torch.nn.functional
     w = [torch.tensor(p, requires_grad=True) for layer in model.layers for p in layer.params]
     tx = torch.tensor(x).permute(0, 3, 1, 2)
     h = F.max_pool2d(F.relu(F.conv2d(tx, w[0].permute(3, 2, 0, 1), w[1])), 2)

@@ -5,6 +5,8 @@ of the input: each offset is a strided slice, so no index arithmetic can go wron
 """
 import numpy as np
 
+from fastdl.ops.losses import EPSILON
+
 
 def _padded(x, g, fill):
     return np.pad(x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)), constant_values=fill)
@@ -165,8 +167,6 @@ def _probabilities_at_labels(labels, outputs):
 
 
 def sparse_categorical_crossentropy(labels, outputs, from_logits):
-    from fastdl.ops.losses import EPSILON
-
     rows = np.arange(len(labels))
     if from_logits:
         top = outputs.max(axis=1)
@@ -177,8 +177,6 @@ def sparse_categorical_crossentropy(labels, outputs, from_logits):
 
 
 def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss):
-    from fastdl.ops.losses import EPSILON
-
     rows = np.arange(len(labels))
     if from_logits:
         grad = np.empty_like(outputs)
