@@ -5,7 +5,7 @@ model's flat gradient buffer) and returns the gradient with respect to its input
 """
 import numpy as np
 
-from fastdl import initializers, ops
+from fastdl import _device, initializers, ops
 from fastdl.ops import _checks
 from fastdl.utils import new_generator
 
@@ -72,11 +72,13 @@ class Layer:
     def count_params(self):
         return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs())
 
-    def _buffer(self, key, shape, dtype):
-        """A reusable output array: steady-state training allocates no activations."""
+    def _buffer(self, key, shape, like):
+        """A reusable output array shaped `shape`, of like's dtype and where like lives
+        (host or device): steady-state training allocates no activations."""
         buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
+        device = _device.is_device(like)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or _device.is_device(buf) != device:
+            buf = _device.empty(shape, like.dtype, device)
             self._buffers[key] = buf
         return buf
 
@@ -158,7 +160,7 @@ class Conv2D(Layer):
         return specs
 
     def forward(self, x, training=False):
-        y = self._buffer("y", (x.shape[0],) + self.output_shape, x.dtype)
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
         ops.conv2d(x, self.params[0], self.params[1] if self.use_bias else None, out=y, **self._geometry())
         if self.activation is not None:
             ops.activation(y, self.activation, out=y)
@@ -168,13 +170,13 @@ class Conv2D(Layer):
     def backward(self, dy, need_dx=True):
         if self.activation is not None:
             dy = ops.activation_backward(dy, self._y, self.activation,
-                                         out=self._buffer("dz", dy.shape, dy.dtype))
-        dx_out = self._buffer("dx", self._x.shape, self._x.dtype) if need_dx else None
+                                         out=self._buffer("dz", dy.shape, dy))
+        dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
         dx, dkernel, dbias = ops.conv2d_backward(dy, self._x, self.params[0], need_dx=need_dx,
                                                  dx_out=dx_out, **self._geometry())
-        np.copyto(self.grads[0], dkernel)
+        _device.copy_into(self.grads[0], dkernel)
         if self.use_bias:
-            np.copyto(self.grads[1], dbias)
+            _device.copy_into(self.grads[1], dbias)
         return dx
 
     def get_config(self):
@@ -201,14 +203,14 @@ class _Pooling2D(Layer):
         return (g.oh, g.ow, input_shape[-1])
 
     def forward(self, x, training=False):
-        y = self._buffer("y", (x.shape[0],) + self.output_shape, x.dtype)
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
         type(self)._forward(x, self.pool_size, self.strides, self.padding, out=y)
         self._x = x
         return y
 
     def backward(self, dy, need_dx=True):
         return type(self)._backward(dy, self._x, self.pool_size, self.strides, self.padding,
-                                    out=self._buffer("dx", self._x.shape, self._x.dtype))
+                                    out=self._buffer("dx", self._x.shape, self._x))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
@@ -267,7 +269,7 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         activation = None if self.skip_activation else self.activation
-        y = self._buffer("y", x.shape[:-1] + (self.units,), x.dtype)
+        y = self._buffer("y", x.shape[:-1] + (self.units,), x)
         ops.dense(x, self.params[0], self.params[1] if self.use_bias else None, activation, out=y)
         self._x, self._y, self._activation_used = x, y, activation
         return y
@@ -275,9 +277,9 @@ class Dense(Layer):
     def backward(self, dy, need_dx=True):
         dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self._activation_used,
                                                 output=self._y, has_bias=self.use_bias, need_dx=need_dx)
-        np.copyto(self.grads[0], dkernel)
+        _device.copy_into(self.grads[0], dkernel)
         if self.use_bias:
-            np.copyto(self.grads[1], dbias)
+            _device.copy_into(self.grads[1], dbias)
         return dx
 
     def get_config(self):
@@ -286,7 +288,10 @@ class Dense(Layer):
 
 
 class Dropout(Layer):
-    """Zeroes a fraction `rate` of inputs while training, scaling the rest by 1/(1 - rate)."""
+    """Zeroes a fraction `rate` of inputs while training, scaling the rest by 1/(1 - rate).
+
+    The mask is drawn on the host, so a seed gives the same mask on every backend; on
+    the device it is copied there once per step."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -301,10 +306,14 @@ class Dropout(Layer):
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
         self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
-        return x * self._mask
+        if _device.is_device(x):
+            self._mask = _device.to_device(self._mask)
+        return _device.multiply(x, self._mask, self._buffer("y", x.shape, x))
 
     def backward(self, dy, need_dx=True):
-        return dy if self._mask is None else dy * self._mask
+        if self._mask is None:
+            return dy
+        return _device.multiply(dy, self._mask, self._buffer("dx", dy.shape, dy))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

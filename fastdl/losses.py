@@ -2,7 +2,7 @@
 batch mean with respect to the model's outputs (or logits)."""
 import numpy as np
 
-from fastdl import ops
+from fastdl import _device, ops
 
 
 class Loss:
@@ -35,7 +35,8 @@ class SparseCategoricalCrossentropy(Loss):
 
 
 class CategoricalCrossentropy(Loss):
-    """-sum(y * log p), y (N, K) one-hot or soft labels."""
+    """-sum(y * log p), y (N, K) one-hot or soft labels. Computed with NumPy: on the GPU
+    the outputs come to the host and the gradient goes back (N x K values each way)."""
 
     name = "categorical_crossentropy"
     sparse = False
@@ -50,6 +51,7 @@ class CategoricalCrossentropy(Loss):
 
     @classmethod
     def per_sample(cls, y_true, outputs, from_logits):
+        outputs = _device.to_host(outputs)
         y_true = cls._check(y_true, outputs)
         if from_logits:
             top = outputs.max(axis=1, keepdims=True)
@@ -61,6 +63,8 @@ class CategoricalCrossentropy(Loss):
 
     @classmethod
     def gradient(cls, y_true, outputs, from_logits):
+        if _device.is_device(outputs):
+            return _device.to_device(cls.gradient(y_true, _device.to_host(outputs), from_logits))
         y_true = cls._check(y_true, outputs)
         n = outputs.shape[0]
         if from_logits:

@@ -3,6 +3,10 @@
 All parameters live in one flat float32 buffer and all gradients in another (each
 layer holds views), so the optimizer updates the whole model in one fused call.
 Layer outputs are written into buffers sized on the first batch and reused.
+
+A model built while the 'cuda' backend is selected lives on the GPU: parameters,
+gradients, optimizer state and activations stay there; each batch is copied in once,
+and only the per-sample losses (and, with metrics, the outputs) come back.
 """
 import os
 import sys
@@ -11,6 +15,7 @@ import zipfile
 
 import numpy as np
 
+from fastdl import _config, _device
 from fastdl import callbacks as callbacks_module
 from fastdl import losses, metrics as metrics_module, ops, optimizers
 from fastdl.layers import Activation, Dense, InputLayer, Layer
@@ -34,6 +39,7 @@ class Sequential:
         self.optimizer = None
         self.stop_training = False
         self.rng = new_generator()
+        self.on_device = False
         for layer in layers or []:
             self.add(layer)
 
@@ -67,24 +73,31 @@ class Sequential:
         specs = [(layer, spec) for layer in self.layers for spec in layer.weight_specs()]
         self._sizes = [int(np.prod(shape)) for _, (_, shape, _) in specs]
         total = sum(self._sizes)
+        self.on_device = _config.get_backend() == "cuda"
         self.flat_params = np.empty(total, self.dtype)
-        self.flat_grads = np.zeros(total, self.dtype)
+        for (_, (_, shape, init)), start, size in zip(specs, np.cumsum([0] + self._sizes), self._sizes):
+            self.flat_params[start:start + size] = init(shape, self.dtype, self.rng).reshape(-1)
+        if self.on_device:  # initialised on the host (same values as on the CPU), copied once
+            self.flat_params = _device.to_device(self.flat_params)
+        self.flat_grads = _device.full((total,), self.dtype, 0, self.on_device)
         offset = 0
         for layer in self.layers:
             params, grads = [], []
-            for _, shape, init in layer.weight_specs():
+            for _, shape, _ in layer.weight_specs():
                 size = int(np.prod(shape))
-                view = self.flat_params[offset:offset + size].reshape(shape)
-                view[...] = init(shape, self.dtype, self.rng)
-                params.append(view)
+                params.append(self.flat_params[offset:offset + size].reshape(shape))
                 grads.append(self.flat_grads[offset:offset + size].reshape(shape))
                 offset += size
             layer.attach(params, grads)
+        self._device_batch = None
         self.built = True
         if self.compiled:
             self._configure_output()
 
     def _check_input(self, x):
+        if _device.is_device(x):
+            raise TypeError("x must be host data (a NumPy array or an iterator of them); a model on "
+                            "the GPU copies each batch to the device itself")
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         if not self.built:
@@ -99,8 +112,14 @@ class Sequential:
 
     def _as_batch(self, x):
         """A batch as C-contiguous data of the model's dtype (uint8 images are converted
-        here, one batch at a time)."""
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        here, one batch at a time); on the GPU, copied into a reused device buffer."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not self.on_device:
+            return x
+        if self._device_batch is None or self._device_batch.shape != x.shape:
+            self._device_batch = _device.empty(x.shape, self.dtype, device=True)
+        _device.copy_into(self._device_batch, x)
+        return self._device_batch
 
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
@@ -179,8 +198,10 @@ class Sequential:
         return y
 
     def _batch_logs(self, y, out):
-        """(loss values, {metric: values}) per sample of a batch."""
-        loss_values = self.loss.per_sample(y, out, self._from_logits)
+        """(loss values, {metric: values}) per sample of a batch, on the host."""
+        loss_values = _device.to_host(self.loss.per_sample(y, out, self._from_logits))
+        if self.metrics:
+            out = _device.to_host(out)
         values = {name: fn(y, out) for name, fn in self.metrics}
         return loss_values, values
 
@@ -229,7 +250,7 @@ class Sequential:
 
     def predict_on_batch(self, x):
         x = self._as_batch(self._check_input(x))
-        return self._outputs_to_predictions(self._forward(x, training=False)).copy()
+        return _device.host_copy(self._outputs_to_predictions(self._forward(x, training=False)))
 
     def predict(self, x, batch_size=32, verbose="auto"):
         """Outputs for every sample of x, in batches of batch_size."""
@@ -286,6 +307,9 @@ class Sequential:
         if distributed:
             from fastdl import distributed as dist
 
+            if self.on_device:
+                raise ValueError("distributed=True trains models on the CPU; this one is on the GPU "
+                                 "(built under the 'cuda' backend)")
             dist.init(required=True)
             try:
                 return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
@@ -301,6 +325,8 @@ class Sequential:
              shuffle, initial_epoch, steps_per_epoch, dist):
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+        if _device.is_device(x):
+            self._check_input(x)  # raises: batches are cut from host data
         is_array = isinstance(x, np.ndarray) or isinstance(x, (list, tuple)) and y is not None
         if is_array:
             x = self._check_input(x)
@@ -384,7 +410,7 @@ class Sequential:
     def get_weights(self):
         if not self.built:
             self.build()
-        return [p.copy() for layer in self.layers for p in layer.params]
+        return [_device.host_copy(p) for layer in self.layers for p in layer.params]
 
     def _check_weights(self, weights, source):
         """Every array's shape matches this model's, before anything is assigned."""
@@ -404,7 +430,7 @@ class Sequential:
         self._check_weights(weights, "set_weights")
         params = [p for layer in self.layers for p in layer.params]
         for p, w in zip(params, weights):
-            p[...] = w
+            _device.copy_into(p, np.ascontiguousarray(w, dtype=p.dtype))
 
     def save_weights(self, filepath):
         """Write every weight to an .npz file atomically: a crash mid-save leaves either

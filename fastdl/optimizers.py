@@ -4,13 +4,14 @@ Every update goes through fastdl.ops with convention="keras": epsilon where Kera
 it, and weight decay applied decoupled (p -= lr * weight_decay * p), as Keras does for
 every optimizer. A model whose parameters live in one flat buffer is updated by one
 fused call (`apply_flat`); separate arrays are updated one call each (`apply`).
+State arrays live where the variables do (host or GPU).
 """
 import math
 import warnings
 
 import numpy as np
 
-from fastdl import ops
+from fastdl import _device, ops
 from fastdl.ops import _checks
 
 
@@ -53,7 +54,16 @@ class Optimizer:
 
     def _clip(self, grads):
         """Keras order: per-gradient norm, then global norm, then value. Returns new arrays
-        only when something is clipped."""
+        only when something is clipped. Device gradients are clipped on the host (a copy
+        each way), the one place a model on the GPU leaves it."""
+        if self.clipnorm is None and self.global_clipnorm is None and self.clipvalue is None:
+            return grads
+        placed = [_device.is_device(g) for g in grads]
+        grads = [_device.to_host(g) for g in grads]
+        grads = self._clip_host(grads)
+        return [_device.to_device(g) if on_device else g for g, on_device in zip(grads, placed)]
+
+    def _clip_host(self, grads):
         if self.clipnorm is not None:
             grads = [g * (self.clipnorm / max(n, self.clipnorm)) if (n := _norm(g)) > self.clipnorm else g
                      for g in grads]
@@ -77,7 +87,15 @@ class Optimizer:
         return self.slot_names
 
     def _initial_slot(self, name, variable):
-        return np.zeros_like(variable)
+        return _device.full_like(variable, 0)
+
+    def _place_slots(self, variables):
+        """Move restored (host) state to the device when the variables are there."""
+        for v, slots in zip(variables, self._slots):
+            if _device.is_device(v):
+                for k, a in slots.items():
+                    if not _device.is_device(a):
+                        slots[k] = _device.to_device(a)
 
     def apply(self, grads, variables):
         """One update of each variable (updated in place) by its gradient."""
@@ -88,6 +106,7 @@ class Optimizer:
             self.build(variables)
         elif len(self._slots) != len(variables):
             raise ValueError(f"this optimizer was built for {len(self._slots)} variables; got {len(variables)}")
+        self._place_slots(variables)
         grads = self._clip(grads)
         lr = self.current_learning_rate()
         self.iterations += 1
@@ -108,12 +127,16 @@ class Optimizer:
         if self.clipnorm is not None:
             if sizes is None:
                 raise ValueError("apply_flat with clipnorm needs sizes= (each variable's element count)")
-            pieces = np.split(flat_grad, np.cumsum(sizes)[:-1])
+            on_device = _device.is_device(flat_grad)
+            pieces = np.split(_device.to_host(flat_grad), np.cumsum(sizes)[:-1])
             flat_grad = np.concatenate(self._clip(pieces))
-        elif self.global_clipnorm is not None or self.clipvalue is not None:
+            if on_device:
+                flat_grad = _device.to_device(flat_grad)
+        else:
             flat_grad = self._clip([flat_grad])[0]
         if self._slots is None:
             self.build([flat_variable])
+        self._place_slots([flat_variable])
         lr = self.current_learning_rate()
         self.iterations += 1
         self._update(flat_variable, flat_grad, self._slots[0], lr, self.iterations)
@@ -135,7 +158,7 @@ class Optimizer:
     def get_state(self):
         """The iteration count and copies of every state array (for checkpoints)."""
         return {"iterations": self.iterations,
-                "slots": None if self._slots is None else [{k: a.copy() for k, a in s.items()}
+                "slots": None if self._slots is None else [{k: _device.host_copy(a) for k, a in s.items()}
                                                            for s in self._slots]}
 
     def set_state(self, state):
@@ -146,7 +169,7 @@ class Optimizer:
             for s in slots:
                 if set(s) != expected:
                     raise ValueError(f"state has slots {sorted(s)}; this optimizer uses {sorted(expected)}")
-            slots = [{k: np.array(a, copy=True) for k, a in s.items()} for s in slots]
+            slots = [{k: _device.host_copy(a) for k, a in s.items()} for s in slots]
         self._slots = slots
         self.iterations = int(state["iterations"])
 
@@ -188,7 +211,7 @@ class Adagrad(Optimizer):
         self.epsilon = _checks.finite_number("epsilon", epsilon, 0)
 
     def _initial_slot(self, name, variable):
-        return np.full_like(variable, self.initial_accumulator_value)
+        return _device.full_like(variable, self.initial_accumulator_value)
 
     def _update(self, variable, grad, slots, lr, step):
         ops.adagrad_update(variable, grad, slots["accumulator"], lr=lr, step=step,

@@ -17,14 +17,27 @@ THREADS = 256  # threads per block of the one-dimensional kernels
 
 def available():
     """A real GPU and driver (the simulator does not count)."""
-    from numba import config
-
-    if getattr(config, "ENABLE_CUDASIM", 0):
+    if _simulated():
         return False
     try:
         return bool(cuda.is_available())
     except Exception:
         return False
+
+
+def _simulated():
+    from numba import config
+
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+if _simulated():
+    # A real device array's host-side .shape is a plain tuple (shape[-1] works); the
+    # simulator's refuses negative indices, which would fail host code that is right on
+    # a GPU. Inside kernels the simulator reads the NumPy shape, so they are unaffected.
+    from numba.cuda.simulator.cudadrv import devicearray as _simulated_arrays
+
+    _simulated_arrays.FakeCUDAArray.shape = property(lambda self: self._ary.shape)
 
 
 def to_device(a):
@@ -36,7 +49,41 @@ def device_array(shape, dtype):
 
 
 def is_device_array(a):
-    return cuda.is_cuda_array(a)
+    """A Numba device array (real or simulated)."""
+    return bool(getattr(a, "__cuda_ndarray__", False))
+
+
+def as_device_array(a):
+    """A Numba device array viewing `a` (any object with __cuda_array_interface__, such
+    as a CuPy array or a torch CUDA tensor), without a copy."""
+    return a if is_device_array(a) else cuda.as_cuda_array(a)
+
+
+def _span(a):
+    """[start, end) of the memory a contiguous device array covers."""
+    if _simulated():
+        start = a._ary.__array_interface__["data"][0]
+    else:
+        start = a.__cuda_array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def may_share_memory(a, b):
+    (a0, a1), (b0, b1) = _span(a), _span(b)
+    return a0 < b1 and b0 < a1 and a.nbytes > 0 and b.nbytes > 0
+
+
+def same_memory(a, b):
+    return _span(a) == _span(b)
+
+
+def copy(dst, src):
+    """dst[...] = src for a device dst and a device or host src of dst's size."""
+    if not is_device_array(src):
+        src = src.reshape(dst.shape)
+    elif src.shape != dst.shape:
+        src = src.reshape(dst.shape)
+    dst.copy_to_device(src)
 
 
 def _grid(n):
@@ -388,6 +435,36 @@ def _rmsprop(p, g, sq, ga, has_ga, buf, has_buf, lr, rho, rest, eps, momentum, l
 def elementwise(kernel_name, n, *args):
     grid, block = _grid(n)
     {"adam": _adam, "sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop}[kernel_name][grid, block](*args)
+
+
+# -- elementwise -----------------------------------------------------------------------------
+
+@cuda.jit
+def _multiply(a, b, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = a[i] * b[i]
+
+
+def multiply(a, b, out):
+    """out = a * b over flat device arrays of one size."""
+    grid, block = _grid(out.size)
+    _multiply[grid, block](a, b, out)
+
+
+@cuda.jit
+def _fill(a, value):
+    i = cuda.grid(1)
+    if i < a.size:
+        a[i] = value
+
+
+def full(shape, dtype, value):
+    a = cuda.device_array(shape, dtype)
+    flat = a.reshape(-1)
+    grid, block = _grid(flat.size)
+    _fill[grid, block](flat, flat.dtype.type(value))
+    return a
 
 
 # -- augmentation ----------------------------------------------------------------------------

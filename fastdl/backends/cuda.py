@@ -1,8 +1,10 @@
 """The CUDA backend (numba.cuda): every kernel of fastdl.ops on an NVIDIA GPU.
 
-All kernels and launches live in _cuda_launch.py. This module takes the host arrays that
-fastdl.ops hands every backend, copies them to the device once per call, runs the
-kernels there and copies the results back into the caller's output arrays.
+All kernels and launches live in _cuda_launch.py. fastdl.ops hands this module device
+arrays, host arrays or a mix: device arrays are used where they are, host arrays are
+copied to the device once per call. Results go into the caller's output array wherever
+it lives; new results (gradients, losses) stay on the device when any input came from
+there and are copied to the host otherwise.
 
 It loads only with a real GPU, or under the CUDA simulator when NUMBA_ENABLE_CUDASIM=1
 was set before Numba was imported (the tests run it that way, on tiny shapes).
@@ -24,12 +26,33 @@ ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
 
 def _dev(a):
-    return gpu.to_device(np.ascontiguousarray(a))
+    """a on the device: a device array as it is, a host array copied there."""
+    return a if gpu.is_device_array(a) else gpu.to_device(np.ascontiguousarray(a))
 
 
-def _back(device, host):
-    """Copy a device result into a host output array."""
-    host[...] = device.copy_to_host().reshape(host.shape)
+def _target(out):
+    """Where a kernel writes out's result: out itself on the device, else scratch."""
+    return out if gpu.is_device_array(out) else gpu.device_array(out.shape, out.dtype)
+
+
+def _finish(device, out):
+    """Copy a scratch result into a host output (a device output already holds it)."""
+    if device is not out:
+        out[...] = device.copy_to_host().reshape(out.shape)
+    return out
+
+
+def _result(device, *inputs):
+    """A new result: kept on the device when any input came from there, else copied back."""
+    return device if any(gpu.is_device_array(a) for a in inputs) else device.copy_to_host()
+
+
+def _loaded(out, x):
+    """out's device target holding a copy of x (for kernels that work in place)."""
+    target = _target(out)
+    if not (gpu.is_device_array(x) and gpu.same_memory(target, x)):
+        gpu.copy(target, x if gpu.is_device_array(x) else np.ascontiguousarray(x))
+    return target
 
 
 def conv2d(x, kernel, bias, out, g):
@@ -37,42 +60,43 @@ def conv2d(x, kernel, bias, out, g):
     rows = g.n * g.oh * g.ow
     cols = gpu.device_array((rows, kk), x.dtype)
     gpu.im2col(_dev(x), cols, g.kernel_args())
-    y = gpu.device_array((rows, f), x.dtype)
-    gpu.matmul(cols, _dev(kernel.reshape(kk, f)), y)
+    y = _target(out)
+    y_rows = y.reshape(rows, f)
+    gpu.matmul(cols, _dev(kernel).reshape(kk, f), y_rows)
     if bias is not None:
-        gpu.add_row_vector(y, _dev(bias))
-    _back(y, out)
+        gpu.add_row_vector(y_rows, _dev(bias))
+    _finish(y, out)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     rows = g.n * g.oh * g.ow
-    dy_d = _dev(dy.reshape(rows, f))
+    dy_d = _dev(dy).reshape(rows, f)
     cols = gpu.device_array((rows, kk), x.dtype)
     gpu.im2col(_dev(x), cols, g.kernel_args())
     dk = gpu.device_array((kk, f), x.dtype)
     gpu.matmul(cols, dy_d, dk, trans_a=True)
     if dx is not None:
         dcols = gpu.device_array((rows, kk), x.dtype)
-        gpu.matmul(dy_d, _dev(kernel.reshape(kk, f)), dcols, trans_b=True)
-        dx_d = gpu.device_array(x.shape, x.dtype)
+        gpu.matmul(dy_d, _dev(kernel).reshape(kk, f), dcols, trans_b=True)
+        dx_d = _target(dx)
         gpu.col2im(dcols, dx_d, g.kernel_args())
-        _back(dx_d, dx)
-    db = gpu.device_array((f,), np.float64)
+        _finish(dx_d, dx)
+    db = gpu.device_array((f,), dy.dtype)
     gpu.column_sums(dy_d, db)
-    return dx, dk.copy_to_host().reshape(kernel.shape), db.copy_to_host().astype(dy.dtype)
+    return dx, _result(dk.reshape(*kernel.shape), dy, x, kernel), _result(db, dy, x, kernel)
 
 
 def _pool(x, out, g, is_max):
-    y = gpu.device_array(out.shape, out.dtype)
+    y = _target(out)
     gpu.pool_forward(_dev(x), y, g.kernel_args(), is_max)
-    _back(y, out)
+    _finish(y, out)
 
 
 def _pool_backward(dy, x, g, dx, is_max):
-    d = gpu.device_array(dx.shape, dx.dtype)
+    d = _target(dx)
     gpu.pool_backward(_dev(dy), _dev(x), d, g.kernel_args(), is_max)
-    _back(d, dx)
+    _finish(d, dx)
 
 
 def max_pool2d(x, out, g):
@@ -92,53 +116,52 @@ def avg_pool2d_backward(dy, g, dx):
 
 
 def matmul(a, b, out, trans_a, trans_b):
-    c = gpu.device_array(out.shape, out.dtype)
+    c = _target(out)
     gpu.matmul(_dev(a), _dev(b), c, trans_a, trans_b)
-    _back(c, out)
+    _finish(c, out)
 
 
 def activation(x, out, name):
-    z = _dev(x)
+    z = _loaded(out, x)
     gpu.activate_rows(z, ACTIVATION_CODES[name])
-    _back(z, out)
+    _finish(z, out)
 
 
 def activation_backward(dy, y, name, dz):
-    d = gpu.device_array(dz.shape, dz.dtype)
+    d = _target(dz)
     gpu.activation_backward_rows(_dev(dy), _dev(y), d, ACTIVATION_CODES[name])
-    _back(d, dz)
+    _finish(d, dz)
 
 
 def dense(x, kernel, bias, activation, out):
-    z = gpu.device_array(out.shape, out.dtype)
+    z = _target(out)
     gpu.matmul(_dev(x), _dev(kernel), z)
     if bias is not None:
         gpu.add_row_vector(z, _dev(bias))
     if activation is not None:
         gpu.activate_rows(z, ACTIVATION_CODES[activation])
-    _back(z, out)
+    _finish(z, out)
 
 
 def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
-    dz = np.empty_like(dy)
-    if activation is None:
-        dz[...] = dy
-    else:
-        activation_backward(dy, output, activation, dz)
-    dz_d = _dev(dz)
+    inputs = (dy, x, kernel, output)
+    dz = _dev(dy)
+    if activation is not None:
+        dz = gpu.device_array(dy.shape, dy.dtype)
+        gpu.activation_backward_rows(_dev(dy), _dev(output), dz, ACTIVATION_CODES[activation])
     dk = gpu.device_array(kernel.shape, kernel.dtype)
-    gpu.matmul(_dev(x), dz_d, dk, trans_a=True)
+    gpu.matmul(_dev(x), dz, dk, trans_a=True)
     dx = None
     if need_dx:
-        dx_d = gpu.device_array(x.shape, x.dtype)
-        gpu.matmul(dz_d, _dev(kernel), dx_d, trans_b=True)
-        dx = dx_d.copy_to_host()
+        dx = gpu.device_array(x.shape, x.dtype)
+        gpu.matmul(dz, _dev(kernel), dx, trans_b=True)
+        dx = _result(dx, *inputs)
     dbias = None
     if has_bias:
-        db = gpu.device_array((kernel.shape[1],), np.float64)
-        gpu.column_sums(dz_d, db)
-        dbias = db.copy_to_host().astype(dy.dtype)
-    return dx, dk.copy_to_host(), dbias
+        dbias = gpu.device_array((kernel.shape[1],), dy.dtype)
+        gpu.column_sums(dz, dbias)
+        dbias = _result(dbias, *inputs)
+    return dx, _result(dk, *inputs), dbias
 
 
 def relu(x, out):
@@ -153,14 +176,26 @@ def softmax(x, out):
     activation(x, out, "softmax")
 
 
+_last_labels = [None, None]  # (host copy, device copy) of the labels the loss saw last
+
+
+def _labels(labels):
+    """Labels on the device; a training step's loss and gradient see the same labels,
+    which are then copied once (compared by value, so reuse is always correct)."""
+    host, device = _last_labels
+    if host is None or host.shape != labels.shape or not np.array_equal(host, labels):
+        _last_labels[:] = labels.copy(), _dev(labels)
+    return _last_labels[1]
+
+
 def _ce(labels, outputs, from_logits, dloss, want_grad):
     n = outputs.shape[0]
     loss = gpu.device_array((n,), outputs.dtype)
     grad = gpu.device_array(outputs.shape if want_grad else (1, 1), outputs.dtype)
-    dl = _dev(dloss if dloss is not None else np.zeros(n, outputs.dtype))
-    gpu.sparse_ce(_dev(outputs), _dev(labels), from_logits, outputs.dtype.type(EPSILON), dl, loss, grad,
+    dl = _dev(dloss) if dloss is not None else loss  # read only when want_grad
+    gpu.sparse_ce(_dev(outputs), _labels(labels), from_logits, outputs.dtype.type(EPSILON), dl, loss, grad,
                   want_grad)
-    return grad.copy_to_host() if want_grad else loss.copy_to_host()
+    return _result(grad if want_grad else loss, outputs, dloss)
 
 
 def sparse_categorical_crossentropy(labels, outputs, from_logits):
@@ -172,16 +207,16 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
 
 
 def _update(kernel, p, g, states, scalars):
-    """Run an optimizer kernel on device copies and write parameter and state back."""
+    """Run an optimizer kernel where the arrays are: device arrays in place, host arrays
+    through device copies written back."""
     param = _dev(p)
     # an absent state array is stood in for by the parameter: kernels read but never write it
     devices = [param] + [_dev(a) if a is not None else param for a in states]
     flags = [a is not None for a in states]
     gpu.elementwise(kernel, p.size, devices[0], _dev(g), *_interleave(devices[1:], flags, kernel), *scalars)
-    _back(devices[0], p)
-    for host, device in zip(states, devices[1:]):
-        if host is not None:
-            _back(device, host)
+    for host, device in zip([p] + states, devices):
+        if host is not None and device is not host:
+            _finish(device, host)
 
 
 def _interleave(devices, flags, kernel):
@@ -219,7 +254,7 @@ def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, s
 
 
 def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
-    d = gpu.device_array(out.shape, np.float32)
+    d = _target(out)
     gpu.affine(_dev(images), _dev(indices), _dev(matrices), d, mode, np.float32(cval * scale),
                np.float32(scale))
-    _back(d, out)
+    _finish(d, out)

@@ -3,11 +3,16 @@
 Compiled kernels run without bounds checks, so nothing reaches them before these checks
 pass: arrays are float32/float64 of the right rank, non-empty and C-contiguous (copied
 only when they are not), and hyper-parameters are in range.
+
+Device arrays (fastdl._device) pass the same checks under the 'cuda' backend; they are
+never copied here, so a non-contiguous one is an error.
 """
 import math
 import numbers
 
 import numpy as np
+
+from fastdl import _device
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = (None, "linear", "relu", "sigmoid", "tanh", "softmax")
@@ -15,11 +20,17 @@ ACTIVATIONS = (None, "linear", "relu", "sigmoid", "tanh", "softmax")
 
 def float_array(name, a, ndim=None, layout=""):
     """`a` as a C-contiguous float32/float64 array of rank `ndim` with no empty axis."""
+    if _device.is_device(a):
+        return device_contiguous(name, _float_checks(name, _device.adopt(name, a), ndim, layout))
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of floats; got {type(a).__name__}: {exc}") from None
+    return np.ascontiguousarray(_float_checks(name, a, ndim, layout))
+
+
+def _float_checks(name, a, ndim, layout):
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64; got {a.dtype}")
     if ndim is not None and a.ndim != ndim:
@@ -27,7 +38,17 @@ def float_array(name, a, ndim=None, layout=""):
         raise ValueError(f"{name} must be {ndim}-D{shape_hint}; got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return a
+
+
+def device_contiguous(name, a):
+    if not a.is_c_contiguous():
+        raise ValueError(f"{name} must be C-contiguous on the device (it is not copied there); "
+                         f"got strides {a.strides} for shape {a.shape}")
+    return a
+
+
+on_device = _device.on_device
 
 
 def same_dtype(**arrays):
@@ -90,10 +111,17 @@ def activation_name(value):
     return None if value == "linear" else value
 
 
-def output(name, out, shape, dtype):
-    """A new array, or the caller's `out` when it fits exactly."""
+def output(name, out, shape, dtype, device=False):
+    """A new array (on the device when `device`), or the caller's `out` when it fits
+    exactly, wherever it lives."""
     if out is None:
-        return np.empty(shape, dtype)
+        return _device.empty(shape, dtype, device)
+    if _device.is_device(out):
+        out = _device.adopt(name, out)
+        if out.dtype != dtype:
+            raise TypeError(f"{name} must have dtype {dtype}; got {out.dtype}")
+        shape_is(name, out, shape)
+        return device_contiguous(name, out)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
     if out.dtype != dtype:
@@ -107,7 +135,7 @@ def output(name, out, shape, dtype):
 def distinct(out_name, out, **inputs):
     """`out` shares no memory with the inputs that a kernel reads after writing it."""
     for name, a in inputs.items():
-        if a is not None and np.may_share_memory(out, a):
+        if a is not None and _device.may_share_memory(out, a):
             raise ValueError(f"{out_name} must not overlap {name}")
 
 

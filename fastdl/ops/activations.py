@@ -1,6 +1,7 @@
 """Elementwise activations, softmax, and any activation by name with its gradient."""
 import numpy as np
 
+from fastdl import _device
 from fastdl._config import backend_module
 from fastdl.ops import _checks
 
@@ -8,7 +9,7 @@ from fastdl.ops import _checks
 def relu(x, *, out=None):
     """max(x, 0) elementwise; `out` may be x itself (in place)."""
     x = _checks.float_array("x", x)
-    y = _checks.output("out", out, x.shape, x.dtype)
+    y = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(x))
     backend_module().relu(x.reshape(-1), y.reshape(-1))
     return y
 
@@ -19,7 +20,7 @@ def relu_backward(dy, x, *, out=None):
     dy = _checks.float_array("dy", dy)
     _checks.same_dtype(dy=dy, x=x)
     _checks.shape_is("dy", dy, x.shape, "the shape of x")
-    dx = _checks.output("out", out, x.shape, x.dtype)  # may be dy itself (in place)
+    dx = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(dy, x))  # may be dy (in place)
     backend_module().relu_backward(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
     return dx
 
@@ -29,10 +30,13 @@ def softmax(x, axis=-1, *, out=None):
     x = _checks.float_array("x", x)
     if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis must be an int in [-{x.ndim}, {x.ndim}) for x of shape {x.shape}; got {axis!r}")
-    y = _checks.output("out", out, x.shape, x.dtype)
+    y = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(x))
     if axis % x.ndim == x.ndim - 1:
         backend_module().softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]))
         return y
+    if _checks.on_device(x, y):
+        raise ValueError(f"softmax of device arrays takes the last axis only; got axis={axis} for x of "
+                         f"shape {x.shape}")
     moved = np.ascontiguousarray(np.moveaxis(x, axis, -1))
     backend_module().softmax(moved.reshape(-1, moved.shape[-1]), moved.reshape(-1, moved.shape[-1]))
     y[...] = np.moveaxis(moved, -1, axis)
@@ -44,10 +48,10 @@ def activation(x, name, *, out=None):
     'softmax' over the last axis) to x of any shape."""
     x = _checks.float_array("x", x)
     name = _checks.activation_name(name)
-    y = _checks.output("out", out, x.shape, x.dtype)
+    y = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(x))
     if name is None:
-        if y is not x:
-            np.copyto(y, x)
+        if not _device.same_memory(y, x):
+            _device.copy_into(y, x)
         return y
     rows = (-1, x.shape[-1]) if x.ndim > 1 else (1, -1)
     backend_module().activation(x.reshape(rows), y.reshape(rows), name)
@@ -61,9 +65,10 @@ def activation_backward(dy, output, name, *, out=None):
     _checks.same_dtype(dy=dy, output=output)
     _checks.shape_is("dy", dy, output.shape, "the activation's output shape")
     name = _checks.activation_name(name)
-    dz = _checks.output("out", out, dy.shape, dy.dtype)
+    dz = _checks.output("out", out, dy.shape, dy.dtype, _checks.on_device(dy, output))
     if name is None:
-        np.copyto(dz, dy)
+        if not _device.same_memory(dz, dy):
+            _device.copy_into(dz, dy)
         return dz
     if name == "softmax":
         _checks.distinct("out", dz, dy=dy, output=output)  # a row is read after it is written

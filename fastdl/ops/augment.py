@@ -1,6 +1,7 @@
 """Batched affine resampling of images: the kernel behind ImageDataGenerator."""
 import numpy as np
 
+from fastdl import _device
 from fastdl._config import backend_module
 from fastdl.ops import _checks
 
@@ -17,15 +18,16 @@ def affine_transform_batch(images, indices, matrices, *, fill_mode="nearest", cv
     'constant' (cval), 'reflect' (half-sample symmetric) or 'wrap' (periodic) for
     sources outside the image. Returns (B, H, W, C) float32, multiplied by `scale`.
     """
-    images = np.asarray(images)
+    device = _device.is_device(images)
+    images = _device.adopt("images", images) if device else np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be 4-D (batch, height, width, channels); got shape {images.shape}")
     if images.dtype not in (np.uint8, np.float32, np.float64):
         raise TypeError(f"images must be uint8, float32 or float64; got {images.dtype}")
     if 0 in images.shape:
         raise ValueError(f"images must not be empty; got shape {images.shape}")
-    images = np.ascontiguousarray(images)
-    indices = np.asarray(indices)
+    images = _checks.device_contiguous("images", images) if device else np.ascontiguousarray(images)
+    indices = np.asarray(_device.to_host(indices))
     if indices.dtype.kind not in "iu" or indices.ndim != 1:
         raise TypeError(f"indices must be a 1-D integer array; got {indices.dtype} {indices.shape}")
     if indices.size and (indices.min() < 0 or indices.max() >= len(images)):
@@ -39,7 +41,7 @@ def affine_transform_batch(images, indices, matrices, *, fill_mode="nearest", cv
         raise ValueError(f"fill_mode must be one of {FILL_MODES}; got {fill_mode!r}")
     cval = _checks.finite_number("cval", cval)
     scale = _checks.finite_number("scale", scale)
-    y = _checks.output("out", out, (len(indices),) + images.shape[1:], np.dtype(np.float32))
+    y = _checks.output("out", out, (len(indices),) + images.shape[1:], np.dtype(np.float32), device)
     backend_module().affine_transform_batch(images, np.ascontiguousarray(indices, dtype=np.intp),
                                             matrices.reshape(-1, 6), y, FILL_MODES.index(fill_mode),
                                             cval, scale)

@@ -34,7 +34,8 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
         bias = _checks.float_array("bias", bias, 1, "(filters,)")
         _checks.same_dtype(x=x, bias=bias)
         _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
-    y = _checks.output("out", out, (g.n, g.oh, g.ow, kernel.shape[3]), x.dtype)
+    y = _checks.output("out", out, (g.n, g.oh, g.ow, kernel.shape[3]), x.dtype,
+                       _checks.on_device(x, kernel, bias))
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
     backend_module().conv2d(x, kernel, bias, y, g)
     return y
@@ -54,6 +55,6 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
     _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, kernel.shape[3]), "conv2d's output shape")
     dx = None
     if need_dx:
-        dx = _checks.output("dx_out", dx_out, x.shape, x.dtype)
+        dx = _checks.output("dx_out", dx_out, x.shape, x.dtype, _checks.on_device(dy, x, kernel))
         _checks.distinct("dx_out", dx, dy=dy, x=x, kernel=kernel)
     return backend_module().conv2d_backward(dy, x, kernel, g, dx)

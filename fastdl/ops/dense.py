@@ -8,6 +8,8 @@ from fastdl.ops import _checks
 def _blas_operand(name, a):
     """(array, transposed): a C-contiguous array as is, an F-contiguous one as its
     transpose (BLAS reads it without a copy), anything else copied to C order."""
+    if _checks.on_device(a):
+        return _checks.float_array(name, a, 2, "(rows, columns)"), False
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     if a.ndim == 2 and not a.flags.c_contiguous and a.flags.f_contiguous:
@@ -25,7 +27,7 @@ def matmul(a, b, out=None):
     if k != k2:
         raise ValueError(f"matmul: a's columns ({k}) must equal b's rows ({k2}); "
                          f"got a {(m, k)} and b {(k2, n)}")
-    y = _checks.output("out", out, (m, n), a_mat.dtype)
+    y = _checks.output("out", out, (m, n), a_mat.dtype, _checks.on_device(a_mat, b_mat))
     _checks.distinct("out", y, a=a_mat, b=b_mat)
     backend_module().matmul(a_mat, b_mat, y, trans_a, trans_b)
     return y
@@ -55,7 +57,8 @@ def dense(x, kernel, bias=None, activation=None, *, out=None):
     """
     x, kernel, bias = _prepare(x, kernel, bias)
     activation = _checks.activation_name(activation)
-    y = _checks.output("out", out, x.shape[:-1] + (kernel.shape[1],), x.dtype)
+    y = _checks.output("out", out, x.shape[:-1] + (kernel.shape[1],), x.dtype,
+                       _checks.on_device(x, kernel, bias))
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
     rows = y.reshape(-1, kernel.shape[1])
     backend_module().dense(x.reshape(-1, kernel.shape[0]), kernel, bias, activation, rows)

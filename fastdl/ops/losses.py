@@ -1,6 +1,7 @@
 """Sparse categorical cross-entropy and its gradient."""
 import numpy as np
 
+from fastdl import _device
 from fastdl._config import backend_module
 from fastdl.ops import _checks
 
@@ -9,7 +10,7 @@ EPSILON = 1e-7  # Keras's backend epsilon: probabilities are clipped to [eps, 1 
 
 def _prepare(labels, outputs):
     outputs = _checks.float_array("outputs", outputs, 2, "(batch, classes)")
-    labels = np.asarray(labels)
+    labels = np.asarray(_device.to_host(labels))  # validated on the host; a batch's worth
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]  # Keras accepts (batch, 1), as CIFAR-10 ships its labels
     if labels.dtype.kind not in "iu":
@@ -39,7 +40,7 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits=False,
     labels, outputs = _prepare(labels, outputs)
     n = outputs.shape[0]
     if dloss is None:
-        dloss = np.full(n, 1.0 / n, outputs.dtype)
+        dloss = _device.full((n,), outputs.dtype, 1.0 / n, _checks.on_device(outputs))
     else:
         dloss = _checks.float_array("dloss", dloss, 1, "(batch,)")
         _checks.same_dtype(outputs=outputs, dloss=dloss)

@@ -11,27 +11,43 @@ import math
 
 import numpy as np
 
+from fastdl import _device
 from fastdl._config import backend_module
 from fastdl.ops import _checks
 
 CONVENTIONS = ("torch", "keras")
 
 
+def _in_place(name, array):
+    """An array updated in place: a device array or a numpy.ndarray, C-contiguous and
+    writeable."""
+    if _device.is_device(array):
+        array = _device.adopt(name, array)
+        contiguous = writeable = array.is_c_contiguous()
+    elif isinstance(array, np.ndarray):
+        contiguous, writeable = array.flags.c_contiguous, array.flags.writeable
+    else:
+        raise TypeError(f"{name} must be a numpy.ndarray or a device array, updated in place; "
+                        f"got {type(array).__name__}")
+    if not contiguous or not writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
+    return array
+
+
 def _param(param):
-    if not isinstance(param, np.ndarray):
-        raise TypeError(f"param must be a numpy.ndarray updated in place; got {type(param).__name__}")
+    param = _in_place("param", param)
     if param.dtype not in _checks.FLOAT_DTYPES:
         raise TypeError(f"param must have dtype float32 or float64; got {param.dtype}")
-    if not param.flags.c_contiguous or not param.flags.writeable:
-        raise ValueError("param must be C-contiguous and writeable (it is updated in place)")
     return param
 
 
 def _grad(grad, param):
-    grad = np.asarray(grad)
+    grad = _device.adopt("grad", grad) if _device.is_device(grad) else np.asarray(grad)
     if grad.dtype != param.dtype:
         raise TypeError(f"grad must have param's dtype {param.dtype}; got {grad.dtype}")
     _checks.shape_is("grad", grad, param.shape, "param's shape")
+    if _device.is_device(grad):
+        return _checks.float_array("grad", grad).reshape(-1)  # checks it is contiguous
     return np.ascontiguousarray(grad).reshape(-1)
 
 
@@ -40,15 +56,12 @@ def _state(name, array, param, needed_for, written=()):
     sharing memory with neither param nor the other state arrays."""
     if array is None:
         raise ValueError(f"{needed_for} needs {name}= (a state array shaped like param)")
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray; got {type(array).__name__}")
+    array = _in_place(name, array)
     if array.dtype != param.dtype:
         raise TypeError(f"{name} must have param's dtype {param.dtype}; got {array.dtype}")
     _checks.shape_is(name, array, param.shape, "param's shape")
-    if not array.flags.c_contiguous or not array.flags.writeable:
-        raise ValueError(f"{name} must be C-contiguous and writeable (it is updated in place)")
     for other_name, other in (("param", param),) + tuple(written):
-        if np.may_share_memory(array, other):
+        if _device.may_share_memory(array, other):
             raise ValueError(f"{name} must not share memory with {other_name}")
     return array.reshape(-1)
 

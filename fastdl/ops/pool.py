@@ -4,13 +4,13 @@ from fastdl.ops import _checks
 from fastdl.ops._geometry import window
 
 
-def _forward(x, pool_size, strides, padding, out):
+def _forward(x, pool_size, strides, padding, out, device=False):
     """Validated (x, geometry, y) for a pooling's forward pass."""
     x = _checks.float_array("x", x, 4, "(batch, height, width, channels)")
     size = _checks.int_pair("pool_size", pool_size)
     steps = size if strides is None else _checks.int_pair("strides", strides)
     g = window(x.shape, size, steps, (1, 1), _checks.padding_spec(padding, allow_explicit=False))
-    y = _checks.output("out", out, (g.n, g.oh, g.ow, g.c), x.dtype)
+    y = _checks.output("out", out, (g.n, g.oh, g.ow, g.c), x.dtype, device or _checks.on_device(x))
     return x, g, y
 
 
@@ -20,7 +20,7 @@ def _backward(dy, x, pool_size, strides, padding, out):
     dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, channels)")
     _checks.same_dtype(dy=dy, x=x)
     _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
-    dx = _checks.output("out", out, x.shape, x.dtype)
+    dx = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(dy, x))
     _checks.distinct("out", dx, dy=dy, x=x)
     return dy, x, g, dx
 
