@@ -39,3 +39,16 @@ def test_auto_never_picks_cuda():
 
     assert "cuda" not in auto.candidates()
     assert fastdl.cuda_available() in (True, False)
+
+
+@pytest.mark.gpu
+@needs_numba
+def test_cuda_kernels_on_a_real_gpu():
+    if not fastdl.cuda_available():
+        pytest.skip("no CUDA GPU here (the simulator run above covers the same tests)")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["FASTDL_REAL_GPU"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_cuda",
+                           "-k", "not simulator"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
