@@ -19,6 +19,17 @@ cdef inline bint is_pointwise(Window g) noexcept nogil:
     return g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
 
 
+cdef inline void copy_short(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
+    """dst[:n] = src[:n]; a plain loop for the short runs of few-channel inputs (a
+    memcpy call per 9 floats costs more than the copy), memcpy for long ones."""
+    cdef Py_ssize_t j
+    if n >= 64:
+        memcpy(dst, src, n * sizeof(floating))
+    else:
+        for j in range(n):
+            dst[j] = src[j]
+
+
 cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t u0,
                  Py_ssize_t nu) noexcept nogil:
     """cols[(u, ox), (ky, kx, c)] = padded x[i, oy*sh + ky*dh, ox*sw + kx*dw, c] for the
@@ -41,7 +52,7 @@ cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t u0,
                 elif g.dw == 1 and ix0 >= 0 and ix0 + g.kw <= g.w:
                     # the whole kernel row is inside: one contiguous copy
                     src = x + ((i * g.h + iy) * g.w + ix0) * g.c
-                    memcpy(dst + ky * row_len, src, row_len * sizeof(floating))
+                    copy_short(dst + ky * row_len, src, row_len)
                 else:
                     for kx in range(g.kw):
                         ix = ix0 + kx * g.dw
@@ -49,7 +60,7 @@ cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t u0,
                             memset(dst + ky * row_len + kx * g.c, 0, g.c * sizeof(floating))
                         else:
                             src = x + ((i * g.h + iy) * g.w + ix) * g.c
-                            memcpy(dst + ky * row_len + kx * g.c, src, g.c * sizeof(floating))
+                            copy_short(dst + ky * row_len + kx * g.c, src, g.c)
 
 
 cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
@@ -117,11 +128,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
-                    const floating[:, ::1] kernel, floating[:, :, :, ::1] dx,
+                    const floating[:, ::1] kernel_t, floating[:, :, :, ::1] dx,
                     floating[:, ::1] dkernel, floating[:, :, ::1] dkernel_partial,
                     floating[::1] work_cols, floating[::1] work_dcols, tuple geometry,
                     Py_ssize_t images_per_block, int num_threads):
-    """dkernel (KH*KW*C, F) and, when dx is not None, dx (N, H, W, C) of a convolution.
+    """dkernel (KH*KW*C, F) and, when dx is not None, dx (N, H, W, C) of a convolution;
+    kernel_t is the kernel transposed, (F, KH*KW*C), so dy @ kernel_t is a plain product.
 
     Blocks are whole images, so the scatter-add of col2im never crosses threads. Each
     thread sums its kernel gradient into dkernel_partial[thread] (num_threads, KH*KW*C, F);
@@ -129,7 +141,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     is left to the caller.
     """
     cdef Window g = window_from_tuple(geometry)
-    cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
+    cdef Py_ssize_t f = kernel_t.shape[0], kk = kernel_t.shape[1]
     cdef Py_ssize_t slot = images_per_block * g.oh * g.ow * kk
     cdef Py_ssize_t blocks = (g.n + images_per_block - 1) // images_per_block
     cdef Py_ssize_t b, i0, ni, rows, t, j, parts = dkernel_partial.shape[0]
@@ -161,12 +173,12 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
              dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
         if want_dx:
             if pointwise:
-                gemm(False, True, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
-                     &kernel[0, 0], <int> f, <floating> 0, dxp + i0 * g.h * g.w * g.c, <int> kk)
+                gemm(False, False, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
+                     &kernel_t[0, 0], <int> kk, <floating> 0, dxp + i0 * g.h * g.w * g.c, <int> kk)
             else:
                 # dcols = dy @ kernel^T, then scatter-add back into dx
-                gemm(False, True, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
-                     &kernel[0, 0], <int> f, <floating> 0, wd + threadid() * slot, <int> kk)
+                gemm(False, False, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
+                     &kernel_t[0, 0], <int> kk, <floating> 0, wd + threadid() * slot, <int> kk)
                 col2im(wd + threadid() * slot, dxp, g, i0, ni)
     with nogil:
         for j in range(kk * f):

@@ -19,6 +19,20 @@ def test_matmul_matches_numpy(backend, dtype, m, k, n, order):
     assert_close(ops.matmul(a, b), a.astype(np.float64) @ b, dtype, np.sqrt(k))
 
 
+@pytest.mark.parametrize("m", [1, 6, 7, 300])
+@pytest.mark.parametrize("n", [1, 16, 17, 64, 65, 130])
+@pytest.mark.parametrize("k", [1, 256, 257])
+@pytest.mark.parametrize("order", ["CC", "FC", "CF"])
+def test_float32_matmul_across_the_gemm_kernels_tile_edges(m, n, k, order):
+    """The compiled backends' float32 GEMM works in tiles of 6 rows x 64 columns (16 at a
+    time) and blocks of 256 along K: every edge of those, and each operand transposed."""
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = np.asarray(rng.standard_normal((m, k)), np.float32, order=order[0])
+    b = np.asarray(rng.standard_normal((k, n)), np.float32, order=order[1])
+    with fastdl.use_backend("cython"):
+        assert_close(ops.matmul(a, b), a.astype(np.float64) @ b, np.float32, np.sqrt(k))
+
+
 def test_matmul_strided_and_out(backend):
     a = np.random.default_rng(0).standard_normal((10, 12))[::2, ::3]
     b = np.random.default_rng(1).standard_normal((4, 6))

@@ -45,8 +45,10 @@ def conv2d_backward(dy, x, kernel, g, dx):
     cols = workspace.get("im2col", size, x.dtype)
     dcols = workspace.get("col2im", size, x.dtype) if need_dx else None
     partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
+    kernel_t = workspace.get("kernel_t", f * kk, x.dtype).reshape(f, kk)
+    np.copyto(kernel_t, kernel.reshape(kk, f).T)  # once per call, not once per block
     dkernel = np.empty_like(kernel)
-    _conv.conv2d_backward(dy, x, kernel.reshape(kk, f), dx, dkernel.reshape(kk, f), partial,
+    _conv.conv2d_backward(dy, x, kernel_t, dx, dkernel.reshape(kk, f), partial,
                           cols, dcols, g.kernel_args(), images, threads)
     dbias = np.empty(f, dy.dtype)
     _linalg.column_sums(dy.reshape(-1, f), dbias, threads)
