@@ -161,9 +161,8 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
-        ops.conv2d(x, self.params[0], self.params[1] if self.use_bias else None, out=y, **self._geometry())
-        if self.activation is not None:
-            ops.activation(y, self.activation, out=y)
+        ops.conv2d(x, self.params[0], self.params[1] if self.use_bias else None, activation=self.activation,
+                   out=y, **self._geometry())
         self._x, self._y = x, y
         return y
 

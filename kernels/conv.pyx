@@ -13,10 +13,21 @@ from libc.string cimport memcpy, memset
 from _blas cimport gemm
 from _geometry cimport Window, window_from_tuple
 
+cdef extern from "elementwise.h" nogil:
+    void fastdl_relu_f(const float *x, float *out, Py_ssize_t n)
+    void fastdl_relu_d(const double *x, double *out, Py_ssize_t n)
+
 
 cdef inline bint is_pointwise(Window g) noexcept nogil:
     """A 1x1 kernel, stride 1, no padding: the input already is the columns matrix."""
     return g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
+
+
+cdef inline void add_row(double *acc, const floating *row, Py_ssize_t n) noexcept nogil:
+    """acc += row, widened to double (vectorised: plain pointers, no memoryviews)."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        acc[j] += row[j]
 
 
 cdef inline void copy_short(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
@@ -91,8 +102,9 @@ cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
                    const floating[::1] bias, floating[:, :, :, ::1] y,
                    floating[::1] work, tuple geometry, Py_ssize_t rows_per_block,
-                   int num_threads):
-    """y (N, OH, OW, F) = conv(x (N, H, W, C), kernel (KH*KW*C, F)) + bias (F,) or None.
+                   int num_threads, bint relu):
+    """y (N, OH, OW, F) = conv(x (N, H, W, C), kernel (KH*KW*C, F)) + bias (F,) or None,
+    then max(y, 0) when relu, on each block right after its GEMM (still in cache).
 
     A block is rows_per_block output rows (of OW pixels each); work holds
     num_threads * rows_per_block * OW * KH*KW*C elements (unused for pointwise kernels).
@@ -125,26 +137,33 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel
                     out[r * f + j] = bp[j]
         gemm(False, False, <int> (nu * g.ow), <int> f, <int> kk, <floating> 1, cols, <int> kk,
              &kernel[0, 0], <int> f, <floating> (1 if has_bias else 0), out, <int> f)
+        if relu:
+            if floating is float:
+                fastdl_relu_f(out, out, nu * g.ow * f)
+            else:
+                fastdl_relu_d(out, out, nu * g.ow * f)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, ::1] kernel_t, floating[:, :, :, ::1] dx,
                     floating[:, ::1] dkernel, floating[:, :, ::1] dkernel_partial,
+                    floating[::1] dbias, double[:, ::1] dbias_partial,
                     floating[::1] work_cols, floating[::1] work_dcols, tuple geometry,
                     Py_ssize_t images_per_block, int num_threads):
     """dkernel (KH*KW*C, F) and, when dx is not None, dx (N, H, W, C) of a convolution;
     kernel_t is the kernel transposed, (F, KH*KW*C), so dy @ kernel_t is a plain product.
 
     Blocks are whole images, so the scatter-add of col2im never crosses threads. Each
-    thread sums its kernel gradient into dkernel_partial[thread] (num_threads, KH*KW*C, F);
-    they are added in thread order at the end. The bias gradient (a column sum of dy)
-    is left to the caller.
+    thread sums its kernel gradient into dkernel_partial[thread] (num_threads, KH*KW*C, F)
+    and its share of the bias gradient (dy's column sums, in double) into
+    dbias_partial[thread] (num_threads, F) while its block of dy is still in cache; both
+    are added in thread order at the end, so results do not depend on timing.
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel_t.shape[0], kk = kernel_t.shape[1]
     cdef Py_ssize_t slot = images_per_block * g.oh * g.ow * kk
     cdef Py_ssize_t blocks = (g.n + images_per_block - 1) // images_per_block
-    cdef Py_ssize_t b, i0, ni, rows, t, j, parts = dkernel_partial.shape[0]
+    cdef Py_ssize_t b, i0, ni, rows, r, t, j, parts = dkernel_partial.shape[0]
     cdef bint pointwise = is_pointwise(g)
     cdef bint want_dx = dx is not None
     cdef const floating *xp = &x[0, 0, 0, 0]
@@ -154,10 +173,13 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef floating *wd = &work_dcols[0] if want_dx and not pointwise else NULL
     cdef floating *dkp = &dkernel_partial[0, 0, 0]
     cdef floating *dkout = &dkernel[0, 0]
+    cdef double *dbp = &dbias_partial[0, 0]
+    cdef double total
     cdef const floating *cols
     cdef const floating *dy_block
     with nogil:
         memset(dkp, 0, parts * kk * f * sizeof(floating))
+        memset(dbp, 0, parts * f * sizeof(double))
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
         i0 = b * images_per_block
         ni = min(images_per_block, g.n - i0)
@@ -171,6 +193,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         # this thread's dkernel += cols^T @ dy
         gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
              dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
+        for r in range(rows):
+            add_row(dbp + threadid() * f, dy_block + r * f, f)
         if want_dx:
             if pointwise:
                 gemm(False, False, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
@@ -186,3 +210,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         for t in range(1, parts):
             for j in range(kk * f):
                 dkout[j] += dkp[t * kk * f + j]
+        for j in range(f):
+            total = 0
+            for t in range(parts):
+                total = total + dbp[t * f + j]
+            dbias[j] = <floating> total

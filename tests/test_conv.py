@@ -61,6 +61,23 @@ def test_conv2d_matches_reference(backend, dtype, case):
         assert_close(got, want, dtype, scale * np.sqrt(y.size))
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax", "linear"])
+@pytest.mark.parametrize("case", CASES[::5] + CASES[-4:])
+def test_conv2d_with_a_fused_activation(backend, dtype, case, activation):
+    """conv2d(..., activation=a) equals the activation applied to conv2d's output."""
+    x, kernel, bias, geometry = make(case, dtype)
+    y = ops.conv2d(x, kernel, bias, activation=activation, **geometry)
+    with fastdl.use_backend("reference"):
+        plain = ops.conv2d(x, kernel, bias, **geometry)
+        expected = ops.activation(plain, activation)
+    assert_close(y, expected, dtype, np.sqrt(np.prod(case["k_shape"][:3])))
+
+
+def test_conv2d_rejects_an_unknown_activation(backend):
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.conv2d(np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1)), activation="gelu")
+
+
 @pytest.mark.parametrize("backend_name", ALL_BACKENDS)
 @pytest.mark.parametrize("case", [random_case(seed) for seed in (100, 101, 102, 103, 104, 105)])
 def test_conv2d_gradients_match_finite_differences(backend_name, case):

@@ -38,6 +38,7 @@ def test_conv2d_forward_backward(geometry, dtype):
     b = RNG.standard_normal(3).astype(dtype)
     y = ops.conv2d(x, k, b, **geometry)
     close(y, reference(ops.conv2d, x, k, b, **geometry), rtol=1e-4, atol=1e-5)
+    close(ops.conv2d(x, k, b, activation="relu", **geometry), np.maximum(y, 0), rtol=1e-4, atol=1e-5)
     dy = RNG.standard_normal(y.shape).astype(dtype)
     for got, want in zip(ops.conv2d_backward(dy, x, k, **geometry),
                          reference(ops.conv2d_backward, dy, x, k, **geometry)):

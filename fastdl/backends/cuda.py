@@ -55,7 +55,7 @@ def _loaded(out, x):
     return target
 
 
-def conv2d(x, kernel, bias, out, g):
+def conv2d(x, kernel, bias, out, g, activation):
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     rows = g.n * g.oh * g.ow
     cols = gpu.device_array((rows, kk), x.dtype)
@@ -65,6 +65,8 @@ def conv2d(x, kernel, bias, out, g):
     gpu.matmul(cols, _dev(kernel).reshape(kk, f), y_rows)
     if bias is not None:
         gpu.add_row_vector(y_rows, _dev(bias))
+    if activation is not None:
+        gpu.activate_rows(y_rows, ACTIVATION_CODES[activation])
     _finish(y, out)
 
 

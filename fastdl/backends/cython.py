@@ -28,12 +28,17 @@ def _block(units, unit_bytes, threads):
     return max(1, -(-units // blocks))
 
 
-def conv2d(x, kernel, bias, out, g):
+def conv2d(x, kernel, bias, out, g, activation):
     threads = get_num_threads()
     kk = g.kh * g.kw * g.c
     rows = _block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
     cols = workspace.get("im2col", threads * rows * g.ow * kk, x.dtype)
-    _conv.conv2d_forward(x, kernel.reshape(kk, -1), bias, out, cols, g.kernel_args(), rows, threads)
+    fused_relu = activation == "relu"  # applied per block by the kernel, in cache
+    _conv.conv2d_forward(x, kernel.reshape(kk, -1), bias, out, cols, g.kernel_args(), rows, threads,
+                         fused_relu)
+    if activation is not None and not fused_relu:
+        flat = out.reshape(-1, out.shape[-1])
+        _activations.bias_activation(flat, None, ACTIVATION_CODES[activation], threads)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
@@ -47,11 +52,11 @@ def conv2d_backward(dy, x, kernel, g, dx):
     partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
     kernel_t = workspace.get("kernel_t", f * kk, x.dtype).reshape(f, kk)
     np.copyto(kernel_t, kernel.reshape(kk, f).T)  # once per call, not once per block
+    dbias_partial = workspace.get("dbias", threads * f, np.float64).reshape(threads, f)
     dkernel = np.empty_like(kernel)
-    _conv.conv2d_backward(dy, x, kernel_t, dx, dkernel.reshape(kk, f), partial,
-                          cols, dcols, g.kernel_args(), images, threads)
     dbias = np.empty(f, dy.dtype)
-    _linalg.column_sums(dy.reshape(-1, f), dbias, threads)
+    _conv.conv2d_backward(dy, x, kernel_t, dx, dkernel.reshape(kk, f), partial, dbias, dbias_partial,
+                          cols, dcols, g.kernel_args(), images, threads)
     return dx, dkernel, dbias
 
 

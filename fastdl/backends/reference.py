@@ -25,12 +25,13 @@ def _unpadded(xp, g):
     return xp[:, g.pt:g.pt + g.h, g.pl:g.pl + g.w, :]
 
 
-def conv2d(x, kernel, bias, out, g):
+def conv2d(x, kernel, bias, out, g, activation):
     xp = _padded(x, g, 0)
     out[...] = 0 if bias is None else bias
     for ky in range(g.kh):
         for kx in range(g.kw):
             out += xp[_offset(g, ky, kx)] @ kernel[ky, kx]
+    _activate(out.reshape(-1, out.shape[-1]), activation)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):

@@ -23,13 +23,17 @@ def _prepare(x, kernel, strides, padding, dilation_rate):
     return x, kernel, geometry
 
 
-def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, out=None):
-    """Cross-correlation of x (N, H, W, C) with kernel (KH, KW, C, F), plus bias (F,).
+def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, activation=None,
+           out=None):
+    """activation(cross-correlation of x (N, H, W, C) with kernel (KH, KW, C, F) + bias (F,)).
 
     padding: 'valid', 'same' (Keras: output ceil(H / stride), extra pixel bottom/right)
-    or ((top, bottom), (left, right)). Returns y (N, OH, OW, F), written into `out` if given.
+    or ((top, bottom), (left, right)). activation: None/'linear', 'relu', 'sigmoid',
+    'tanh' or 'softmax' (over filters); the compiled backends apply ReLU to each block of
+    output while it is still in cache. Returns y (N, OH, OW, F), written into `out` if given.
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
+    activation = _checks.activation_name(activation)
     if bias is not None:
         bias = _checks.float_array("bias", bias, 1, "(filters,)")
         _checks.same_dtype(x=x, bias=bias)
@@ -37,7 +41,7 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     y = _checks.output("out", out, (g.n, g.oh, g.ow, kernel.shape[3]), x.dtype,
                        _checks.on_device(x, kernel, bias))
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
-    backend_module().conv2d(x, kernel, bias, y, g)
+    backend_module().conv2d(x, kernel, bias, y, g, activation)
     return y
 
 

@@ -31,7 +31,7 @@ def _scalar(dtype, value):
     return np.dtype(dtype).type(value)
 
 
-def conv2d(x, kernel, bias, out, g):
+def conv2d(x, kernel, bias, out, g, activation):
     threads = _threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     rows = _cython_plan._block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
@@ -39,6 +39,9 @@ def conv2d(x, kernel, bias, out, g):
     has_bias = bias is not None
     _k.conv2d_forward(x, kernel.reshape(kk, f), bias if has_bias else kernel.reshape(-1)[:f],
                       has_bias, out.reshape(-1, f), work, g.kernel_args(), rows, threads)
+    if activation is not None:
+        rows_view = out.reshape(-1, f)
+        _k.bias_activation(rows_view, rows_view[0], False, ACTIVATION_CODES[activation])
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
