@@ -141,6 +141,9 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        # set by the model when the next layer (a MaxPooling2D) takes the ReLU's gradient
+        # in its own backward pass
+        self.relu_gradient_by_next = False
 
     def _geometry(self):
         return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
@@ -167,7 +170,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy, need_dx=True):
-        if self.activation is not None:
+        if self.activation is not None and not self.relu_gradient_by_next:
             dy = ops.activation_backward(dy, self._y, self.activation,
                                          out=self._buffer("dz", dy.shape, dy))
         dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
@@ -217,9 +220,20 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
-    """Max pooling; in backward the first maximum of a window takes the gradient."""
+    """Max pooling; in backward the first maximum of a window takes the gradient.
+
+    After a Conv2D with ReLU the model sets `through_relu`: the backward pass then
+    returns the gradient of the ReLU's input too, in the same pass over the data."""
     _forward = staticmethod(ops.max_pool2d)
-    _backward = staticmethod(ops.max_pool2d_backward)
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
+        super().__init__(pool_size, strides, padding, **kwargs)
+        self.through_relu = False
+
+    def backward(self, dy, need_dx=True):
+        return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
+                                       through_relu=self.through_relu,
+                                       out=self._buffer("dx", self._x.shape, self._x))
 
 
 class AveragePooling2D(_Pooling2D):

@@ -18,7 +18,7 @@ import numpy as np
 from fastdl import _config, _device
 from fastdl import callbacks as callbacks_module
 from fastdl import losses, metrics as metrics_module, ops, optimizers
-from fastdl.layers import Activation, Dense, InputLayer, Layer
+from fastdl.layers import Activation, Conv2D, Dense, InputLayer, Layer, MaxPooling2D
 from fastdl.utils import new_generator
 
 _COMPILE_NO_OPS = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
@@ -90,9 +90,22 @@ class Sequential:
                 offset += size
             layer.attach(params, grads)
         self._device_batch = None
+        self._fuse_relu_into_pooling()
         self.built = True
         if self.compiled:
             self._configure_output()
+
+    def _fuse_relu_into_pooling(self):
+        """Conv2D(relu) then MaxPooling2D: the pooling's backward pass also takes the
+        ReLU's gradient (one pass over the largest activations instead of two)."""
+        for layer in self.layers:
+            if isinstance(layer, Conv2D):
+                layer.relu_gradient_by_next = False
+            elif type(layer) is MaxPooling2D:
+                layer.through_relu = False
+        for layer, after in zip(self.layers, self.layers[1:]):
+            if isinstance(layer, Conv2D) and layer.activation == "relu" and type(after) is MaxPooling2D:
+                layer.relu_gradient_by_next = after.through_relu = True
 
     def _check_input(self, x):
         if _device.is_device(x):

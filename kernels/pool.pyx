@@ -15,8 +15,8 @@ from _geometry cimport Window, window_from_tuple
 cdef extern from "pool_window.h" nogil:
     void fastdl_max_window_f(const float *x, float *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_max_window_d(const double *x, double *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
-    void fastdl_max_window_backward_f(const float *x, const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
-    void fastdl_max_window_backward_d(const double *x, const double *dy, double *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+    void fastdl_max_window_backward_f(const float *x, const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
+    void fastdl_max_window_backward_d(const double *x, const double *dy, double *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
     void fastdl_avg_window_f(const float *x, float *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_avg_window_d(const double *x, double *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_avg_window_backward_f(const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
@@ -58,18 +58,26 @@ cdef inline void pool_pixel(const floating *x, floating *out, Window g, Py_ssize
             fastdl_avg_window_d(origin, out, rows, cols, row, g.c)
 
 
+DEF AVERAGE = 0
+DEF MAXIMUM = 1
+DEF MAXIMUM_OF_RELU = 2  # max pooling of a ReLU's output, the gradient taken through both
+
+
 cdef inline void pool_pixel_backward(const floating *x, const floating *dy, floating *dx,
-                                     Window g, Py_ssize_t i, Span s, bint is_max) noexcept nogil:
+                                     Window g, Py_ssize_t i, Span s, int kind) noexcept nogil:
     cdef Py_ssize_t at = offset(g, i, s.y0, s.x0)
     cdef Py_ssize_t rows = s.y1 - s.y0, cols = s.x1 - s.x0, row = g.w * g.c
+    cdef bint is_max = kind != AVERAGE
     if floating is float:
         if is_max:
-            fastdl_max_window_backward_f(x + at, dy, dx + at, rows, cols, row, g.c)
+            fastdl_max_window_backward_f(x + at, dy, dx + at, rows, cols, row, g.c,
+                                         kind == MAXIMUM_OF_RELU)
         else:
             fastdl_avg_window_backward_f(dy, dx + at, rows, cols, row, g.c)
     else:
         if is_max:
-            fastdl_max_window_backward_d(x + at, dy, dx + at, rows, cols, row, g.c)
+            fastdl_max_window_backward_d(x + at, dy, dx + at, rows, cols, row, g.c,
+                                         kind == MAXIMUM_OF_RELU)
         else:
             fastdl_avg_window_backward_d(dy, dx + at, rows, cols, row, g.c)
 
@@ -85,12 +93,12 @@ cdef void forward_rows(const floating *x, floating *y, Window g, bint is_max,
 
 
 cdef void backward_row(const floating *x, const floating *dy, floating *dx, Window g,
-                       bint is_max, Py_ssize_t i, Py_ssize_t oy) noexcept nogil:
+                       int kind, Py_ssize_t i, Py_ssize_t oy) noexcept nogil:
     cdef Py_ssize_t ox
     cdef const floating *dy_pixel
     for ox in range(g.ow):
         dy_pixel = dy + ((i * g.oh + oy) * g.ow + ox) * g.c
-        pool_pixel_backward(x, dy_pixel, dx, g, i, window_span(g, oy, ox), is_max)
+        pool_pixel_backward(x, dy_pixel, dx, g, i, window_span(g, oy, ox), kind)
 
 
 cdef void zero_band(floating *dx, Window g, Py_ssize_t i, Py_ssize_t oy) noexcept nogil:
@@ -104,17 +112,17 @@ cdef void zero_band(floating *dx, Window g, Py_ssize_t i, Py_ssize_t oy) noexcep
 
 
 cdef void backward(const floating *x, const floating *dy, floating *dx, Window g,
-                   bint is_max, int num_threads) noexcept nogil:
+                   int kind, int num_threads) noexcept nogil:
     cdef Py_ssize_t r, i, oy
     if g.sh >= g.kh:
         for r in prange(g.n * g.oh, schedule="static", num_threads=num_threads):
             zero_band(dx, g, r // g.oh, r % g.oh)
-            backward_row(x, dy, dx, g, is_max, r // g.oh, r % g.oh)
+            backward_row(x, dy, dx, g, kind, r // g.oh, r % g.oh)
     else:
         for i in prange(g.n, schedule="static", num_threads=num_threads):
             memset(dx + offset(g, i, 0, 0), 0, g.h * g.w * g.c * sizeof(floating))
             for oy in range(g.oh):
-                backward_row(x, dy, dx, g, is_max, i, oy)
+                backward_row(x, dy, dx, g, kind, i, oy)
 
 
 def max_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
@@ -126,11 +134,15 @@ def max_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
 
 
 def max_pool2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
-                        floating[:, :, :, ::1] dx, tuple geometry, int num_threads):
-    """dx (N, H, W, C): each window's gradient goes to its first maximum (row-major)."""
+                        floating[:, :, :, ::1] dx, tuple geometry, int num_threads,
+                        bint through_relu):
+    """dx (N, H, W, C): each window's gradient goes to its first maximum (row-major).
+    through_relu: x is a ReLU's output and dx the gradient of that ReLU's input, so
+    windows whose maximum is <= 0 pass nothing."""
     cdef Window g = window_from_tuple(geometry)
+    cdef int kind = MAXIMUM_OF_RELU if through_relu else MAXIMUM
     with nogil:
-        backward(&x[0, 0, 0, 0], &dy[0, 0, 0, 0], &dx[0, 0, 0, 0], g, True, num_threads)
+        backward(&x[0, 0, 0, 0], &dy[0, 0, 0, 0], &dx[0, 0, 0, 0], g, kind, num_threads)
 
 
 def avg_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
@@ -146,4 +158,4 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] 
     """dx (N, H, W, C): each window's gradient shared equally by its real positions."""
     cdef Window g = window_from_tuple(geometry)
     with nogil:
-        backward(NULL, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0], g, False, num_threads)
+        backward(NULL, &dy[0, 0, 0, 0], &dx[0, 0, 0, 0], g, AVERAGE, num_threads)

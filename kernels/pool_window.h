@@ -35,10 +35,11 @@ FASTDL_CLONES static void fastdl_max_window_##S(const T *x, T *out, ptrdiff_t ro
         for (ptrdiff_t j = 0; j < n; j++) out[c0 + j] = best[j];                         \
     }                                                                                    \
 }                                                                                        \
-/* dx[., ., ch] += dy[ch] at the first (row-major) maximum of the window */              \
+/* dx[., ., ch] += dy[ch] at the first (row-major) maximum of the window; with relu (x  \
+ * is a ReLU's output, dx the gradient of its input) nothing where that maximum is <= 0 */ \
 FASTDL_CLONES static void fastdl_max_window_backward_##S(const T *x, const T *dy, T *dx, \
                                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t row, \
-                                                ptrdiff_t c) {                           \
+                                                ptrdiff_t c, int relu) {                 \
     for (ptrdiff_t c0 = 0; c0 < c; c0 += FASTDL_CHUNK) {                                 \
         ptrdiff_t n = c - c0 < FASTDL_CHUNK ? c - c0 : FASTDL_CHUNK;                     \
         T best[FASTDL_CHUNK], first[FASTDL_CHUNK]; /* first: window index, in T so the  \
@@ -54,11 +55,14 @@ FASTDL_CLONES static void fastdl_max_window_backward_##S(const T *x, const T *dy
                     best[j] = better ? src[j] : best[j];                                 \
                 }                                                                        \
             }                                                                            \
+        T grad[FASTDL_CHUNK];                                                            \
+        for (ptrdiff_t j = 0; j < n; j++)                                                \
+            grad[j] = relu && !(best[j] > 0) ? (T)0 : dy[c0 + j];                        \
         k = 0;                                                                           \
         for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
             for (ptrdiff_t ix = 0; ix < cols; ix++, k += 1) {                            \
                 T *restrict dst = dx + iy * row + ix * c + c0;                           \
-                for (ptrdiff_t j = 0; j < n; j++) dst[j] += first[j] == k ? dy[c0 + j] : (T)0; \
+                for (ptrdiff_t j = 0; j < n; j++) dst[j] += first[j] == k ? grad[j] : (T)0; \
             }                                                                            \
     }                                                                                    \
 }                                                                                        \

@@ -47,6 +47,23 @@ def test_whole_model_gradient_matches_finite_differences(backend):
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-8)
 
 
+def test_relu_taken_through_max_pooling_keeps_the_gradient_exact(backend):
+    """Conv2D(relu) followed by MaxPooling2D: the model hands the ReLU's gradient to the
+    pooling's backward pass; the whole gradient still matches finite differences."""
+    fastdl.utils.set_random_seed(2)
+    model = Sequential([layers.Input(shape=(6, 7, 2)), layers.Conv2D(3, 3, activation="relu", padding="same"),
+                        layers.MaxPooling2D(3, strides=2, padding="same"), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")], dtype="float64")
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+    model.build()
+    assert model.layers[2].through_relu and model.layers[1].relu_gradient_by_next
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((3, 6, 7, 2)), rng.integers(0, 3, 3)
+    grad = model_gradient(model, x, y)
+    expected = numerical_gradient(lambda: model.evaluate(x, y, batch_size=3, verbose=0), model.flat_params)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-8)
+
+
 def test_seed_cnn_matches_pytorch(backend, torch):
     """Same weights in PyTorch: the loss and every gradient agree to float32 tolerance."""
     fastdl.utils.set_random_seed(1)

@@ -45,6 +45,20 @@ def test_pool_matches_reference(backend, dtype, kind, case):
     assert_close(backward(dy, x, **args), reference(backward, dy, x, **args), dtype)
 
 
+@pytest.mark.parametrize("case", CASES[::2] + CASES[-3:])
+def test_max_pool_backward_through_relu_is_relu_backward_of_max_pool_backward(backend, dtype, case):
+    """through_relu=True fuses the ReLU's gradient: a ReLU output (a third of it zero,
+    so whole windows have maximum 0) gives relu_backward(max_pool2d_backward)."""
+    x, args = make(case, dtype)
+    x = np.maximum(x - 0.4, 0)
+    dy = np.random.default_rng(1).standard_normal(ops.max_pool2d(x, **args).shape).astype(dtype)
+    got = ops.max_pool2d_backward(dy, x, **args, through_relu=True)
+    with fastdl.use_backend("reference"):
+        expected = ops.relu_backward(ops.max_pool2d_backward(dy, x, **args), x)
+    assert_close(got, expected, dtype)  # overlapping windows sum in another order
+    np.testing.assert_array_equal(got == 0, expected == 0)
+
+
 @pytest.mark.parametrize("backend_name", ALL_BACKENDS)
 @pytest.mark.parametrize("kind", POOLS)
 @pytest.mark.parametrize("case", CASES[:8] + CASES[-1:])

@@ -283,66 +283,93 @@ def pool_backward(dy, x, dx, g, is_max):
 # -- activations and losses ------------------------------------------------------------------
 
 @cuda.jit
-def _activate_rows(z, code):
-    """In place, one thread a row: 1 relu, 2 sigmoid, 3 tanh, 4 softmax."""
+def _softmax_rows(z):
+    """In place, one thread a row."""
     r = cuda.grid(1)
     if r >= z.shape[0]:
         return
     k = z.shape[1]
-    if code == 4:
-        m = z[r, 0]
-        for j in range(1, k):
-            m = max(m, z[r, j])
-        s = z.dtype.type(0)
-        for j in range(k):
-            z[r, j] = math.exp(z[r, j] - m)
-            s += z[r, j]
-        for j in range(k):
-            z[r, j] /= s
-        return
+    m = z[r, 0]
+    for j in range(1, k):
+        m = max(m, z[r, j])
+    s = z.dtype.type(0)
     for j in range(k):
-        v = z[r, j]
-        if code == 1:
-            v = v if v > 0 else 0
-        elif code == 2:
-            v = 1 / (1 + math.exp(-v))
-        elif code == 3:
-            v = math.tanh(v)
-        z[r, j] = v
+        z[r, j] = math.exp(z[r, j] - m)
+        s += z[r, j]
+    for j in range(k):
+        z[r, j] /= s
 
 
 @cuda.jit
-def _activation_backward_rows(dy, y, dz, code):
+def _softmax_backward_rows(dy, y, dz):
     r = cuda.grid(1)
     if r >= dy.shape[0]:
         return
     k = dy.shape[1]
-    if code == 4:
-        dot = dy.dtype.type(0)
-        for j in range(k):
-            dot += dy[r, j] * y[r, j]
-        for j in range(k):
-            dz[r, j] = y[r, j] * (dy[r, j] - dot)
-        return
+    dot = dy.dtype.type(0)
     for j in range(k):
-        if code == 1:
-            dz[r, j] = dy[r, j] if y[r, j] > 0 else 0
-        elif code == 2:
-            dz[r, j] = dy[r, j] * y[r, j] * (1 - y[r, j])
-        elif code == 3:
-            dz[r, j] = dy[r, j] * (1 - y[r, j] * y[r, j])
-        else:
-            dz[r, j] = dy[r, j]
+        dot += dy[r, j] * y[r, j]
+    for j in range(k):
+        dz[r, j] = y[r, j] * (dy[r, j] - dot)
 
 
-def activate_rows(z, code):
-    grid, block = _grid(z.shape[0])
-    _activate_rows[grid, block](z, code)
+@cuda.jit(device=True)
+def _activate_one(v, code):
+    if code == 1:
+        return v if v > 0 else 0
+    if code == 2:
+        return 1 / (1 + math.exp(-v))
+    if code == 3:
+        return math.tanh(v)
+    return v
 
 
-def activation_backward_rows(dy, y, dz, code):
-    grid, block = _grid(dy.shape[0])
-    _activation_backward_rows[grid, block](dy, y, dz, code)
+@cuda.jit(device=True)
+def _derivative_one(dy, y, code):
+    if code == 1:
+        return dy if y > 0 else 0
+    if code == 2:
+        return dy * y * (1 - y)
+    if code == 3:
+        return dy * (1 - y * y)
+    return dy
+
+
+@cuda.jit
+def _activate_flat(z, code):
+    i = cuda.grid(1)
+    if i < z.size:
+        z[i] = _activate_one(z[i], code)
+
+
+@cuda.jit
+def _activation_backward_flat(dy, y, dz, code):
+    i = cuda.grid(1)
+    if i < dz.size:
+        dz[i] = _derivative_one(dy[i], y[i], code)
+
+
+def activate(z, code):
+    """In place over a whole contiguous array (codes: 1 relu, 2 sigmoid, 3 tanh, 4 softmax
+    over the last axis): one thread per element, or per row for softmax."""
+    if code == 4:
+        rows = z.reshape(-1, z.shape[-1])
+        grid, block = _grid(rows.shape[0])
+        _softmax_rows[grid, block](rows)
+        return
+    flat = z.reshape(-1)
+    grid, block = _grid(flat.size)
+    _activate_flat[grid, block](flat, code)
+
+
+def activation_backward(dy, y, dz, code):
+    if code == 4:
+        rows = dz.reshape(-1, dz.shape[-1])
+        grid, block = _grid(rows.shape[0])
+        _softmax_backward_rows[grid, block](dy.reshape(rows.shape), y.reshape(rows.shape), rows)
+        return
+    grid, block = _grid(dz.size)
+    _activation_backward_flat[grid, block](dy.reshape(-1), y.reshape(-1), dz.reshape(-1), code)
 
 
 @cuda.jit

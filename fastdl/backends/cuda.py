@@ -66,7 +66,7 @@ def conv2d(x, kernel, bias, out, g, activation):
     if bias is not None:
         gpu.add_row_vector(y_rows, _dev(bias))
     if activation is not None:
-        gpu.activate_rows(y_rows, ACTIVATION_CODES[activation])
+        gpu.activate(y_rows, ACTIVATION_CODES[activation])
     _finish(y, out)
 
 
@@ -109,8 +109,10 @@ def avg_pool2d(x, out, g):
     _pool(x, out, g, False)
 
 
-def max_pool2d_backward(dy, x, g, dx):
+def max_pool2d_backward(dy, x, g, dx, through_relu):
     _pool_backward(dy, x, g, dx, True)
+    if through_relu:
+        relu_backward(dx, x, dx)
 
 
 def avg_pool2d_backward(dy, g, dx):
@@ -125,13 +127,13 @@ def matmul(a, b, out, trans_a, trans_b):
 
 def activation(x, out, name):
     z = _loaded(out, x)
-    gpu.activate_rows(z, ACTIVATION_CODES[name])
+    gpu.activate(z, ACTIVATION_CODES[name])
     _finish(z, out)
 
 
 def activation_backward(dy, y, name, dz):
     d = _target(dz)
-    gpu.activation_backward_rows(_dev(dy), _dev(y), d, ACTIVATION_CODES[name])
+    gpu.activation_backward(_dev(dy), _dev(y), d, ACTIVATION_CODES[name])
     _finish(d, dz)
 
 
@@ -141,7 +143,7 @@ def dense(x, kernel, bias, activation, out):
     if bias is not None:
         gpu.add_row_vector(z, _dev(bias))
     if activation is not None:
-        gpu.activate_rows(z, ACTIVATION_CODES[activation])
+        gpu.activate(z, ACTIVATION_CODES[activation])
     _finish(z, out)
 
 
@@ -150,7 +152,7 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
     dz = _dev(dy)
     if activation is not None:
         dz = gpu.device_array(dy.shape, dy.dtype)
-        gpu.activation_backward_rows(_dev(dy), _dev(output), dz, ACTIVATION_CODES[activation])
+        gpu.activation_backward(_dev(dy), _dev(output), dz, ACTIVATION_CODES[activation])
     dk = gpu.device_array(kernel.shape, kernel.dtype)
     gpu.matmul(_dev(x), dz, dk, trans_a=True)
     dx = None

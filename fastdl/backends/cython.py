@@ -64,8 +64,8 @@ def max_pool2d(x, out, g):
     _pool.max_pool2d_forward(x, out, g.kernel_args(), get_num_threads())
 
 
-def max_pool2d_backward(dy, x, g, dx):
-    _pool.max_pool2d_backward(dy, x, dx, g.kernel_args(), get_num_threads())
+def max_pool2d_backward(dy, x, g, dx, through_relu):
+    _pool.max_pool2d_backward(dy, x, dx, g.kernel_args(), get_num_threads(), through_relu)
 
 
 def avg_pool2d(x, out, g):

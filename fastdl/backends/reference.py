@@ -56,7 +56,7 @@ def max_pool2d(x, out, g):
             np.maximum(out, xp[_offset(g, ky, kx)], out=out)
 
 
-def max_pool2d_backward(dy, x, g, dx):
+def max_pool2d_backward(dy, x, g, dx, through_relu):
     xp = _padded(x, g, -np.inf)
     y = np.empty(dy.shape, x.dtype)
     max_pool2d(x, y, g)
@@ -69,6 +69,8 @@ def max_pool2d_backward(dy, x, g, dx):
             dxp[window] += np.where(first, dy, 0)
             taken |= first
     dx[...] = _unpadded(dxp, g)
+    if through_relu:  # then through the ReLU whose output x is
+        dx *= x > 0
 
 
 def _window_counts(g, dtype):

@@ -33,10 +33,16 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
     return y
 
 
-def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", *, out=None):
-    """dx (N, H, W, C): each window's gradient goes to its first maximum in row-major order."""
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", *, through_relu=False,
+                        out=None):
+    """dx (N, H, W, C): each window's gradient goes to its first maximum in row-major order.
+
+    through_relu=True: x is a ReLU's output, and dx is the gradient with respect to that
+    ReLU's input, relu_backward(max_pool2d_backward(...), x) in one pass (a window whose
+    maximum is 0 passes nothing).
+    """
     dy, x, g, dx = _backward(dy, x, pool_size, strides, padding, out)
-    backend_module().max_pool2d_backward(dy, x, g, dx)
+    backend_module().max_pool2d_backward(dy, x, g, dx, bool(through_relu))
     return dx
 
 

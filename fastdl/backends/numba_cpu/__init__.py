@@ -67,9 +67,11 @@ def max_pool2d(x, out, g):
     _k.pool_forward(x, out, g.kernel_args(), True)
 
 
-def max_pool2d_backward(dy, x, g, dx):
+def max_pool2d_backward(dy, x, g, dx, through_relu):
     _threads()
     _k.pool_backward(dy, x, dx, g.kernel_args(), True)
+    if through_relu:
+        _k.relu_backward(dx.reshape(-1), x.reshape(-1), dx.reshape(-1))
 
 
 def avg_pool2d(x, out, g):
