@@ -30,6 +30,13 @@ cdef inline void add_row(double *acc, const floating *row, Py_ssize_t n) noexcep
         acc[j] += row[j]
 
 
+cdef inline void add_run(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
+    """dst[:n] += src[:n]."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        dst[j] += src[j]
+
+
 cdef inline void copy_short(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
     """dst[:n] = src[:n]; a plain loop for the short runs of few-channel inputs (a
     memcpy call per 9 floats costs more than the copy), memcpy for long ones."""
@@ -78,7 +85,8 @@ cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
                  Py_ssize_t ni) noexcept nogil:
     """dx[i0 .. i0 + ni - 1] = dcols scattered back to where im2col read them (zeroed first)."""
     cdef Py_ssize_t kk = g.kh * g.kw * g.c
-    cdef Py_ssize_t i, oy, ox, ky, kx, iy, ix, ch
+    cdef Py_ssize_t row_len = g.kw * g.c
+    cdef Py_ssize_t i, oy, ox, ky, kx, iy, ix, ix0
     cdef const floating *src
     cdef floating *dst
     memset(dx + i0 * g.h * g.w * g.c, 0, ni * g.h * g.w * g.c * sizeof(floating))
@@ -86,17 +94,20 @@ cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
         for oy in range(g.oh):
             for ox in range(g.ow):
                 src = dcols + ((i * g.oh + oy) * g.ow + ox) * kk
+                ix0 = ox * g.sw - g.pl
                 for ky in range(g.kh):
                     iy = oy * g.sh - g.pt + ky * g.dh
                     if iy < 0 or iy >= g.h:
                         continue
-                    for kx in range(g.kw):
-                        ix = ox * g.sw - g.pl + kx * g.dw
-                        if ix < 0 or ix >= g.w:
-                            continue
-                        dst = dx + (((i0 + i) * g.h + iy) * g.w + ix) * g.c
-                        for ch in range(g.c):
-                            dst[ch] += src[(ky * g.kw + kx) * g.c + ch]
+                    dst = dx + (((i0 + i) * g.h + iy) * g.w) * g.c
+                    if g.dw == 1 and ix0 >= 0 and ix0 + g.kw <= g.w:
+                        # the whole kernel row is inside: one contiguous run (as in im2col)
+                        add_run(dst + ix0 * g.c, src + ky * row_len, row_len)
+                    else:
+                        for kx in range(g.kw):
+                            ix = ix0 + kx * g.dw
+                            if 0 <= ix < g.w:
+                                add_run(dst + ix * g.c, src + ky * row_len + kx * g.c, g.c)
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
