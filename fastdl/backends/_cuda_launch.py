@@ -86,8 +86,9 @@ def copy(dst, src):
     dst.copy_to_device(src)
 
 
-def _grid(n):
-    return (max(1, math.ceil(n / THREADS)),), (THREADS,)
+def _launch(kernel, n, *args):
+    """Run a one-dimensional kernel over n items, THREADS to a block."""
+    kernel[(max(1, math.ceil(n / THREADS)),), (THREADS,)](*args)
 
 
 # -- matrix multiply ----------------------------------------------------------------------
@@ -178,13 +179,11 @@ def _col2im(dcols, dx, g):
 
 
 def im2col(x, cols, g):
-    grid, block = _grid(cols.shape[0] * cols.shape[1])
-    _im2col[grid, block](x, cols, g)
+    _launch(_im2col, cols.shape[0] * cols.shape[1], x, cols, g)
 
 
 def col2im(dcols, dx, g):
-    grid, block = _grid(dx.size)
-    _col2im[grid, block](dcols, dx, g)
+    _launch(_col2im, dx.size, dcols, dx, g)
 
 
 @cuda.jit
@@ -195,8 +194,7 @@ def _add_row_vector(z, bias):
 
 
 def add_row_vector(z, bias):
-    grid, block = _grid(z.shape[0] * z.shape[1])
-    _add_row_vector[grid, block](z, bias)
+    _launch(_add_row_vector, z.shape[0] * z.shape[1], z, bias)
 
 
 @cuda.jit
@@ -210,8 +208,7 @@ def _column_sums(x, out):
 
 
 def column_sums(x, out):
-    grid, block = _grid(x.shape[1])
-    _column_sums[grid, block](x, out)
+    _launch(_column_sums, x.shape[1], x, out)
 
 
 # -- pooling ---------------------------------------------------------------------------------
@@ -271,13 +268,11 @@ def _pool_backward(dy, x, dx, g, is_max):
 
 
 def pool_forward(x, y, g, is_max):
-    grid, block = _grid(y.size)
-    _pool_forward[grid, block](x, y, g, is_max)
+    _launch(_pool_forward, y.size, x, y, g, is_max)
 
 
 def pool_backward(dy, x, dx, g, is_max):
-    grid, block = _grid(dx.size)
-    _pool_backward[grid, block](dy, x, dx, g, is_max)
+    _launch(_pool_backward, dx.size, dy, x, dx, g, is_max)
 
 
 # -- activations and losses ------------------------------------------------------------------
@@ -354,22 +349,18 @@ def activate(z, code):
     over the last axis): one thread per element, or per row for softmax."""
     if code == 4:
         rows = z.reshape(-1, z.shape[-1])
-        grid, block = _grid(rows.shape[0])
-        _softmax_rows[grid, block](rows)
+        _launch(_softmax_rows, rows.shape[0], rows)
         return
     flat = z.reshape(-1)
-    grid, block = _grid(flat.size)
-    _activate_flat[grid, block](flat, code)
+    _launch(_activate_flat, flat.size, flat, code)
 
 
 def activation_backward(dy, y, dz, code):
     if code == 4:
         rows = dz.reshape(-1, dz.shape[-1])
-        grid, block = _grid(rows.shape[0])
-        _softmax_backward_rows[grid, block](dy.reshape(rows.shape), y.reshape(rows.shape), rows)
+        _launch(_softmax_backward_rows, rows.shape[0], dy.reshape(rows.shape), y.reshape(rows.shape), rows)
         return
-    grid, block = _grid(dz.size)
-    _activation_backward_flat[grid, block](dy.reshape(-1), y.reshape(-1), dz.reshape(-1), code)
+    _launch(_activation_backward_flat, dz.size, dy.reshape(-1), y.reshape(-1), dz.reshape(-1), code)
 
 
 @cuda.jit
@@ -407,8 +398,7 @@ def _sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
 
 
 def sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
-    grid, block = _grid(outputs.shape[0])
-    _sparse_ce[grid, block](outputs, labels, from_logits, eps, dloss, loss, grad, want_grad)
+    _launch(_sparse_ce, outputs.shape[0], outputs, labels, from_logits, eps, dloss, loss, grad, want_grad)
 
 
 # -- optimizer updates -----------------------------------------------------------------------
@@ -460,8 +450,7 @@ def _rmsprop(p, g, sq, ga, has_ga, buf, has_buf, lr, rho, rest, eps, momentum, l
 
 
 def elementwise(kernel_name, n, *args):
-    grid, block = _grid(n)
-    {"adam": _adam, "sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop}[kernel_name][grid, block](*args)
+    _launch({"adam": _adam, "sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop}[kernel_name], n, *args)
 
 
 # -- elementwise -----------------------------------------------------------------------------
@@ -475,8 +464,7 @@ def _multiply(a, b, out):
 
 def multiply(a, b, out):
     """out = a * b over flat device arrays of one size."""
-    grid, block = _grid(out.size)
-    _multiply[grid, block](a, b, out)
+    _launch(_multiply, out.size, a, b, out)
 
 
 @cuda.jit
@@ -489,8 +477,7 @@ def _fill(a, value):
 def full(shape, dtype, value):
     a = cuda.device_array(shape, dtype)
     flat = a.reshape(-1)
-    grid, block = _grid(flat.size)
-    _fill[grid, block](flat, flat.dtype.type(value))
+    _launch(_fill, flat.size, flat, flat.dtype.type(value))
     return a
 
 
@@ -525,5 +512,5 @@ def _affine(images, indices, matrices, out, mode, fill, scale):
 
 
 def affine(images, indices, matrices, out, mode, fill, scale):
-    grid, block = _grid(out.shape[0] * out.shape[1] * out.shape[2])
-    _affine[grid, block](images, indices, matrices, out, mode, fill, scale)
+    pixels = out.shape[0] * out.shape[1] * out.shape[2]
+    _launch(_affine, pixels, images, indices, matrices, out, mode, fill, scale)
