@@ -30,6 +30,7 @@ def config_info():
         from fastdl.backends import auto
 
         info["auto"] = {"candidates": auto.candidates(), "choices cached": len(auto.choices()),
+                        "numba measured": auto.numba_ready() or "after fastdl.backends.numba_cpu.warmup()",
                         "cache file": auto.cache_path(),
                         "see / override": "fastdl.backends.auto.choices() / .prefer(op, backend)"}
     try:

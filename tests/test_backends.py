@@ -50,6 +50,8 @@ def auto(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(auto, "_choices", None)
     monkeypatch.setattr(auto, "_memo", {})
+    if "numba" in auto.candidates():
+        auto.mark_numba_ready()  # as after warmup(): measurements include Numba
     return auto
 
 
@@ -79,6 +81,28 @@ def test_auto_measures_once_caches_and_can_be_overridden(auto, counted_measures)
             auto.prefer("conv3d", "cython")
     finally:
         auto.prefer("conv2d", None)
+
+
+@needs_numba
+def test_auto_measures_numba_only_once_it_is_compiled(tmp_path, monkeypatch):
+    """Before warmup() a new shape runs on Cython at once, unrecorded (measuring Numba
+    would mean compiling it in the middle of the first step); afterwards it is measured."""
+    from fastdl.backends import auto
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(auto, "_choices", None)
+    monkeypatch.setattr(auto, "_memo", {})
+    calls = []
+    monkeypatch.setattr(auto, "_measure", lambda op, args: calls.append(op) or "numba")
+    x = np.ones((1, 4, 4, 1), np.float32)
+    assert not auto.numba_ready()
+    assert auto.choose("max_pool2d", (x,)) == "cython"
+    assert calls == [] and auto.choices() == {}
+    auto.mark_numba_ready()
+    monkeypatch.setattr(auto, "_memo", {})
+    assert auto.numba_ready()
+    assert auto.choose("max_pool2d", (x,)) == "numba"
+    assert calls == ["max_pool2d"] and len(auto.choices()) == 1
 
 
 def test_auto_does_not_remeasure_when_only_real_valued_arguments_change(counted_measures):

@@ -3,7 +3,10 @@
 The first call of an op on a new shape (and dtype, and geometry) times every available
 compiled backend on copies of the arguments (after a warm-up call, so JIT compilation
 is not counted) and remembers the winner, in memory and in a per-machine JSON file
-under the user's cache directory. `choices()` shows what was picked; `prefer(op, name)`
+under the user's cache directory. Numba takes part once its kernels are compiled on
+this machine (`fastdl.backends.numba_cpu.warmup()`, about a minute, once): before that,
+measuring it would mean a first training step of some 25 s of JIT compilation, so new
+shapes run on Cython, unrecorded, and are measured on a later run. `choices()` shows what was picked; `prefer(op, name)`
 overrides an op. Results never depend on the choice beyond float32 rounding: every
 backend is tested against the same reference.
 """
@@ -46,6 +49,30 @@ def cache_path():
 
     machine = f"{platform.machine()}-{os.cpu_count()}cpu-{_config.get_num_threads()}thr-fastdl{fastdl.__version__}"
     return os.path.join(base, "fastdl", f"auto-{machine}.json")
+
+
+def _numba_marker():
+    """The file warmup() leaves once Numba's kernels are compiled and cached on disk."""
+    from importlib.metadata import version
+
+    return os.path.join(os.path.dirname(cache_path()), f"numba-{version('numba')}-compiled")
+
+
+def numba_ready():
+    """Whether measuring Numba costs no compilation: warmup() ran on this machine."""
+    try:
+        return os.path.exists(_numba_marker())
+    except Exception:  # no metadata for numba: treat it as not compiled
+        return False
+
+
+def mark_numba_ready():
+    try:
+        os.makedirs(os.path.dirname(_numba_marker()), exist_ok=True)
+        with open(_numba_marker(), "w"):
+            pass
+    except OSError:
+        pass  # an unwritable cache: Numba is simply measured after the next warmup()
 
 
 def _load():
@@ -132,6 +159,9 @@ def choose(op, args):
         choices = _load()
         name = choices.get(text)
     if name is None or name not in candidates():
+        if not numba_ready():
+            _memo[k] = "cython"  # not recorded: measured once Numba is compiled
+            return "cython"
         name = _measure(op, args)
         with _lock:
             choices[text] = name
