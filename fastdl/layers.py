@@ -141,9 +141,11 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        # set by the model when the next layer (a MaxPooling2D) takes the ReLU's gradient
-        # in its own backward pass
+        # set by the model when the next layer is a MaxPooling2D: it takes the ReLU's
+        # gradient in its backward pass, and (strides = pool size, 'valid') this layer
+        # pools its output in the same pass as the convolution
         self.relu_gradient_by_next = False
+        self.pool_after = None
 
     def _geometry(self):
         return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
@@ -163,11 +165,21 @@ class Conv2D(Layer):
         return specs
 
     def forward(self, x, training=False):
-        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
-        ops.conv2d(x, self.params[0], self.params[1] if self.use_bias else None, activation=self.activation,
-                   out=y, **self._geometry())
+        bias = self.params[1] if self.use_bias else None
+        pool = self.pool_after
+        if pool is None:
+            y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
+            ops.conv2d(x, self.params[0], bias, activation=self.activation, out=y, **self._geometry())
+            self._x, self._y = x, y
+            return y
+        # the convolution's output is kept only for training (the backward passes read it)
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x) if training else None
+        pooled = pool._buffer("y", (x.shape[0],) + pool.output_shape, x)
+        ops.conv2d_max_pool(x, self.params[0], bias, activation=self.activation, pool_size=pool.pool_size,
+                            conv_out=y, out=pooled, **self._geometry())
         self._x, self._y = x, y
-        return y
+        pool._x = y
+        return pooled
 
     def backward(self, dy, need_dx=True):
         if self.activation is not None and not self.relu_gradient_by_next:
@@ -229,6 +241,10 @@ class MaxPooling2D(_Pooling2D):
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
         super().__init__(pool_size, strides, padding, **kwargs)
         self.through_relu = False
+        self.pooled_by_previous = False  # the Conv2D before it already pooled (forward)
+
+    def forward(self, x, training=False):
+        return x if self.pooled_by_previous else super().forward(x, training)
 
     def backward(self, dy, need_dx=True):
         return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,

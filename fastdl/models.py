@@ -90,22 +90,26 @@ class Sequential:
                 offset += size
             layer.attach(params, grads)
         self._device_batch = None
-        self._fuse_relu_into_pooling()
+        self._fuse_conv_and_pooling()
         self.built = True
         if self.compiled:
             self._configure_output()
 
-    def _fuse_relu_into_pooling(self):
-        """Conv2D(relu) then MaxPooling2D: the pooling's backward pass also takes the
-        ReLU's gradient (one pass over the largest activations instead of two)."""
+    def _fuse_conv_and_pooling(self):
+        """Conv2D then MaxPooling2D: the convolution pools its output in the same pass
+        (when the pooling's strides are its size and padding is 'valid', as by default),
+        and after a ReLU the pooling's backward pass takes the ReLU's gradient too: each
+        saves a pass over the largest activations."""
         for layer in self.layers:
             if isinstance(layer, Conv2D):
-                layer.relu_gradient_by_next = False
+                layer.relu_gradient_by_next, layer.pool_after = False, None
             elif type(layer) is MaxPooling2D:
-                layer.through_relu = False
+                layer.through_relu = layer.pooled_by_previous = False
         for layer, after in zip(self.layers, self.layers[1:]):
-            if isinstance(layer, Conv2D) and layer.activation == "relu" and type(after) is MaxPooling2D:
-                layer.relu_gradient_by_next = after.through_relu = True
+            if isinstance(layer, Conv2D) and type(after) is MaxPooling2D:
+                layer.relu_gradient_by_next = after.through_relu = layer.activation == "relu"
+                if after.strides == after.pool_size and after.padding == "valid":
+                    layer.pool_after, after.pooled_by_previous = after, True
 
     def _check_input(self, x):
         if _device.is_device(x):

@@ -17,6 +17,18 @@ cdef extern from "elementwise.h" nogil:
     void fastdl_relu_f(const float *x, float *out, Py_ssize_t n)
     void fastdl_relu_d(const double *x, double *out, Py_ssize_t n)
 
+cdef extern from "pool_window.h" nogil:
+    void fastdl_max_pool_row_f(const float *x, float *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+    void fastdl_max_pool_row_d(const double *x, double *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+
+
+cdef inline void max_pool_row(const floating *x, floating *out, Py_ssize_t count, Py_ssize_t rows,
+                              Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        fastdl_max_pool_row_f(x, out, count, rows, cols, row, c)
+    else:
+        fastdl_max_pool_row_d(x, out, count, rows, cols, row, c)
+
 
 cdef inline bint is_pointwise(Window g) noexcept nogil:
     """A 1x1 kernel, stride 1, no padding: the input already is the columns matrix."""
@@ -110,6 +122,32 @@ cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
                                 add_run(dst + ix * g.c, src + ky * row_len + kx * g.c, g.c)
 
 
+cdef void conv_rows(const floating *x, const floating *kernel, const floating *bias, floating *out,
+                    floating *work, Window g, Py_ssize_t f, Py_ssize_t u0, Py_ssize_t nu,
+                    bint relu) noexcept nogil:
+    """out = conv rows u0 .. u0 + nu - 1 of the batch (u = image * OH + output row), of
+    OW pixels and f filters each: im2col into work (the input itself for pointwise
+    kernels), bias, GEMM, then ReLU when asked while the block is still in cache."""
+    cdef Py_ssize_t kk = g.kh * g.kw * g.c, r, j
+    cdef const floating *cols
+    if is_pointwise(g):
+        cols = x + u0 * g.ow * kk
+    else:
+        im2col(x, work, g, u0, nu)
+        cols = work
+    if bias != NULL:
+        for r in range(nu * g.ow):
+            for j in range(f):
+                out[r * f + j] = bias[j]
+    gemm(False, False, <int> (nu * g.ow), <int> f, <int> kk, <floating> 1, cols, <int> kk,
+         kernel, <int> f, <floating> (1 if bias != NULL else 0), out, <int> f)
+    if relu:
+        if floating is float:
+            fastdl_relu_f(out, out, nu * g.ow * f)
+        else:
+            fastdl_relu_d(out, out, nu * g.ow * f)
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
                    const floating[::1] bias, floating[:, :, :, ::1] y,
                    floating[::1] work, tuple geometry, Py_ssize_t rows_per_block,
@@ -124,35 +162,59 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel
     cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
     cdef Py_ssize_t units = g.n * g.oh, slot = rows_per_block * g.ow * kk
     cdef Py_ssize_t blocks = (units + rows_per_block - 1) // rows_per_block
-    cdef Py_ssize_t b, u0, nu, r, j
-    cdef bint pointwise = is_pointwise(g)
-    cdef bint has_bias = bias is not None
+    cdef Py_ssize_t b, u0
     cdef const floating *xp = &x[0, 0, 0, 0]
-    cdef const floating *bp = &bias[0] if has_bias else NULL
+    cdef const floating *bp = &bias[0] if bias is not None else NULL
     cdef floating *yp = &y[0, 0, 0, 0]
-    cdef floating *wp = &work[0] if not pointwise else NULL
-    cdef const floating *cols
-    cdef floating *out
+    cdef floating *wp = &work[0] if not is_pointwise(g) else NULL
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
         u0 = b * rows_per_block
-        nu = min(rows_per_block, units - u0)
-        if pointwise:
-            cols = xp + u0 * g.ow * kk
-        else:
-            im2col(xp, wp + threadid() * slot, g, u0, nu)
-            cols = wp + threadid() * slot
-        out = yp + u0 * g.ow * f
-        if has_bias:
-            for r in range(nu * g.ow):
-                for j in range(f):
-                    out[r * f + j] = bp[j]
-        gemm(False, False, <int> (nu * g.ow), <int> f, <int> kk, <floating> 1, cols, <int> kk,
-             &kernel[0, 0], <int> f, <floating> (1 if has_bias else 0), out, <int> f)
-        if relu:
-            if floating is float:
-                fastdl_relu_f(out, out, nu * g.ow * f)
-            else:
-                fastdl_relu_d(out, out, nu * g.ow * f)
+        conv_rows(xp, &kernel[0, 0], bp, yp + u0 * g.ow * f,
+                  wp + threadid() * slot if wp != NULL else NULL, g, f, u0,
+                  min(rows_per_block, units - u0), relu)
+
+
+def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
+                            const floating[::1] bias, floating[:, :, :, ::1] conv_out,
+                            floating[:, :, :, ::1] pooled, floating[::1] work,
+                            floating[::1] work_rows, tuple geometry, int ph, int pw,
+                            Py_ssize_t pooled_rows_per_block, int num_threads, bint relu):
+    """pooled (N, OH // ph, OW // pw, F) = max pooling (strides = pool size, no padding)
+    of the convolution, each block pooled while it is in cache.
+
+    A block is pooled_rows_per_block pooled rows of one image (ph conv rows each; an
+    image's last block also takes the conv rows no window uses, so conv_out, when not
+    None, receives the whole convolution). Without conv_out each thread writes its
+    block's conv rows into its slot of work_rows. Slots hold the most conv rows a block
+    can have: pooled_rows_per_block * ph + OH % ph.
+    """
+    cdef Window g = window_from_tuple(geometry)
+    cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
+    cdef Py_ssize_t poh = g.oh // ph, pw_out = g.ow // pw
+    cdef Py_ssize_t per_image = (poh + pooled_rows_per_block - 1) // pooled_rows_per_block
+    cdef Py_ssize_t most_rows = pooled_rows_per_block * ph + g.oh % ph
+    cdef Py_ssize_t slot = most_rows * g.ow * kk, rows_slot = most_rows * g.ow * f
+    cdef Py_ssize_t b, i, py0, py1, oy0, oy1, py
+    cdef bint keep = conv_out is not None
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *bp = &bias[0] if bias is not None else NULL
+    cdef floating *cp = &conv_out[0, 0, 0, 0] if keep else NULL
+    cdef floating *pp = &pooled[0, 0, 0, 0]
+    cdef floating *wp = &work[0] if not is_pointwise(g) else NULL
+    cdef floating *rp = &work_rows[0] if not keep else NULL
+    cdef floating *out
+    for b in prange(g.n * per_image, nogil=True, schedule="static", num_threads=num_threads):
+        i = b // per_image
+        py0 = (b % per_image) * pooled_rows_per_block
+        py1 = min(py0 + pooled_rows_per_block, poh)
+        oy0 = py0 * ph
+        oy1 = py1 * ph if py1 < poh else g.oh
+        out = cp + (i * g.oh + oy0) * g.ow * f if keep else rp + threadid() * rows_slot
+        conv_rows(xp, &kernel[0, 0], bp, out, wp + threadid() * slot if wp != NULL else NULL,
+                  g, f, i * g.oh + oy0, oy1 - oy0, relu)
+        for py in range(py0, py1):
+            max_pool_row(out + (py * ph - oy0) * g.ow * f, pp + (i * poh + py) * pw_out * f,
+                         pw_out, ph, pw, g.ow * f, f)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,

@@ -35,6 +35,22 @@ FASTDL_CLONES static void fastdl_max_window_##S(const T *x, T *out, ptrdiff_t ro
         for (ptrdiff_t j = 0; j < n; j++) out[c0 + j] = best[j];                         \
     }                                                                                    \
 }                                                                                        \
+/* A row of windows without padding (the fused convolution + pooling): out[px, ch] = max \
+ * over the rows x cols window at column px * cols, for px < count; same selects as above */ \
+FASTDL_CLONES static void fastdl_max_pool_row_##S(const T *x, T *out, ptrdiff_t count,   \
+                                                 ptrdiff_t rows, ptrdiff_t cols,         \
+                                                 ptrdiff_t row, ptrdiff_t c) {           \
+    for (ptrdiff_t px = 0; px < count; px++) {                                           \
+        const T *win = x + px * cols * c;                                                \
+        T *restrict o = out + px * c;                                                    \
+        for (ptrdiff_t j = 0; j < c; j++) o[j] = win[j];                                 \
+        for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
+            for (ptrdiff_t ix = 0; ix < cols; ix++) {                                    \
+                const T *restrict src = win + iy * row + ix * c;                         \
+                for (ptrdiff_t j = 0; j < c; j++) o[j] = src[j] > o[j] ? src[j] : o[j];  \
+            }                                                                            \
+    }                                                                                    \
+}                                                                                        \
 /* dx[., ., ch] += dy[ch] at the first (row-major) maximum of the window; with relu (x  \
  * is a ReLU's output, dx the gradient of its input) nothing where that maximum is <= 0 */ \
 FASTDL_CLONES static void fastdl_max_window_backward_##S(const T *x, const T *dy, T *dx, \

@@ -195,3 +195,70 @@ def test_conv2d_backward_writes_dx_out(backend, dtype):
     assert_close(out, reference(ops.conv2d_backward, dy, x, kernel, **geometry)[0], dtype, 10)
     with pytest.raises(ValueError, match=r"dx_out must have shape"):
         ops.conv2d_backward(dy, x, kernel, dx_out=np.zeros((1, 2, 3, 4), dtype), **geometry)
+
+
+POOLED_CASES = [
+    # (x shape, kernel shape, conv geometry, pool size): odd conv outputs leave rows and
+    # columns no window uses; batch 1; non-square pools; a pointwise kernel
+    ((4, 32, 32, 3), (3, 3, 3, 8), dict(), 2),
+    ((3, 15, 15, 5), (3, 3, 5, 6), dict(), 2),
+    ((1, 9, 11, 2), (2, 3, 2, 3), dict(strides=(1, 2), padding="same"), (3, 2)),
+    ((2, 7, 6, 4), (1, 1, 4, 5), dict(), (2, 3)),
+    ((2, 8, 8, 3), (3, 3, 3, 4), dict(padding="same", dilation_rate=2), 1),
+]
+
+
+@pytest.mark.parametrize("activation", ["relu", None, "tanh"])
+@pytest.mark.parametrize("case", POOLED_CASES)
+def test_conv2d_max_pool_is_max_pool_of_conv2d(backend, dtype, case, activation):
+    x_shape, k_shape, geometry, pool = case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal(k_shape).astype(dtype)
+    bias = rng.standard_normal(k_shape[3]).astype(dtype)
+    with fastdl.use_backend("reference"):
+        conv = ops.conv2d(x, kernel, bias, activation=activation, **geometry)
+        expected = ops.max_pool2d(conv, pool)
+    scale = np.sqrt(np.prod(k_shape[:3]))
+    assert_close(ops.conv2d_max_pool(x, kernel, bias, activation=activation, pool_size=pool, **geometry),
+                 expected, dtype, scale)
+    conv_out = np.full(conv.shape, np.nan, dtype)
+    pooled = ops.conv2d_max_pool(x, kernel, None if activation else bias, activation=activation,
+                                 pool_size=pool, conv_out=conv_out, **geometry)
+    with fastdl.use_backend("reference"):
+        conv_nb = ops.conv2d(x, kernel, None if activation else bias, activation=activation, **geometry)
+    assert_close(conv_out, conv_nb, dtype, scale)  # every conv row, used by a window or not
+    assert_close(pooled, ops.max_pool2d(conv_nb, pool), dtype, scale)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_conv2d_max_pool_blocks_do_not_change_results(backend, monkeypatch, threads):
+    """One pooled row per block (and the image's last block taking the unused row)."""
+    from fastdl.backends import cython as cython_backend
+
+    rng = np.random.default_rng(8)
+    x, kernel = rng.standard_normal((3, 13, 12, 3)), rng.standard_normal((2, 2, 3, 4))
+    whole = ops.conv2d_max_pool(x, kernel, activation="relu", conv_out=np.empty((3, 12, 11, 4)))
+    monkeypatch.setattr(cython_backend, "IM2COL_BLOCK_BYTES", 1)
+    before = fastdl.get_num_threads()
+    fastdl.set_num_threads(threads)
+    try:
+        conv_out = np.empty((3, 12, 11, 4))
+        chunked = ops.conv2d_max_pool(x, kernel, activation="relu", conv_out=conv_out)
+        unkept = ops.conv2d_max_pool(x, kernel, activation="relu")
+    finally:
+        fastdl.set_num_threads(before)
+    np.testing.assert_array_equal(chunked, whole)
+    np.testing.assert_array_equal(unkept, whole)
+    np.testing.assert_allclose(conv_out, ops.conv2d(x, kernel, activation="relu"), rtol=1e-12)
+
+
+def test_conv2d_max_pool_checks_its_arguments(backend):
+    x, kernel = np.ones((2, 5, 5, 1)), np.ones((3, 3, 1, 2))
+    with pytest.raises(ValueError, match=r"pool_size \(4, 4\) is larger than the convolution's output"):
+        ops.conv2d_max_pool(x, kernel, pool_size=4)
+    with pytest.raises(ValueError, match=r"conv_out must have shape \(2, 3, 3, 2\)"):
+        ops.conv2d_max_pool(x, kernel, conv_out=np.empty((2, 3, 3, 1)))
+    conv_out = np.empty((2, 3, 3, 2))
+    with pytest.raises(ValueError, match="out must not overlap conv_out"):
+        ops.conv2d_max_pool(x, kernel, conv_out=conv_out, out=conv_out.reshape(-1)[:4].reshape(2, 1, 1, 2))

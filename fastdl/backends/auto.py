@@ -21,7 +21,7 @@ import numpy as np
 
 from fastdl import _config
 
-OPS = ("conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
+OPS = ("conv2d", "conv2d_backward", "conv2d_max_pool", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
        "avg_pool2d_backward", "matmul", "activation", "activation_backward", "dense",
        "dense_backward", "relu", "relu_backward", "softmax", "sparse_categorical_crossentropy",
        "sparse_categorical_crossentropy_backward", "sgd_update", "adagrad_update",

@@ -10,11 +10,13 @@ It loads only with a real GPU, or under the CUDA simulator when NUMBA_ENABLE_CUD
 was set before Numba was imported (the tests run it that way, on tiny shapes).
 """
 import os
+import sys
 
 import numpy as np
 
 from fastdl.ops.losses import EPSILON
 
+from fastdl.backends import _compose
 from fastdl.backends import _cuda_launch as gpu
 
 if not gpu.available() and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
@@ -68,6 +70,10 @@ def conv2d(x, kernel, bias, out, g, activation):
     if activation is not None:
         gpu.activate(y_rows, ACTIVATION_CODES[activation])
     _finish(y, out)
+
+
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
+    _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):

@@ -1,4 +1,6 @@
 """The Cython backend: compiled OpenMP kernels with SciPy's BLAS (the default on CPUs)."""
+import sys
+
 import numpy as np
 
 from fastdl._config import get_num_threads
@@ -9,6 +11,7 @@ from fastdl._kernels import linalg as _linalg
 from fastdl._kernels import losses as _losses
 from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
+from fastdl.backends import _compose
 from fastdl.backends._workspace import Workspace
 from fastdl.ops.losses import EPSILON
 
@@ -39,6 +42,23 @@ def conv2d(x, kernel, bias, out, g, activation):
     if activation is not None and not fused_relu:
         flat = out.reshape(-1, out.shape[-1])
         _activations.bias_activation(flat, None, ACTIVATION_CODES[activation], threads)
+
+
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
+    if activation not in (None, "relu"):  # only ReLU is applied inside the blocks
+        _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
+        return
+    threads = get_num_threads()
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    poh = g.oh // ph
+    # pooled rows per block: about IM2COL_BLOCK_BYTES of columns, within one image
+    pooled_rows = max(1, min(poh, IM2COL_BLOCK_BYTES // (ph * g.ow * kk * x.itemsize)))
+    most_rows = pooled_rows * ph + g.oh % ph
+    cols = workspace.get("im2col", threads * most_rows * g.ow * kk, x.dtype)
+    rows = (workspace.get("conv_rows", threads * most_rows * g.ow * f, x.dtype) if conv_out is None
+            else cols[:1])
+    _conv.conv2d_max_pool_forward(x, kernel.reshape(kk, f), bias, conv_out, out, cols, rows,
+                                  g.kernel_args(), ph, pw, pooled_rows, threads, activation == "relu")
 
 
 def conv2d_backward(dy, x, kernel, g, dx):

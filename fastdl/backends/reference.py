@@ -3,8 +3,11 @@
 Sliding windows are computed one window offset (ky, kx) at a time over a padded copy
 of the input: each offset is a strided slice, so no index arithmetic can go wrong.
 """
+import sys
+
 import numpy as np
 
+from fastdl.backends import _compose
 from fastdl.ops.losses import EPSILON
 
 
@@ -32,6 +35,10 @@ def conv2d(x, kernel, bias, out, g, activation):
         for kx in range(g.kw):
             out += xp[_offset(g, ky, kx)] @ kernel[ky, kx]
     _activate(out.reshape(-1, out.shape[-1]), activation)
+
+
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
+    _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):

@@ -45,6 +45,37 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     return y
 
 
+def conv2d_max_pool(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
+                    activation=None, pool_size=2, conv_out=None, out=None):
+    """max_pool2d(conv2d(x, kernel, bias, activation=...), pool_size) in one pass: the
+    pooling that Keras's MaxPooling2D(pool_size) applies after a Conv2D (strides equal to
+    the pool size, no padding). The compiled backends pool each block of convolution
+    output while it is in cache, so it never has to be read back from memory.
+
+    Returns the pooled (N, OH // PH, OW // PW, F). conv_out, when given, receives the
+    convolution's output (N, OH, OW, F) too (training needs it for the backward pass).
+    """
+    x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
+    if bias is not None:
+        bias = _checks.float_array("bias", bias, 1, "(filters,)")
+        _checks.same_dtype(x=x, bias=bias)
+        _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
+    activation = _checks.activation_name(activation)
+    ph, pw = _checks.int_pair("pool_size", pool_size)
+    if g.oh < ph or g.ow < pw:
+        raise ValueError(f"pool_size {(ph, pw)} is larger than the convolution's output "
+                         f"{(g.oh, g.ow)}")
+    f = kernel.shape[3]
+    device = _checks.on_device(x, kernel, bias, conv_out, out)
+    if conv_out is not None:
+        conv_out = _checks.output("conv_out", conv_out, (g.n, g.oh, g.ow, f), x.dtype, device)
+        _checks.distinct("conv_out", conv_out, x=x, kernel=kernel, bias=bias)
+    y = _checks.output("out", out, (g.n, g.oh // ph, g.ow // pw, f), x.dtype, device)
+    _checks.distinct("out", y, x=x, kernel=kernel, bias=bias, conv_out=conv_out)
+    backend_module().conv2d_max_pool(x, kernel, bias, conv_out, y, g, activation, ph, pw)
+    return y
+
+
 def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, need_dx=True,
                     dx_out=None):
     """Gradients of conv2d: (dx (N, H, W, C) or None, dkernel (KH, KW, C, F), dbias (F,)).

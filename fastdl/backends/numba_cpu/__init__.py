@@ -4,9 +4,12 @@ Imported on first use only (Numba takes ~0.3 s to import and seconds to compile)
 compiled kernels are cached on disk (see _runtime.cache_dir). `warmup()` compiles
 everything ahead of a timed run.
 """
+import sys
+
 import numpy as np
 
 from fastdl._config import get_num_threads
+from fastdl.backends import _compose
 from fastdl.backends import cython as _cython_plan  # block sizing and workspace rules
 from fastdl.backends._workspace import Workspace
 from fastdl.backends.numba_cpu import _runtime
@@ -42,6 +45,10 @@ def conv2d(x, kernel, bias, out, g, activation):
     if activation is not None:
         rows_view = out.reshape(-1, f)
         _k.bias_activation(rows_view, rows_view[0], False, ACTIVATION_CODES[activation])
+
+
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
+    _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
