@@ -167,13 +167,13 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         bias = self.params[1] if self.use_bias else None
         pool = self.pool_after
+        # with the pooling fused, the convolution's output is kept only for training
+        # (the backward passes read it)
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x) if pool is None or training else None
         if pool is None:
-            y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
             ops.conv2d(x, self.params[0], bias, activation=self.activation, out=y, **self._geometry())
             self._x, self._y = x, y
             return y
-        # the convolution's output is kept only for training (the backward passes read it)
-        y = self._buffer("y", (x.shape[0],) + self.output_shape, x) if training else None
         pooled = pool._buffer("y", (x.shape[0],) + pool.output_shape, x)
         ops.conv2d_max_pool(x, self.params[0], bias, activation=self.activation, pool_size=pool.pool_size,
                             conv_out=y, out=pooled, **self._geometry())

@@ -11,6 +11,7 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm
+from _sums cimport add_row
 from _geometry cimport Window, window_from_tuple
 
 cdef extern from "elementwise.h" nogil:
@@ -33,13 +34,6 @@ cdef inline void max_pool_row(const floating *x, floating *out, Py_ssize_t count
 cdef inline bint is_pointwise(Window g) noexcept nogil:
     """A 1x1 kernel, stride 1, no padding: the input already is the columns matrix."""
     return g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
-
-
-cdef inline void add_row(double *acc, const floating *row, Py_ssize_t n) noexcept nogil:
-    """acc += row, widened to double (vectorised: plain pointers, no memoryviews)."""
-    cdef Py_ssize_t j
-    for j in range(n):
-        acc[j] += row[j]
 
 
 cdef inline void add_run(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:

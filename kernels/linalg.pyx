@@ -4,6 +4,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 from _blas cimport gemm
+from _sums cimport add_row
 
 
 def matmul(floating[:, :] a, floating[:, :] b, floating[:, ::1] out,
@@ -41,13 +42,6 @@ def matmul(floating[:, :] a, floating[:, :] b, floating[:, ::1] out,
                 gemm(trans_a, trans_b, m, hi - lo, k, <floating> 1, ap, lda,
                      bp + (<long long> lo * ldb if trans_b else lo), ldb,
                      <floating> 0, cp + lo, n)
-
-
-cdef inline void add_row(double *acc, const floating *row, Py_ssize_t n) noexcept nogil:
-    """acc += row (widened to double); through plain pointers GCC vectorises it."""
-    cdef Py_ssize_t j
-    for j in range(n):
-        acc[j] += row[j]
 
 
 def column_sums(floating[:, ::1] x, floating[::1] out, int num_threads):

@@ -3,11 +3,11 @@ from fastdl import _device
 from fastdl.ops._geometry import window
 
 
-def conv2d_max_pool(backend, x, kernel, bias, conv_out, out, g, activation, ph, pw):
-    """backend.conv2d into conv_out (or a temporary), then backend.max_pool2d into out."""
+def conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw):
+    """A backend's conv2d into conv_out (or a temporary), then its max_pool2d into out."""
     f = kernel.shape[3]
     conv = conv_out
     if conv is None:
         conv = _device.empty((g.n, g.oh, g.ow, f), x.dtype, _device.on_device(x, kernel, out))
-    backend.conv2d(x, kernel, bias, conv, g, activation)
-    backend.max_pool2d(conv, out, window(conv.shape, (ph, pw), (ph, pw), (1, 1), "valid"))
+    conv2d(x, kernel, bias, conv, g, activation)
+    max_pool2d(conv, out, window(conv.shape, (ph, pw), (ph, pw), (1, 1), "valid"))

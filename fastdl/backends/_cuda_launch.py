@@ -79,9 +79,7 @@ def same_memory(a, b):
 
 def copy(dst, src):
     """dst[...] = src for a device dst and a device or host src of dst's size."""
-    if not is_device_array(src):
-        src = src.reshape(dst.shape)
-    elif src.shape != dst.shape:
+    if src.shape != dst.shape:
         src = src.reshape(dst.shape)
     dst.copy_to_device(src)
 

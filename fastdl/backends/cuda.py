@@ -10,7 +10,6 @@ It loads only with a real GPU, or under the CUDA simulator when NUMBA_ENABLE_CUD
 was set before Numba was imported (the tests run it that way, on tiny shapes).
 """
 import os
-import sys
 
 import numpy as np
 
@@ -73,7 +72,7 @@ def conv2d(x, kernel, bias, out, g, activation):
 
 
 def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
-    _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
+    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
@@ -157,8 +156,8 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
     inputs = (dy, x, kernel, output)
     dz = _dev(dy)
     if activation is not None:
-        dz = gpu.device_array(dy.shape, dy.dtype)
-        gpu.activation_backward(_dev(dy), _dev(output), dz, ACTIVATION_CODES[activation])
+        dz_in, dz = dz, gpu.device_array(dy.shape, dy.dtype)
+        gpu.activation_backward(dz_in, _dev(output), dz, ACTIVATION_CODES[activation])
     dk = gpu.device_array(kernel.shape, kernel.dtype)
     gpu.matmul(_dev(x), dz, dk, trans_a=True)
     dx = None

@@ -1,6 +1,4 @@
 """The Cython backend: compiled OpenMP kernels with SciPy's BLAS (the default on CPUs)."""
-import sys
-
 import numpy as np
 
 from fastdl._config import get_num_threads
@@ -46,7 +44,7 @@ def conv2d(x, kernel, bias, out, g, activation):
 
 def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
     if activation not in (None, "relu"):  # only ReLU is applied inside the blocks
-        _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
+        _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw)
         return
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]

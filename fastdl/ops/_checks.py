@@ -116,17 +116,16 @@ def output(name, out, shape, dtype, device=False):
     exactly, wherever it lives."""
     if out is None:
         return _device.empty(shape, dtype, device)
-    if _device.is_device(out):
+    on_gpu = _device.is_device(out)
+    if on_gpu:
         out = _device.adopt(name, out)
-        if out.dtype != dtype:
-            raise TypeError(f"{name} must have dtype {dtype}; got {out.dtype}")
-        shape_is(name, out, shape)
-        return device_contiguous(name, out)
-    if not isinstance(out, np.ndarray):
+    elif not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"{name} must have dtype {dtype}; got {out.dtype}")
     shape_is(name, out, shape)
+    if on_gpu:
+        return device_contiguous(name, out)
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{name} must be C-contiguous and writeable")
     return out

@@ -23,6 +23,16 @@ def _prepare(x, kernel, strides, padding, dilation_rate):
     return x, kernel, geometry
 
 
+def _bias(bias, x, kernel):
+    """None, or a (filters,) array of x's dtype."""
+    if bias is None:
+        return None
+    bias = _checks.float_array("bias", bias, 1, "(filters,)")
+    _checks.same_dtype(x=x, bias=bias)
+    _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
+    return bias
+
+
 def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, activation=None,
            out=None):
     """activation(cross-correlation of x (N, H, W, C) with kernel (KH, KW, C, F) + bias (F,)).
@@ -34,10 +44,7 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
     activation = _checks.activation_name(activation)
-    if bias is not None:
-        bias = _checks.float_array("bias", bias, 1, "(filters,)")
-        _checks.same_dtype(x=x, bias=bias)
-        _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
+    bias = _bias(bias, x, kernel)
     y = _checks.output("out", out, (g.n, g.oh, g.ow, kernel.shape[3]), x.dtype,
                        _checks.on_device(x, kernel, bias))
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
@@ -56,10 +63,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, strides=1, padding="valid", dilatio
     convolution's output (N, OH, OW, F) too (training needs it for the backward pass).
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
-    if bias is not None:
-        bias = _checks.float_array("bias", bias, 1, "(filters,)")
-        _checks.same_dtype(x=x, bias=bias)
-        _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
+    bias = _bias(bias, x, kernel)
     activation = _checks.activation_name(activation)
     ph, pw = _checks.int_pair("pool_size", pool_size)
     if g.oh < ph or g.ow < pw:

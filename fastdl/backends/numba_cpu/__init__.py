@@ -4,8 +4,6 @@ Imported on first use only (Numba takes ~0.3 s to import and seconds to compile)
 compiled kernels are cached on disk (see _runtime.cache_dir). `warmup()` compiles
 everything ahead of a timed run.
 """
-import sys
-
 import numpy as np
 
 from fastdl._config import get_num_threads
@@ -48,7 +46,7 @@ def conv2d(x, kernel, bias, out, g, activation):
 
 
 def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
-    _compose.conv2d_max_pool(sys.modules[__name__], x, kernel, bias, conv_out, out, g, activation, ph, pw)
+    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
