@@ -119,9 +119,14 @@ fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
     if (trans_b) { /* B is (n, k): pack B^T as (k, n) so its rows load as vectors */
         packed = (float *) malloc((size_t) k * (size_t) n * sizeof(float));
         if (packed == NULL) return -1;
-        for (ptrdiff_t j = 0; j < n; j++)
-            for (ptrdiff_t kk = 0; kk < k; kk++)
-                packed[kk * n + j] = b[j * ldb + kk];
+        /* in 16 x 16 tiles, so that both sides stay within a few cache lines */
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += 16)
+            for (ptrdiff_t k0 = 0; k0 < k; k0 += 16) {
+                ptrdiff_t j1 = j0 + 16 < n ? j0 + 16 : n, k1 = k0 + 16 < k ? k0 + 16 : k;
+                for (ptrdiff_t kk = k0; kk < k1; kk++)
+                    for (ptrdiff_t j = j0; j < j1; j++)
+                        packed[kk * n + j] = b[j * ldb + kk];
+            }
         b = packed;
         ldb = n;
     }

@@ -15,12 +15,17 @@ from _geometry cimport Window, window_from_tuple
 cdef extern from "pool_window.h" nogil:
     void fastdl_max_window_f(const float *x, float *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_max_window_d(const double *x, double *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
-    void fastdl_max_window_backward_f(const float *x, const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
-    void fastdl_max_window_backward_d(const double *x, const double *dy, double *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
+    void fastdl_max_window_backward_f(const float *x, const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu, int assign)
+    void fastdl_max_window_backward_d(const double *x, const double *dy, double *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu, int assign)
     void fastdl_avg_window_f(const float *x, float *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_avg_window_d(const double *x, double *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_avg_window_backward_f(const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_avg_window_backward_d(const double *dy, double *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+
+cdef extern from "pool_window_avx512.h" nogil:
+    int fastdl_pool_avx512_enabled()
+    void fastdl_max_window_f512(const float *x, float *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+    void fastdl_max_window_backward_f512(const float *x, const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu, int assign)
 
 
 cdef struct Span:
@@ -47,7 +52,9 @@ cdef inline void pool_pixel(const floating *x, floating *out, Window g, Py_ssize
     cdef const floating *origin = x + offset(g, i, s.y0, s.x0)
     cdef Py_ssize_t rows = s.y1 - s.y0, cols = s.x1 - s.x0, row = g.w * g.c
     if floating is float:
-        if is_max:
+        if is_max and fastdl_pool_avx512_enabled():
+            fastdl_max_window_f512(origin, out, rows, cols, row, g.c)
+        elif is_max:
             fastdl_max_window_f(origin, out, rows, cols, row, g.c)
         else:
             fastdl_avg_window_f(origin, out, rows, cols, row, g.c)
@@ -64,20 +71,24 @@ DEF MAXIMUM_OF_RELU = 2  # max pooling of a ReLU's output, the gradient taken th
 
 
 cdef inline void pool_pixel_backward(const floating *x, const floating *dy, floating *dx,
-                                     Window g, Py_ssize_t i, Span s, int kind) noexcept nogil:
+                                     Window g, Py_ssize_t i, Span s, int kind,
+                                     bint assign) noexcept nogil:
     cdef Py_ssize_t at = offset(g, i, s.y0, s.x0)
     cdef Py_ssize_t rows = s.y1 - s.y0, cols = s.x1 - s.x0, row = g.w * g.c
     cdef bint is_max = kind != AVERAGE
     if floating is float:
-        if is_max:
+        if is_max and fastdl_pool_avx512_enabled():
+            fastdl_max_window_backward_f512(x + at, dy, dx + at, rows, cols, row, g.c,
+                                            kind == MAXIMUM_OF_RELU, assign)
+        elif is_max:
             fastdl_max_window_backward_f(x + at, dy, dx + at, rows, cols, row, g.c,
-                                         kind == MAXIMUM_OF_RELU)
+                                         kind == MAXIMUM_OF_RELU, assign)
         else:
             fastdl_avg_window_backward_f(dy, dx + at, rows, cols, row, g.c)
     else:
         if is_max:
             fastdl_max_window_backward_d(x + at, dy, dx + at, rows, cols, row, g.c,
-                                         kind == MAXIMUM_OF_RELU)
+                                         kind == MAXIMUM_OF_RELU, assign)
         else:
             fastdl_avg_window_backward_d(dy, dx + at, rows, cols, row, g.c)
 
@@ -93,36 +104,59 @@ cdef void forward_rows(const floating *x, floating *y, Window g, bint is_max,
 
 
 cdef void backward_row(const floating *x, const floating *dy, floating *dx, Window g,
-                       int kind, Py_ssize_t i, Py_ssize_t oy) noexcept nogil:
+                       int kind, Py_ssize_t i, Py_ssize_t oy, bint assign) noexcept nogil:
     cdef Py_ssize_t ox
     cdef const floating *dy_pixel
     for ox in range(g.ow):
         dy_pixel = dy + ((i * g.oh + oy) * g.ow + ox) * g.c
-        pool_pixel_backward(x, dy_pixel, dx, g, i, window_span(g, oy, ox), kind)
+        pool_pixel_backward(x, dy_pixel, dx, g, i, window_span(g, oy, ox), kind, assign)
 
 
-cdef void zero_band(floating *dx, Window g, Py_ssize_t i, Py_ssize_t oy) noexcept nogil:
+cdef void zero_band(floating *dx, Window g, Py_ssize_t i, Py_ssize_t oy,
+                    bint only_uncovered) noexcept nogil:
     """Zero the band of input rows that output row oy owns when stride >= pool height:
     from its window's first row to the next window's first row (the first band starts
-    at row 0, the last one ends at the bottom), so the bands cover every row once."""
+    at row 0, the last one ends at the bottom), so the bands cover every row once.
+    only_uncovered: the windows will assign what they cover (they overlap in neither
+    direction), so zero only the rest: rows outside the windows, gaps between them and
+    the columns after the last one."""
     cdef Py_ssize_t y0 = 0 if oy == 0 else max(oy * g.sh - g.pt, 0)
     cdef Py_ssize_t y1 = g.h if oy + 1 == g.oh else min((oy + 1) * g.sh - g.pt, g.h)
-    if y1 > y0:
-        memset(dx + offset(g, i, y0, 0), 0, (y1 - y0) * g.w * g.c * sizeof(floating))
+    cdef Py_ssize_t yy, ox, done
+    cdef Span rows = window_span(g, oy, 0), s
+    cdef size_t pixel = g.c * sizeof(floating)
+    if not only_uncovered:
+        if y1 > y0:
+            memset(dx + offset(g, i, y0, 0), 0, (y1 - y0) * g.w * pixel)
+        return
+    for yy in range(y0, y1):
+        if yy < rows.y0 or yy >= rows.y1:
+            memset(dx + offset(g, i, yy, 0), 0, g.w * pixel)
+            continue
+        done = 0  # columns [0, done) are covered or zeroed
+        for ox in range(g.ow):
+            s = window_span(g, oy, ox)
+            if s.x0 > done:
+                memset(dx + offset(g, i, yy, done), 0, (s.x0 - done) * pixel)
+            done = max(done, s.x1)
+        if g.w > done:
+            memset(dx + offset(g, i, yy, done), 0, (g.w - done) * pixel)
 
 
 cdef void backward(const floating *x, const floating *dy, floating *dx, Window g,
                    int kind, int num_threads) noexcept nogil:
     cdef Py_ssize_t r, i, oy
+    # max pooling whose windows overlap in neither direction writes each dx element once
+    cdef bint assign = kind != AVERAGE and g.sh >= g.kh and g.sw >= g.kw
     if g.sh >= g.kh:
         for r in prange(g.n * g.oh, schedule="static", num_threads=num_threads):
-            zero_band(dx, g, r // g.oh, r % g.oh)
-            backward_row(x, dy, dx, g, kind, r // g.oh, r % g.oh)
+            zero_band(dx, g, r // g.oh, r % g.oh, assign)
+            backward_row(x, dy, dx, g, kind, r // g.oh, r % g.oh, assign)
     else:
         for i in prange(g.n, schedule="static", num_threads=num_threads):
             memset(dx + offset(g, i, 0, 0), 0, g.h * g.w * g.c * sizeof(floating))
             for oy in range(g.oh):
-                backward_row(x, dy, dx, g, kind, i, oy)
+                backward_row(x, dy, dx, g, kind, i, oy, False)
 
 
 def max_pool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,

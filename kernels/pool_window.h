@@ -52,10 +52,12 @@ FASTDL_CLONES static void fastdl_max_pool_row_##S(const T *x, T *out, ptrdiff_t 
     }                                                                                    \
 }                                                                                        \
 /* dx[., ., ch] += dy[ch] at the first (row-major) maximum of the window; with relu (x  \
- * is a ReLU's output, dx the gradient of its input) nothing where that maximum is <= 0 */ \
+ * is a ReLU's output, dx the gradient of its input) nothing where that maximum is <= 0. \
+ * assign: no other window overlaps this one, so dx is set (zeros besides the maximum) \
+ * and needs no zeroing beforehand */                                                    \
 FASTDL_CLONES static void fastdl_max_window_backward_##S(const T *x, const T *dy, T *dx, \
                                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t row, \
-                                                ptrdiff_t c, int relu) {                 \
+                                                ptrdiff_t c, int relu, int assign) {     \
     for (ptrdiff_t c0 = 0; c0 < c; c0 += FASTDL_CHUNK) {                                 \
         ptrdiff_t n = c - c0 < FASTDL_CHUNK ? c - c0 : FASTDL_CHUNK;                     \
         T best[FASTDL_CHUNK], first[FASTDL_CHUNK]; /* first: window index, in T so the  \
@@ -78,7 +80,10 @@ FASTDL_CLONES static void fastdl_max_window_backward_##S(const T *x, const T *dy
         for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
             for (ptrdiff_t ix = 0; ix < cols; ix++, k += 1) {                            \
                 T *restrict dst = dx + iy * row + ix * c + c0;                           \
-                for (ptrdiff_t j = 0; j < n; j++) dst[j] += first[j] == k ? grad[j] : (T)0; \
+                if (assign)                                                              \
+                    for (ptrdiff_t j = 0; j < n; j++) dst[j] = first[j] == k ? grad[j] : (T)0; \
+                else                                                                     \
+                    for (ptrdiff_t j = 0; j < n; j++) dst[j] += first[j] == k ? grad[j] : (T)0; \
             }                                                                            \
     }                                                                                    \
 }                                                                                        \

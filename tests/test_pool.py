@@ -119,6 +119,20 @@ def test_pool_out_parameter(backend, dtype):
     assert_close(out, reference(ops.max_pool2d, x, **args), dtype)
 
 
+@pytest.mark.parametrize("through_relu", [False, True])
+@pytest.mark.parametrize("case", CASES)
+def test_max_pool_backward_writes_every_element_of_out(backend, case, through_relu):
+    """A NaN-filled out: positions no window covers (gaps when strides exceed the pool,
+    the rows and columns left over at the end, padding) must come back zero."""
+    x, args = make(case, np.float32)
+    x = np.maximum(x, 0) if through_relu else x
+    dy = np.random.default_rng(1).standard_normal(ops.max_pool2d(x, **args).shape).astype(np.float32)
+    out = np.full_like(x, np.nan)
+    ops.max_pool2d_backward(dy, x, out=out, through_relu=through_relu, **args)
+    expected = reference(ops.max_pool2d_backward, dy, x, through_relu=through_relu, **args)
+    assert_close(out, expected, np.float32)
+
+
 def test_backward_out_parameters_are_filled_and_returned(backend, dtype):
     x, args = make(CASES[-3], dtype)
     dy = np.ones(ops.max_pool2d(x, **args).shape, dtype)
