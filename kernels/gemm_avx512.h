@@ -9,8 +9,8 @@
  * is packed to rows first) and A's elements broadcast, so either layout of A works
  * without packing. Columns past a multiple of 16 are handled with masked loads and
  * stores. Compiled for AVX-512 through target attributes only: fastdl_gemm_enabled()
- * says whether this CPU may run it (and FASTDL_GEMM=blas turns it off); otherwise, or
- * when packing cannot allocate, callers use BLAS.
+ * says whether this CPU may run it (FASTDL_GEMM=blas or FASTDL_AVX512=0 in the
+ * environment turn it off); otherwise, or when packing cannot allocate, callers use BLAS.
  */
 #ifndef FASTDL_GEMM_AVX512_H
 #define FASTDL_GEMM_AVX512_H
@@ -27,10 +27,11 @@
 static int fastdl_gemm_state; /* set once when the extension module loads */
 
 __attribute__((constructor)) static void fastdl_gemm_init(void) {
-    const char *choice = getenv("FASTDL_GEMM");
+    const char *choice = getenv("FASTDL_GEMM"), *avx512 = getenv("FASTDL_AVX512");
     __builtin_cpu_init();
     fastdl_gemm_state = __builtin_cpu_supports("avx512f")
-                        && !(choice != NULL && strcmp(choice, "blas") == 0);
+                        && !(choice != NULL && strcmp(choice, "blas") == 0)
+                        && !(avx512 != NULL && strcmp(avx512, "0") == 0);
 }
 
 static inline int fastdl_gemm_enabled(void) { return fastdl_gemm_state; }

@@ -5,11 +5,14 @@
  * maximum gets the gradient), written with intrinsics: the portable loops go through
  * stack arrays of FASTDL_CHUNK channels and cost ~300 cycles per 32-channel window on
  * this project's machine, these keep the running maximum and its position in
- * registers. fastdl_pool_avx512_enabled() says whether this CPU may run them.
+ * registers. fastdl_pool_avx512_enabled() says whether this CPU may run them (and
+ * FASTDL_AVX512=0 in the environment turns them off, as it does fastdl's GEMM).
  */
 #ifndef FASTDL_POOL_WINDOW_AVX512_H
 #define FASTDL_POOL_WINDOW_AVX512_H
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -17,8 +20,10 @@
 static int fastdl_pool_avx512_state; /* set once when the extension module loads */
 
 __attribute__((constructor)) static void fastdl_pool_avx512_init(void) {
+    const char *choice = getenv("FASTDL_AVX512"); /* "0": the portable loops (tests) */
     __builtin_cpu_init();
-    fastdl_pool_avx512_state = __builtin_cpu_supports("avx512f");
+    fastdl_pool_avx512_state = __builtin_cpu_supports("avx512f")
+                               && !(choice != NULL && strcmp(choice, "0") == 0);
 }
 
 static inline int fastdl_pool_avx512_enabled(void) { return fastdl_pool_avx512_state; }
