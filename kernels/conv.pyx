@@ -10,7 +10,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-from _blas cimport gemm
+from _blas cimport gemm, fastdl_gemm_enabled
 from _sums cimport add_row
 from _geometry cimport Window, window_from_tuple
 
@@ -21,6 +21,25 @@ cdef extern from "elementwise.h" nogil:
 cdef extern from "pool_window.h" nogil:
     void fastdl_max_pool_row_f(const float *x, float *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_max_pool_row_d(const double *x, double *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+
+
+cdef extern from "winograd_f23.h" nogil:
+    void fastdl_wino_kernel(const float *k, Py_ssize_t kstride, Py_ssize_t kstep, float *u,
+                            Py_ssize_t ustride, Py_ssize_t n)
+    void fastdl_wino_input(const float **rows, unsigned present, Py_ssize_t c, float *v,
+                           Py_ssize_t vstride)
+    void fastdl_wino_output(const float *m, Py_ssize_t mstride, float **out, int ny, int nx,
+                            Py_ssize_t f, const float *bias, int relu)
+
+
+cdef struct Winograd:
+    # F(2x2, 3x3) state of one call (u NULL: im2col instead): the transformed kernel
+    # u (16, C, F), and per thread a slot of v_slot floats for the transformed input
+    # tiles (16, tiles, C) and one of m_slot for their products (16, tiles, F)
+    const float *u
+    float *v
+    float *m
+    Py_ssize_t v_slot, m_slot
 
 
 cdef inline void max_pool_row(const floating *x, floating *out, Py_ssize_t count, Py_ssize_t rows,
@@ -116,14 +135,101 @@ cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
                                 add_run(dst + ix * g.c, src + ky * row_len + kx * g.c, g.c)
 
 
+cdef Winograd winograd_setup(const float *kernel, float[::1] u, float[::1] v, float[::1] m,
+                             Py_ssize_t c, Py_ssize_t f, int num_threads, bint flipped):
+    """The call's Winograd state (u None: none, im2col is used). kernel is the
+    (3, 3, c, f) kernel, or with flipped its transpose (f, 3, 3, c), which the gradient
+    of the input needs rotated by 180 degrees: u is then (16, f, c)."""
+    cdef Winograd w
+    cdef Py_ssize_t j
+    w.u = NULL
+    if u is None:
+        return w
+    if flipped:  # g'[a][b] = kernel[2 - a][2 - b] of output channel j, per filter
+        for j in range(f):
+            fastdl_wino_kernel(kernel + j * 9 * c + 8 * c, -c, 1, &u[j * c], f * c, c)
+    else:
+        fastdl_wino_kernel(kernel, c * f, 1, &u[0], c * f, c * f)
+    w.u, w.v, w.m = &u[0], &v[0], &m[0]
+    w.v_slot, w.m_slot = v.shape[0] // num_threads, m.shape[0] // num_threads
+    return w
+
+
+def winograd_available():
+    """Whether float32 3x3 convolutions with stride 1 may run as Winograd: its
+    transforms and its small GEMMs are fast only with fastdl's AVX-512 kernels."""
+    return bool(fastdl_gemm_enabled())
+
+
+cdef inline bint winograd_applies(Window g) noexcept nogil:
+    return g.kh == 3 and g.kw == 3 and g.sh == 1 and g.sw == 1 and g.dh == 1 and g.dw == 1
+
+
+cdef void winograd_patch(const float *x, float *v, Py_ssize_t vstride, Window g, Py_ssize_t i,
+                         Py_ssize_t iy0, Py_ssize_t ix0) noexcept nogil:
+    """v = the transform of the 4x4 patch of image i at (iy0, ix0); zeros outside."""
+    cdef const float *rows[4]
+    cdef unsigned present = 0
+    cdef Py_ssize_t r, s
+    for s in range(4):
+        if 0 <= ix0 + s < g.w:
+            present |= 1u << s
+    for r in range(4):
+        rows[r] = NULL
+        if 0 <= iy0 + r < g.h:
+            rows[r] = x + ((i * g.h + iy0 + r) * g.w + ix0) * g.c
+    # rows[r][s * c] is only read where column s is present, inside the image
+    fastdl_wino_input(rows, present, g.c, v, vstride)
+
+
+cdef void winograd_rows(const float *x, Winograd w, const float *bias, float *out, Window g,
+                        Py_ssize_t f, Py_ssize_t u0, Py_ssize_t nu, bint relu,
+                        int thread) noexcept nogil:
+    """What conv_rows computes, for 3x3 kernels with stride 1, by Winograd F(2x2, 3x3):
+    per image the rows fall in, its 2x2 output tiles are transformed into the thread's
+    v slot, multiplied by 16 GEMMs (tiles, C) @ (C, F) into its m slot, and transformed
+    back into out (bias and ReLU applied on the way)."""
+    cdef float *v = w.v + thread * w.v_slot
+    cdef float *m = w.m + thread * w.m_slot
+    cdef float *dst[2]
+    cdef Py_ssize_t done = 0, i, oy0, count, tr, tc = (g.ow + 1) // 2, tiles, a, b, xi
+    while done < nu:
+        i = (u0 + done) // g.oh
+        oy0 = (u0 + done) % g.oh
+        count = min(g.oh - oy0, nu - done)  # rows of this image in the block
+        tr = (count + 1) // 2
+        tiles = tr * tc
+        for a in range(tr):
+            for b in range(tc):
+                winograd_patch(x, v + (a * tc + b) * g.c, tiles * g.c, g, i,
+                               oy0 + 2 * a - g.pt, 2 * b - g.pl)
+        for xi in range(16):
+            gemm(False, False, <int> tiles, <int> f, <int> g.c, <float> 1, v + xi * tiles * g.c,
+                 <int> g.c, w.u + xi * g.c * f, <int> f, <float> 0, m + xi * tiles * f, <int> f)
+        for a in range(tr):
+            dst[0] = out + (done + 2 * a) * g.ow * f
+            dst[1] = dst[0] + g.ow * f
+            for b in range(tc):
+                fastdl_wino_output(m + (a * tc + b) * f, tiles * f, dst, <int> min(2, count - 2 * a),
+                                   <int> min(2, g.ow - 2 * b), f, bias, relu)
+                dst[0] += 2 * f
+                dst[1] += 2 * f
+        done += count
+
+
 cdef void conv_rows(const floating *x, const floating *kernel, const floating *bias, floating *out,
                     floating *work, Window g, Py_ssize_t f, Py_ssize_t u0, Py_ssize_t nu,
-                    bint relu) noexcept nogil:
+                    bint relu, Winograd w, int thread) noexcept nogil:
     """out = conv rows u0 .. u0 + nu - 1 of the batch (u = image * OH + output row), of
     OW pixels and f filters each: im2col into work (the input itself for pointwise
-    kernels), bias, GEMM, then ReLU when asked while the block is still in cache."""
+    kernels), bias, GEMM, then ReLU when asked while the block is still in cache; or
+    Winograd when the call set it up (float32 3x3 stride 1)."""
     cdef Py_ssize_t kk = g.kh * g.kw * g.c, r, j
     cdef const floating *cols
+    if floating is float:
+        if w.u != NULL:
+            winograd_rows(x, w, bias, out, g, f, u0, nu, relu, thread)
+            return
     if is_pointwise(g):
         cols = x + u0 * g.ow * kk
     else:
@@ -145,12 +251,16 @@ cdef void conv_rows(const floating *x, const floating *kernel, const floating *b
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
                    const floating[::1] bias, floating[:, :, :, ::1] y,
                    floating[::1] work, tuple geometry, Py_ssize_t rows_per_block,
-                   int num_threads, bint relu):
+                   int num_threads, bint relu, float[::1] wino_u=None, float[::1] wino_v=None,
+                   float[::1] wino_m=None):
     """y (N, OH, OW, F) = conv(x (N, H, W, C), kernel (KH*KW*C, F)) + bias (F,) or None,
     then max(y, 0) when relu, on each block right after its GEMM (still in cache).
 
     A block is rows_per_block output rows (of OW pixels each); work holds
     num_threads * rows_per_block * OW * KH*KW*C elements (unused for pointwise kernels).
+    wino_u/v/m (float32, 3x3, stride 1 only): Winograd instead of im2col, u of 16*C*F
+    floats, v and m num_threads slots of 16 * tiles * C and 16 * tiles * F for the most
+    2x2 tiles one image's share of a block has.
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
@@ -160,19 +270,25 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *bp = &bias[0] if bias is not None else NULL
     cdef floating *yp = &y[0, 0, 0, 0]
-    cdef floating *wp = &work[0] if not is_pointwise(g) else NULL
+    cdef floating *wp = &work[0] if not is_pointwise(g) and work is not None else NULL
+    cdef Winograd w
+    w.u = NULL
+    if floating is float:
+        w = winograd_setup(&kernel[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, False)
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
         u0 = b * rows_per_block
         conv_rows(xp, &kernel[0, 0], bp, yp + u0 * g.ow * f,
                   wp + threadid() * slot if wp != NULL else NULL, g, f, u0,
-                  min(rows_per_block, units - u0), relu)
+                  min(rows_per_block, units - u0), relu, w, threadid())
 
 
 def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel,
                             const floating[::1] bias, floating[:, :, :, ::1] conv_out,
                             floating[:, :, :, ::1] pooled, floating[::1] work,
                             floating[::1] work_rows, tuple geometry, int ph, int pw,
-                            Py_ssize_t pooled_rows_per_block, int num_threads, bint relu):
+                            Py_ssize_t pooled_rows_per_block, int num_threads, bint relu,
+                            float[::1] wino_u=None, float[::1] wino_v=None,
+                            float[::1] wino_m=None):
     """pooled (N, OH // ph, OW // pw, F) = max pooling (strides = pool size, no padding)
     of the convolution, each block pooled while it is in cache.
 
@@ -180,7 +296,7 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
     image's last block also takes the conv rows no window uses, so conv_out, when not
     None, receives the whole convolution). Without conv_out each thread writes its
     block's conv rows into its slot of work_rows. Slots hold the most conv rows a block
-    can have: pooled_rows_per_block * ph + OH % ph.
+    can have: pooled_rows_per_block * ph + OH % ph. wino_u/v/m: as in conv2d_forward.
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
@@ -194,9 +310,13 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
     cdef const floating *bp = &bias[0] if bias is not None else NULL
     cdef floating *cp = &conv_out[0, 0, 0, 0] if keep else NULL
     cdef floating *pp = &pooled[0, 0, 0, 0]
-    cdef floating *wp = &work[0] if not is_pointwise(g) else NULL
+    cdef floating *wp = &work[0] if not is_pointwise(g) and work is not None else NULL
     cdef floating *rp = &work_rows[0] if not keep else NULL
     cdef floating *out
+    cdef Winograd w
+    w.u = NULL
+    if floating is float:
+        w = winograd_setup(&kernel[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, False)
     for b in prange(g.n * per_image, nogil=True, schedule="static", num_threads=num_threads):
         i = b // per_image
         py0 = (b % per_image) * pooled_rows_per_block
@@ -205,7 +325,7 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
         oy1 = py1 * ph if py1 < poh else g.oh
         out = cp + (i * g.oh + oy0) * g.ow * f if keep else rp + threadid() * rows_slot
         conv_rows(xp, &kernel[0, 0], bp, out, wp + threadid() * slot if wp != NULL else NULL,
-                  g, f, i * g.oh + oy0, oy1 - oy0, relu)
+                  g, f, i * g.oh + oy0, oy1 - oy0, relu, w, threadid())
         for py in range(py0, py1):
             max_pool_row(out + (py * ph - oy0) * g.ow * f, pp + (i * poh + py) * pw_out * f,
                          pw_out, ph, pw, g.ow * f, f)
@@ -216,7 +336,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     floating[:, ::1] dkernel, floating[:, :, ::1] dkernel_partial,
                     floating[::1] dbias, double[:, ::1] dbias_partial,
                     floating[::1] work_cols, floating[::1] work_dcols, tuple geometry,
-                    Py_ssize_t images_per_block, int num_threads):
+                    Py_ssize_t images_per_block, int num_threads, float[::1] wino_u=None,
+                    float[::1] wino_v=None, float[::1] wino_m=None):
     """dkernel (KH*KW*C, F) and, when dx is not None, dx (N, H, W, C) of a convolution;
     kernel_t is the kernel transposed, (F, KH*KW*C), so dy @ kernel_t is a plain product.
 
@@ -225,6 +346,10 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     and its share of the bias gradient (dy's column sums, in double) into
     dbias_partial[thread] (num_threads, F) while its block of dy is still in cache; both
     are added in thread order at the end, so results do not depend on timing.
+
+    wino_u/v/m (float32, 3x3, stride 1 only): dx by Winograd, as the forward convolution
+    of dy with the kernel rotated by 180 degrees (no columns, no col2im); sized as in
+    conv2d_forward for that convolution (F input channels, C filters, whole images).
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel_t.shape[0], kk = kernel_t.shape[1]
@@ -237,13 +362,20 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef const floating *dyp = &dy[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0] if want_dx else NULL
     cdef floating *wc = &work_cols[0] if not pointwise else NULL
-    cdef floating *wd = &work_dcols[0] if want_dx and not pointwise else NULL
+    cdef floating *wd = &work_dcols[0] if want_dx and not pointwise and work_dcols is not None else NULL
     cdef floating *dkp = &dkernel_partial[0, 0, 0]
     cdef floating *dkout = &dkernel[0, 0]
     cdef double *dbp = &dbias_partial[0, 0]
     cdef double total
     cdef const floating *cols
     cdef const floating *dy_block
+    cdef Winograd w
+    cdef Window gt = g  # dx as a convolution of dy: rows of dx are its output rows
+    gt.h, gt.w, gt.c, gt.pt, gt.pl, gt.oh, gt.ow = g.oh, g.ow, f, 2 - g.pt, 2 - g.pl, g.h, g.w
+    w.u = NULL
+    if floating is float:
+        if want_dx and winograd_applies(g):
+            w = winograd_setup(&kernel_t[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, True)
     with nogil:
         memset(dkp, 0, parts * kk * f * sizeof(floating))
         memset(dbp, 0, parts * f * sizeof(double))
@@ -262,7 +394,11 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
              dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
         for r in range(rows):
             add_row(dbp + threadid() * f, dy_block + r * f, f)
-        if want_dx:
+        if floating is float:
+            if w.u != NULL:
+                winograd_rows(dyp, w, NULL, dxp + i0 * g.h * g.w * g.c, gt, g.c, i0 * g.h,
+                              ni * g.h, False, threadid())
+        if want_dx and w.u == NULL:
             if pointwise:
                 gemm(False, False, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
                      &kernel_t[0, 0], <int> kk, <floating> 0, dxp + i0 * g.h * g.w * g.c, <int> kk)

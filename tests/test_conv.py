@@ -197,6 +197,72 @@ def test_conv2d_backward_writes_dx_out(backend, dtype):
         ops.conv2d_backward(dy, x, kernel, dx_out=np.zeros((1, 2, 3, 4), dtype), **geometry)
 
 
+def winograd_case(seed):
+    """A float32 3x3 stride-1 convolution with channels enough for the Cython backend's
+    Winograd F(2x2, 3x3) path: odd and tiny images, every padding form (explicit padding
+    up to 3, wider than the kernel's reach)."""
+    rng = np.random.default_rng(1000 + seed)
+    while True:
+        n, h, w = rng.integers(1, 4), rng.integers(1, 12), rng.integers(1, 12)
+        c, f = rng.integers(8, 20), rng.integers(8, 20)
+        padding = ["valid", "same", tuple(map(tuple, rng.integers(0, 4, (2, 2))))][rng.integers(0, 3)]
+        pads = (1, 1, 1, 1) if padding == "same" else (0, 0, 0, 0) if padding == "valid" else sum(padding, ())
+        if h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3:
+            return dict(x_shape=(n, h, w, c), k_shape=(3, 3, c, f), strides=1, padding=padding,
+                        dilation_rate=1)
+
+
+WINOGRAD_CASES = [winograd_case(seed) for seed in range(24)] + [CASES[-3]]
+
+
+def _winograd_used():
+    from fastdl.backends import cython as cython_backend
+
+    return ("winograd_u", np.dtype(np.float32)) in cython_backend.workspace._buffers
+
+
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_winograd_convolutions_match_the_reference(backend, case, activation):
+    x, kernel, bias, geometry = make(case, np.float32)
+    scale = np.sqrt(np.prod(case["k_shape"][:3]))
+    y = ops.conv2d(x, kernel, bias, activation=activation, **geometry)
+    assert_close(y, reference(ops.conv2d, x, kernel, bias, activation=activation, **geometry),
+                 np.float32, scale)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    dx_out = np.full_like(x, np.nan)
+    grads = ops.conv2d_backward(dy, x, kernel, dx_out=dx_out, **geometry)
+    for got, want in zip(grads, reference(ops.conv2d_backward, dy, x, kernel, **geometry)):
+        assert_close(got, want, np.float32, scale * np.sqrt(y.shape[0] * y.shape[1] * y.shape[2]))
+    if y.shape[1] >= 2 and y.shape[2] >= 2:
+        conv_out = np.full(y.shape, np.nan, np.float32)
+        pooled = ops.conv2d_max_pool(x, kernel, bias, activation=activation, conv_out=conv_out, **geometry)
+        assert_close(conv_out, y, np.float32, scale)
+        assert_close(pooled, reference(ops.max_pool2d, y, 2), np.float32, scale)
+    if backend == "cython":
+        assert _winograd_used()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_winograd_blocks_do_not_change_results(backend, monkeypatch, threads):
+    """Blocks of two output rows that straddle images of odd height, on 1 and 3 threads."""
+    from fastdl.backends import cython as cython_backend
+
+    x, kernel, bias, geometry = make(dict(WINOGRAD_CASES[0], x_shape=(3, 9, 8, 8), k_shape=(3, 3, 8, 9),
+                                          padding="valid"), np.float32)
+    dy = np.random.default_rng(2).standard_normal((3, 7, 6, 9)).astype(np.float32)
+    whole = ops.conv2d(x, kernel, bias, **geometry), *ops.conv2d_backward(dy, x, kernel, **geometry)
+    monkeypatch.setattr(cython_backend, "IM2COL_BLOCK_BYTES", 1)
+    before = fastdl.get_num_threads()
+    fastdl.set_num_threads(threads)
+    try:
+        chunked = ops.conv2d(x, kernel, bias, **geometry), *ops.conv2d_backward(dy, x, kernel, **geometry)
+    finally:
+        fastdl.set_num_threads(before)
+    for a, b in zip(chunked, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 POOLED_CASES = [
     # (x shape, kernel shape, conv geometry, pool size): odd conv outputs leave rows and
     # columns no window uses; batch 1; non-square pools; a pointwise kernel

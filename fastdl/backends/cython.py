@@ -16,6 +16,10 @@ from fastdl.ops.losses import EPSILON
 # Each thread im2cols a block of about this many bytes into its own workspace slot,
 # small enough to stay in its core's L2 cache while its GEMM reads it.
 IM2COL_BLOCK_BYTES = 512 << 10
+# Fewer channels or filters than this and Winograd's transforms cost more than its
+# 16 small GEMMs save over im2col (the first layer's 3 channels, say).
+WINOGRAD_MIN_CHANNELS = 8
+_WINOGRAD_AVAILABLE = _conv.winograd_available()
 
 ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
@@ -29,14 +33,47 @@ def _block(units, unit_bytes, threads):
     return max(1, -(-units // blocks))
 
 
+def _winograd(x, g, f):
+    """Whether a convolution runs as Winograd F(2x2, 3x3): float32 3x3 kernels with
+    stride 1, channels and filters enough for its 16 GEMMs to pay for the transforms."""
+    return (_WINOGRAD_AVAILABLE and x.dtype == np.float32 and g.kh == g.kw == 3 and g.sh == g.sw == 1 and g.dh == g.dw == 1
+            and g.c >= WINOGRAD_MIN_CHANNELS and f >= WINOGRAD_MIN_CHANNELS)
+
+
+def _winograd_tile_rows(g, f, threads):
+    """Output rows per block for Winograd: an even number whose tiles' transforms,
+    16 * (C + F) floats per 2x2 tile, come to about IM2COL_BLOCK_BYTES."""
+    row_pair = (g.ow + 1) // 2 * 16 * (g.c + f) * 4
+    pairs = _block((g.n * g.oh + 1) // 2, row_pair, threads)
+    return 2 * pairs
+
+
+def _winograd_buffers(c, f, tiles, threads):
+    """u (16, C, F), and per thread v (16, tiles, C) and m (16, tiles, F)."""
+    return dict(wino_u=workspace.get("winograd_u", 16 * c * f, np.float32),
+                wino_v=workspace.get("winograd_v", threads * 16 * tiles * c, np.float32),
+                wino_m=workspace.get("winograd_m", threads * 16 * tiles * f, np.float32))
+
+
+def _tiles(rows, ow):
+    return (rows + 1) // 2 * ((ow + 1) // 2)
+
+
 def conv2d(x, kernel, bias, out, g, activation):
     threads = get_num_threads()
-    kk = g.kh * g.kw * g.c
-    rows = _block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
-    cols = workspace.get("im2col", threads * rows * g.ow * kk, x.dtype)
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     fused_relu = activation == "relu"  # applied per block by the kernel, in cache
-    _conv.conv2d_forward(x, kernel.reshape(kk, -1), bias, out, cols, g.kernel_args(), rows, threads,
-                         fused_relu)
+    if _winograd(x, g, f):
+        rows = _winograd_tile_rows(g, f, threads)
+        # a block's rows fall in at most two images' segments, each at most OH rows
+        wino = _winograd_buffers(g.c, f, _tiles(min(rows, g.oh) + 1, g.ow), threads)
+        _conv.conv2d_forward(x, kernel.reshape(kk, f), bias, out, None, g.kernel_args(), rows,
+                             threads, fused_relu, **wino)
+    else:
+        rows = _block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
+        cols = workspace.get("im2col", threads * rows * g.ow * kk, x.dtype)
+        _conv.conv2d_forward(x, kernel.reshape(kk, f), bias, out, cols, g.kernel_args(), rows, threads,
+                             fused_relu)
     if activation is not None and not fused_relu:
         flat = out.reshape(-1, out.shape[-1])
         _activations.bias_activation(flat, None, ACTIVATION_CODES[activation], threads)
@@ -49,14 +86,19 @@ def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     poh = g.oh // ph
-    # pooled rows per block: about IM2COL_BLOCK_BYTES of columns, within one image
-    pooled_rows = max(1, min(poh, IM2COL_BLOCK_BYTES // (ph * g.ow * kk * x.itemsize)))
+    winograd = _winograd(x, g, f)
+    # pooled rows per block: about IM2COL_BLOCK_BYTES of columns (or of Winograd's
+    # transforms), within one image
+    row_bytes = (g.ow + 1) // 2 * 8 * (g.c + f) * 4 if winograd else g.ow * kk * x.itemsize
+    pooled_rows = max(1, min(poh, IM2COL_BLOCK_BYTES // (ph * row_bytes)))
     most_rows = pooled_rows * ph + g.oh % ph
-    cols = workspace.get("im2col", threads * most_rows * g.ow * kk, x.dtype)
+    cols = None if winograd else workspace.get("im2col", threads * most_rows * g.ow * kk, x.dtype)
     rows = (workspace.get("conv_rows", threads * most_rows * g.ow * f, x.dtype) if conv_out is None
-            else cols[:1])
+            else None)
+    wino = _winograd_buffers(g.c, f, _tiles(most_rows, g.ow), threads) if winograd else {}
     _conv.conv2d_max_pool_forward(x, kernel.reshape(kk, f), bias, conv_out, out, cols, rows,
-                                  g.kernel_args(), ph, pw, pooled_rows, threads, activation == "relu")
+                                  g.kernel_args(), ph, pw, pooled_rows, threads, activation == "relu",
+                                  **wino)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
@@ -66,7 +108,10 @@ def conv2d_backward(dy, x, kernel, g, dx):
     images = _block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
     size = threads * images * g.oh * g.ow * kk
     cols = workspace.get("im2col", size, x.dtype)
-    dcols = workspace.get("col2im", size, x.dtype) if need_dx else None
+    # dx as the convolution of dy (F channels) with the flipped kernel (C filters)
+    winograd = need_dx and _winograd(x, g, f)
+    wino = _winograd_buffers(f, g.c, _tiles(g.h, g.w), threads) if winograd else {}
+    dcols = workspace.get("col2im", size, x.dtype) if need_dx and not winograd else None
     partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
     kernel_t = workspace.get("kernel_t", f * kk, x.dtype).reshape(f, kk)
     np.copyto(kernel_t, kernel.reshape(kk, f).T)  # once per call, not once per block
@@ -74,7 +119,7 @@ def conv2d_backward(dy, x, kernel, g, dx):
     dkernel = np.empty_like(kernel)
     dbias = np.empty(f, dy.dtype)
     _conv.conv2d_backward(dy, x, kernel_t, dx, dkernel.reshape(kk, f), partial, dbias, dbias_partial,
-                          cols, dcols, g.kernel_args(), images, threads)
+                          cols, dcols, g.kernel_args(), images, threads, **wino)
     return dx, dkernel, dbias
 
 

@@ -1,0 +1,116 @@
+/* Winograd F(2x2, 3x3) transforms for float32 3x3 convolutions with stride 1.
+ *
+ * A 2x2 block of outputs (a tile) of one filter needs 16 products of a transformed 4x4
+ * input patch V = B^T d B with a transformed kernel U = G g G^T, then Y = A^T M A: 16
+ * multiplications where the direct convolution does 36. Over C input channels and F
+ * filters the 16 products become 16 GEMMs, (tiles, C) @ (C, F), one per position of the
+ * 4x4 transform (conv.pyx runs them); these functions do the transforms, 16 channels
+ * per AVX-512 vector (written with intrinsics: GCC's vectorisation of the plain loops
+ * left them slower than the GEMMs). Used only where fastdl's AVX-512 GEMM is (see
+ * gemm_avx512.h); elsewhere convolutions stay on im2col. With
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1],
+ * and the correlation convention of deep learning (no kernel flip).
+ */
+#ifndef FASTDL_WINOGRAD_F23_H
+#define FASTDL_WINOGRAD_F23_H
+#include <stddef.h>
+
+
+/* u[(4p + q) * ustride + j] = (G g_j G^T)[p, q] for j < n, where g_j[ky][kx] =
+ * k[(ky * 3 + kx) * kstride + j * kstep]: one 3x3 kernel per j, computed in double. */
+static void fastdl_wino_kernel(const float *k, ptrdiff_t kstride, ptrdiff_t kstep,
+                               float *u, ptrdiff_t ustride, ptrdiff_t n) {
+    for (ptrdiff_t j = 0; j < n; j++) {
+        double g[3][3], t[4][3];
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) g[a][b] = k[(a * 3 + b) * kstride + j * kstep];
+        for (int b = 0; b < 3; b++) { /* t = G g */
+            t[0][b] = g[0][b];
+            t[1][b] = 0.5 * (g[0][b] + g[1][b] + g[2][b]);
+            t[2][b] = 0.5 * (g[0][b] - g[1][b] + g[2][b]);
+            t[3][b] = g[2][b];
+        }
+        for (int p = 0; p < 4; p++) { /* u = t G^T */
+            u[(4 * p + 0) * ustride + j] = (float) t[p][0];
+            u[(4 * p + 1) * ustride + j] = (float) (0.5 * (t[p][0] + t[p][1] + t[p][2]));
+            u[(4 * p + 2) * ustride + j] = (float) (0.5 * (t[p][0] - t[p][1] + t[p][2]));
+            u[(4 * p + 3) * ustride + j] = (float) t[p][2];
+        }
+    }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define FASTDL_WINO_AVX512 __attribute__((target("avx512f")))
+#define FASTDL_WINO_LANES(c, c0) \
+    ((c) - (c0) >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << ((c) - (c0))) - 1u))
+
+/* v[(4p + q) * vstride + j] = (B^T d_j B)[p, q] for the c channels j of one 4x4 patch,
+ * 16 channels per vector: rows[r] points at the patch's row r (NULL: a row of zeros,
+ * outside the image), and its column s is read only when (present >> s) & 1 (zeros
+ * otherwise, outside too). */
+FASTDL_WINO_AVX512 static void
+fastdl_wino_input(const float *const *rows, unsigned present, ptrdiff_t c, float *v,
+                  ptrdiff_t vstride) {
+    for (ptrdiff_t c0 = 0; c0 < c; c0 += 16) {
+        __mmask16 live = FASTDL_WINO_LANES(c, c0);
+        __m512 d[4][4], t[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int s = 0; s < 4; s++)
+                d[r][s] = rows[r] != NULL && ((present >> s) & 1u)
+                          ? _mm512_maskz_loadu_ps(live, rows[r] + s * c + c0) : _mm512_setzero_ps();
+        for (int s = 0; s < 4; s++) { /* t = B^T d */
+            t[0][s] = _mm512_sub_ps(d[0][s], d[2][s]);
+            t[1][s] = _mm512_add_ps(d[1][s], d[2][s]);
+            t[2][s] = _mm512_sub_ps(d[2][s], d[1][s]);
+            t[3][s] = _mm512_sub_ps(d[1][s], d[3][s]);
+        }
+        for (int p = 0; p < 4; p++) { /* v = t B */
+            float *o = v + 4 * p * vstride + c0;
+            _mm512_mask_storeu_ps(o, live, _mm512_sub_ps(t[p][0], t[p][2]));
+            _mm512_mask_storeu_ps(o + vstride, live, _mm512_add_ps(t[p][1], t[p][2]));
+            _mm512_mask_storeu_ps(o + 2 * vstride, live, _mm512_sub_ps(t[p][2], t[p][1]));
+            _mm512_mask_storeu_ps(o + 3 * vstride, live, _mm512_sub_ps(t[p][1], t[p][3]));
+        }
+    }
+}
+
+/* out[y][x * f + j] = (A^T M_j A)[y, x] + bias[j] (bias NULL: none), then ReLU when
+ * asked (x < 0 -> 0, NaN stays), for y < ny and x < nx: a tile at the output's edge
+ * keeps only what exists (out[1] is not touched when ny == 1); m[(4p + q) * mstride + j]
+ * holds M_j. */
+FASTDL_WINO_AVX512 static void
+fastdl_wino_output(const float *m, ptrdiff_t mstride, float *const *out, int ny, int nx,
+                   ptrdiff_t f, const float *bias, int relu) {
+    __m512 zero = _mm512_setzero_ps();
+    for (ptrdiff_t j0 = 0; j0 < f; j0 += 16) {
+        __mmask16 live = FASTDL_WINO_LANES(f, j0);
+        __m512 s[2][4], y[2][2];
+        for (int q = 0; q < 4; q++) { /* s = A^T M */
+            __m512 m0 = _mm512_maskz_loadu_ps(live, m + q * mstride + j0);
+            __m512 m1 = _mm512_maskz_loadu_ps(live, m + (4 + q) * mstride + j0);
+            __m512 m2 = _mm512_maskz_loadu_ps(live, m + (8 + q) * mstride + j0);
+            __m512 m3 = _mm512_maskz_loadu_ps(live, m + (12 + q) * mstride + j0);
+            s[0][q] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+            s[1][q] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        }
+        __m512 b = bias != NULL ? _mm512_maskz_loadu_ps(live, bias + j0) : zero;
+        for (int p = 0; p < ny; p++) { /* y = s A */
+            y[p][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[p][0], s[p][1]), s[p][2]), b);
+            y[p][1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[p][1], s[p][2]), s[p][3]), b);
+            for (int q = 0; q < nx; q++) {
+                __m512 o = y[p][q];
+                if (relu) o = _mm512_mask_mov_ps(o, _mm512_cmp_ps_mask(o, zero, _CMP_LT_OQ), zero);
+                _mm512_mask_storeu_ps(out[p] + q * f + j0, live, o);
+            }
+        }
+    }
+}
+#else /* not GCC/clang on x86-64: Winograd is not used (fastdl_wino_available() is 0) */
+static void fastdl_wino_input(const float *const *rows, unsigned present, ptrdiff_t c, float *v,
+                              ptrdiff_t vstride) {}
+static void fastdl_wino_output(const float *m, ptrdiff_t mstride, float *const *out, int ny,
+                               int nx, ptrdiff_t f, const float *bias, int relu) {}
+#endif
+#endif
