@@ -30,6 +30,10 @@ cdef extern from "winograd_f23.h" nogil:
                            Py_ssize_t vstride)
     void fastdl_wino_output(const float *m, Py_ssize_t mstride, float **out, int ny, int nx,
                             Py_ssize_t f, const float *bias, int relu)
+    void fastdl_wino_grad_tile(const float **rows, unsigned present, Py_ssize_t f, float *w,
+                               Py_ssize_t wstride)
+    void fastdl_wino_kernel_grad(const float *du, Py_ssize_t ustride, float *dk,
+                                 Py_ssize_t kstride, Py_ssize_t n)
 
 
 cdef struct Winograd:
@@ -40,6 +44,16 @@ cdef struct Winograd:
     float *v
     float *m
     Py_ssize_t v_slot, m_slot
+
+
+cdef struct WinogradGrad:
+    # the kernel gradient by Winograd (du NULL: im2col instead): per thread a slot of
+    # du_slot floats for its share of dU (16, C, F), of v_slot for its block's input
+    # tiles (16, tiles, C) and of w_slot for its output-gradient tiles (16, tiles, F)
+    float *du
+    float *v
+    float *w
+    Py_ssize_t du_slot, v_slot, w_slot
 
 
 cdef inline void max_pool_row(const floating *x, floating *out, Py_ssize_t count, Py_ssize_t rows,
@@ -217,6 +231,32 @@ cdef void winograd_rows(const float *x, Winograd w, const float *bias, float *ou
         done += count
 
 
+cdef void winograd_kernel_grad(const float *x, const float *dy, WinogradGrad wg, Window g,
+                               Py_ssize_t f, Py_ssize_t i0, Py_ssize_t ni, int thread) noexcept nogil:
+    """The thread's dU (16, C, F) += the Winograd gradient of images i0 .. i0 + ni - 1:
+    every 2x2 block of dy with the 4x4 input patch under it, both transformed, then 16
+    GEMMs V^T @ W over all the block's tiles (dk = G^T dU G is taken once, at the end)."""
+    cdef float *v = wg.v + thread * wg.v_slot
+    cdef float *w = wg.w + thread * wg.w_slot
+    cdef float *du = wg.du + thread * wg.du_slot
+    cdef Py_ssize_t tr = (g.oh + 1) // 2, tc = (g.ow + 1) // 2
+    cdef Py_ssize_t tiles = ni * tr * tc, i, a, b, t, xi
+    cdef const float *rows[2]
+    cdef unsigned present
+    for i in range(ni):
+        for a in range(tr):
+            for b in range(tc):
+                t = (i * tr + a) * tc + b
+                winograd_patch(x, v + t * g.c, tiles * g.c, g, i0 + i, 2 * a - g.pt, 2 * b - g.pl)
+                rows[0] = dy + (((i0 + i) * g.oh + 2 * a) * g.ow + 2 * b) * f
+                rows[1] = rows[0] + g.ow * f if 2 * a + 1 < g.oh else NULL
+                present = 3u if 2 * b + 1 < g.ow else 1u
+                fastdl_wino_grad_tile(rows, present, f, w + t * f, tiles * f)
+    for xi in range(16):
+        gemm(True, False, <int> g.c, <int> f, <int> tiles, <float> 1, v + xi * tiles * g.c,
+             <int> g.c, w + xi * tiles * f, <int> f, <float> 1, du + xi * g.c * f, <int> f)
+
+
 cdef void conv_rows(const floating *x, const floating *kernel, const floating *bias, floating *out,
                     floating *work, Window g, Py_ssize_t f, Py_ssize_t u0, Py_ssize_t nu,
                     bint relu, Winograd w, int thread) noexcept nogil:
@@ -337,7 +377,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                     floating[::1] dbias, double[:, ::1] dbias_partial,
                     floating[::1] work_cols, floating[::1] work_dcols, tuple geometry,
                     Py_ssize_t images_per_block, int num_threads, float[::1] wino_u=None,
-                    float[::1] wino_v=None, float[::1] wino_m=None):
+                    float[::1] wino_v=None, float[::1] wino_m=None, float[::1] wgrad_du=None,
+                    float[::1] wgrad_v=None, float[::1] wgrad_w=None):
     """dkernel (KH*KW*C, F) and, when dx is not None, dx (N, H, W, C) of a convolution;
     kernel_t is the kernel transposed, (F, KH*KW*C), so dy @ kernel_t is a plain product.
 
@@ -350,6 +391,9 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     wino_u/v/m (float32, 3x3, stride 1 only): dx by Winograd, as the forward convolution
     of dy with the kernel rotated by 180 degrees (no columns, no col2im); sized as in
     conv2d_forward for that convolution (F input channels, C filters, whole images).
+    wgrad_du/v/w (the same cases): dkernel by Winograd too, num_threads slots of 16*C*F,
+    16 * tiles * C and 16 * tiles * F floats, tiles = images_per_block * ceil(OH / 2) *
+    ceil(OW / 2).
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel_t.shape[0], kk = kernel_t.shape[1]
@@ -361,7 +405,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *dyp = &dy[0, 0, 0, 0]
     cdef floating *dxp = &dx[0, 0, 0, 0] if want_dx else NULL
-    cdef floating *wc = &work_cols[0] if not pointwise else NULL
+    cdef floating *wc = &work_cols[0] if not pointwise and work_cols is not None else NULL
     cdef floating *wd = &work_dcols[0] if want_dx and not pointwise and work_dcols is not None else NULL
     cdef floating *dkp = &dkernel_partial[0, 0, 0]
     cdef floating *dkout = &dkernel[0, 0]
@@ -372,10 +416,18 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef Winograd w
     cdef Window gt = g  # dx as a convolution of dy: rows of dx are its output rows
     gt.h, gt.w, gt.c, gt.pt, gt.pl, gt.oh, gt.ow = g.oh, g.ow, f, 2 - g.pt, 2 - g.pl, g.h, g.w
+    cdef WinogradGrad wg
     w.u = NULL
+    wg.du = NULL
     if floating is float:
         if want_dx and winograd_applies(g):
             w = winograd_setup(&kernel_t[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, True)
+        if wgrad_du is not None and winograd_applies(g):
+            wg.du, wg.v, wg.w = &wgrad_du[0], &wgrad_v[0], &wgrad_w[0]
+            wg.du_slot, wg.v_slot = 16 * g.c * f, wgrad_v.shape[0] // num_threads
+            wg.w_slot = wgrad_w.shape[0] // num_threads
+            with nogil:
+                memset(wg.du, 0, num_threads * wg.du_slot * sizeof(float))
     with nogil:
         memset(dkp, 0, parts * kk * f * sizeof(floating))
         memset(dbp, 0, parts * f * sizeof(double))
@@ -384,14 +436,18 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
         ni = min(images_per_block, g.n - i0)
         rows = ni * g.oh * g.ow
         dy_block = dyp + i0 * g.oh * g.ow * f
-        if pointwise:
-            cols = xp + i0 * g.h * g.w * g.c
-        else:
-            im2col(xp, wc + threadid() * slot, g, i0 * g.oh, ni * g.oh)
-            cols = wc + threadid() * slot
-        # this thread's dkernel += cols^T @ dy
-        gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
-             dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
+        if floating is float:
+            if wg.du != NULL:
+                winograd_kernel_grad(xp, dyp, wg, g, f, i0, ni, threadid())
+        if wg.du == NULL:
+            if pointwise:
+                cols = xp + i0 * g.h * g.w * g.c
+            else:
+                im2col(xp, wc + threadid() * slot, g, i0 * g.oh, ni * g.oh)
+                cols = wc + threadid() * slot
+            # this thread's dkernel += cols^T @ dy
+            gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
+                 dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
         for r in range(rows):
             add_row(dbp + threadid() * f, dy_block + r * f, f)
         if floating is float:
@@ -408,11 +464,18 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                      &kernel_t[0, 0], <int> kk, <floating> 0, wd + threadid() * slot, <int> kk)
                 col2im(wd + threadid() * slot, dxp, g, i0, ni)
     with nogil:
-        for j in range(kk * f):
-            dkout[j] = dkp[j]
-        for t in range(1, parts):
+        if wg.du != NULL:  # the threads' dU in thread order, then dk = G^T dU G
+            for t in range(1, num_threads):
+                for j in range(wg.du_slot):
+                    wg.du[j] += wg.du[t * wg.du_slot + j]
+            if floating is float:
+                fastdl_wino_kernel_grad(wg.du, g.c * f, dkout, g.c * f, g.c * f)
+        else:
             for j in range(kk * f):
-                dkout[j] += dkp[t * kk * f + j]
+                dkout[j] = dkp[j]
+            for t in range(1, parts):
+                for j in range(kk * f):
+                    dkout[j] += dkp[t * kk * f + j]
         for j in range(f):
             total = 0
             for t in range(parts):

@@ -40,6 +40,28 @@ static void fastdl_wino_kernel(const float *k, ptrdiff_t kstride, ptrdiff_t kste
     }
 }
 
+/* dk[(ky * 3 + kx) * kstride + j] = (G^T dU_j G)[ky, kx] for j < n, where
+ * dU_j[p][q] = du[(4p + q) * ustride + j]: the kernel gradient from the gradient of the
+ * transformed kernel, in double. */
+static void fastdl_wino_kernel_grad(const float *du, ptrdiff_t ustride, float *dk,
+                                    ptrdiff_t kstride, ptrdiff_t n) {
+    for (ptrdiff_t j = 0; j < n; j++) {
+        double d[4][4], t[3][4];
+        for (int p = 0; p < 4; p++)
+            for (int q = 0; q < 4; q++) d[p][q] = du[(4 * p + q) * ustride + j];
+        for (int q = 0; q < 4; q++) { /* t = G^T dU */
+            t[0][q] = d[0][q] + 0.5 * (d[1][q] + d[2][q]);
+            t[1][q] = 0.5 * (d[1][q] - d[2][q]);
+            t[2][q] = 0.5 * (d[1][q] + d[2][q]) + d[3][q];
+        }
+        for (int a = 0; a < 3; a++) { /* dk = t G */
+            dk[(a * 3 + 0) * kstride + j] = (float) (t[a][0] + 0.5 * (t[a][1] + t[a][2]));
+            dk[(a * 3 + 1) * kstride + j] = (float) (0.5 * (t[a][1] - t[a][2]));
+            dk[(a * 3 + 2) * kstride + j] = (float) (0.5 * (t[a][1] + t[a][2]) + t[a][3]);
+        }
+    }
+}
+
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define FASTDL_WINO_AVX512 __attribute__((target("avx512f")))
@@ -107,7 +129,40 @@ fastdl_wino_output(const float *m, ptrdiff_t mstride, float *const *out, int ny,
         }
     }
 }
+/* The kernel gradient through the same algorithm: with M = U (.) V summed over tiles
+ * and Y = A^T M A, dU = sum over tiles of (A dY A^T) (.) V and dg = G^T dU G. This is
+ * w[(4p + q) * wstride + j] = (A dY_j A^T)[p, q] for the f channels j of one 2x2 block of
+ * the output gradient: rows[r] points at its row r (NULL: outside the output, zeros),
+ * column s read only when (present >> s) & 1. */
+FASTDL_WINO_AVX512 static void
+fastdl_wino_grad_tile(const float *const *rows, unsigned present, ptrdiff_t f, float *w,
+                      ptrdiff_t wstride) {
+    __m512 zero = _mm512_setzero_ps();
+    for (ptrdiff_t j0 = 0; j0 < f; j0 += 16) {
+        __mmask16 live = FASTDL_WINO_LANES(f, j0);
+        __m512 d[2][2], t[4][2];
+        for (int r = 0; r < 2; r++)
+            for (int s = 0; s < 2; s++)
+                d[r][s] = rows[r] != NULL && ((present >> s) & 1u)
+                          ? _mm512_maskz_loadu_ps(live, rows[r] + s * f + j0) : zero;
+        for (int s = 0; s < 2; s++) { /* t = A dY, A = [1 0; 1 1; 1 -1; 0 -1] */
+            t[0][s] = d[0][s];
+            t[1][s] = _mm512_add_ps(d[0][s], d[1][s]);
+            t[2][s] = _mm512_sub_ps(d[0][s], d[1][s]);
+            t[3][s] = _mm512_sub_ps(zero, d[1][s]);
+        }
+        for (int p = 0; p < 4; p++) { /* w = t A^T */
+            float *o = w + 4 * p * wstride + j0;
+            _mm512_mask_storeu_ps(o, live, t[p][0]);
+            _mm512_mask_storeu_ps(o + wstride, live, _mm512_add_ps(t[p][0], t[p][1]));
+            _mm512_mask_storeu_ps(o + 2 * wstride, live, _mm512_sub_ps(t[p][0], t[p][1]));
+            _mm512_mask_storeu_ps(o + 3 * wstride, live, _mm512_sub_ps(zero, t[p][1]));
+        }
+    }
+}
 #else /* not GCC/clang on x86-64: Winograd is not used (fastdl_wino_available() is 0) */
+static void fastdl_wino_grad_tile(const float *const *rows, unsigned present, ptrdiff_t f,
+                                  float *w, ptrdiff_t wstride) {}
 static void fastdl_wino_input(const float *const *rows, unsigned present, ptrdiff_t c, float *v,
                               ptrdiff_t vstride) {}
 static void fastdl_wino_output(const float *m, ptrdiff_t mstride, float *const *out, int ny,

@@ -232,8 +232,12 @@ def test_winograd_convolutions_match_the_reference(backend, case, activation):
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
     dx_out = np.full_like(x, np.nan)
     grads = ops.conv2d_backward(dy, x, kernel, dx_out=dx_out, **geometry)
-    for got, want in zip(grads, reference(ops.conv2d_backward, dy, x, kernel, **geometry)):
+    expected = reference(ops.conv2d_backward, dy, x, kernel, **geometry)
+    for got, want in zip(grads, expected):
         assert_close(got, want, np.float32, scale * np.sqrt(y.shape[0] * y.shape[1] * y.shape[2]))
+    _, dkernel, dbias = ops.conv2d_backward(dy, x, kernel, need_dx=False, **geometry)
+    np.testing.assert_array_equal(dkernel, grads[1])
+    np.testing.assert_array_equal(dbias, grads[2])
     if y.shape[1] >= 2 and y.shape[2] >= 2:
         conv_out = np.full(y.shape, np.nan, np.float32)
         pooled = ops.conv2d_max_pool(x, kernel, bias, activation=activation, conv_out=conv_out, **geometry)

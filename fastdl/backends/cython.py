@@ -105,13 +105,26 @@ def conv2d_backward(dy, x, kernel, g, dx):
     need_dx = dx is not None
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
-    images = _block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
-    size = threads * images * g.oh * g.ow * kk
-    cols = workspace.get("im2col", size, x.dtype)
-    # dx as the convolution of dy (F channels) with the flipped kernel (C filters)
-    winograd = need_dx and _winograd(x, g, f)
-    wino = _winograd_buffers(f, g.c, _tiles(g.h, g.w), threads) if winograd else {}
-    dcols = workspace.get("col2im", size, x.dtype) if need_dx and not winograd else None
+    winograd = _winograd(x, g, f)
+    if winograd:
+        # dkernel: each image's 2x2 blocks of dy and the 4x4 patches under them,
+        # transformed; dx: the convolution of dy (F channels) with the flipped kernel
+        per_image = _tiles(g.oh, g.ow)
+        images = _block(g.n, per_image * 16 * (g.c + f) * 4, threads)
+        wino = dict(wgrad_du=workspace.get("winograd_du", threads * 16 * g.c * f, np.float32),
+                    wgrad_v=workspace.get("winograd_grad_v", threads * 16 * images * per_image * g.c,
+                                          np.float32),
+                    wgrad_w=workspace.get("winograd_grad_w", threads * 16 * images * per_image * f,
+                                          np.float32))
+        if need_dx:
+            wino.update(_winograd_buffers(f, g.c, _tiles(g.h, g.w), threads))
+        cols = dcols = None
+    else:
+        images = _block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
+        size = threads * images * g.oh * g.ow * kk
+        cols = workspace.get("im2col", size, x.dtype)
+        dcols = workspace.get("col2im", size, x.dtype) if need_dx else None
+        wino = {}
     partial = workspace.get("dkernel", threads * kk * f, x.dtype).reshape(threads, kk, f)
     kernel_t = workspace.get("kernel_t", f * kk, x.dtype).reshape(f, kk)
     np.copyto(kernel_t, kernel.reshape(kk, f).T)  # once per call, not once per block
