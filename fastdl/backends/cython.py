@@ -49,7 +49,7 @@ def _winograd_tile_rows(g, f, threads):
 
 
 def _winograd_buffers(c, f, tiles, threads):
-    """u (16, C, F), and per thread v (16, tiles, C) and m (16, tiles, F)."""
+    """u (16, C, F), and per thread v (tiles, 16, C) and m (tiles, 16, F)."""
     return dict(wino_u=workspace.get("winograd_u", 16 * c * f, np.float32),
                 wino_v=workspace.get("winograd_v", threads * 16 * tiles * c, np.float32),
                 wino_m=workspace.get("winograd_m", threads * 16 * tiles * f, np.float32))
