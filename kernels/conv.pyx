@@ -24,8 +24,8 @@ cdef extern from "pool_window.h" nogil:
 
 
 cdef extern from "winograd_f23.h" nogil:
-    void fastdl_wino_kernel(const float *k, Py_ssize_t kstride, Py_ssize_t kstep, float *u,
-                            Py_ssize_t ustride, Py_ssize_t n)
+    void fastdl_wino_kernel(const float *k, Py_ssize_t kstride, float *u, Py_ssize_t ustride,
+                            Py_ssize_t n)
     void fastdl_wino_input(const float **rows, unsigned present, Py_ssize_t c, float *v,
                            Py_ssize_t vstride)
     void fastdl_wino_output(const float *m, Py_ssize_t mstride, float **out, int ny, int nx,
@@ -163,9 +163,9 @@ cdef Winograd winograd_setup(const float *kernel, float[::1] u, float[::1] v, fl
         return w
     if flipped:  # g'[a][b] = kernel[2 - a][2 - b] of output channel j, per filter
         for j in range(f):
-            fastdl_wino_kernel(kernel + j * 9 * c + 8 * c, -c, 1, &u[j * c], f * c, c)
+            fastdl_wino_kernel(kernel + j * 9 * c + 8 * c, -c, &u[j * c], f * c, c)
     else:
-        fastdl_wino_kernel(kernel, c * f, 1, &u[0], c * f, c * f)
+        fastdl_wino_kernel(kernel, c * f, &u[0], c * f, c * f)
     w.u, w.v, w.m = &u[0], &v[0], &m[0]
     w.v_slot, w.m_slot = v.shape[0] // num_threads, m.shape[0] // num_threads
     return w
@@ -202,36 +202,40 @@ cdef void winograd_rows(const float *x, Winograd w, const float *bias, float *ou
                         Py_ssize_t f, Py_ssize_t u0, Py_ssize_t nu, bint relu,
                         int thread) noexcept nogil:
     """What conv_rows computes, for 3x3 kernels with stride 1, by Winograd F(2x2, 3x3):
-    per image the rows fall in, its 2x2 output tiles are transformed into the thread's
-    v slot, multiplied by 16 GEMMs (tiles, C) @ (C, F) into its m slot, and transformed
-    back into out (bias and ReLU applied on the way)."""
+    the 2x2 output tiles of the block (per image its rows fall in) are transformed into
+    the thread's v slot, multiplied by 16 GEMMs (tiles, C) @ (C, F) into its m slot (all
+    the block's tiles in one GEMM each, however few an image has), and transformed back
+    into out (bias and ReLU applied on the way)."""
     cdef float *v = w.v + thread * w.v_slot
     cdef float *m = w.m + thread * w.m_slot
     cdef float *dst[2]
-    cdef Py_ssize_t done = 0, i, oy0, count, tr, tc = (g.ow + 1) // 2, tiles, a, b, xi
-    while done < nu:
-        i = (u0 + done) // g.oh
-        oy0 = (u0 + done) % g.oh
-        count = min(g.oh - oy0, nu - done)  # rows of this image in the block
-        tr = (count + 1) // 2
-        tiles = tr * tc
-        for a in range(tr):
-            for b in range(tc):
-                winograd_patch(x, v + (a * tc + b) * 16 * g.c, g.c, g, i,
-                               oy0 + 2 * a - g.pt, 2 * b - g.pl)
-        for xi in range(16):
-            gemm(False, False, <int> tiles, <int> f, <int> g.c, <float> 1, v + xi * g.c,
-                 <int> (16 * g.c), w.u + xi * g.c * f, <int> f, <float> 0, m + xi * f,
-                 <int> (16 * f))
-        for a in range(tr):
-            dst[0] = out + (done + 2 * a) * g.ow * f
-            dst[1] = dst[0] + g.ow * f
-            for b in range(tc):
-                fastdl_wino_output(m + (a * tc + b) * 16 * f, f, dst, <int> min(2, count - 2 * a),
-                                   <int> min(2, g.ow - 2 * b), f, bias, relu)
-                dst[0] += 2 * f
-                dst[1] += 2 * f
-        done += count
+    cdef Py_ssize_t tc = (g.ow + 1) // 2, done, i, oy0, count, a, b, xi, t
+    cdef int step
+    for step in range(2):  # 0: transform every tile in; 1: after the GEMMs, out
+        if step == 1:
+            for xi in range(16):
+                gemm(False, False, <int> t, <int> f, <int> g.c, <float> 1, v + xi * g.c,
+                     <int> (16 * g.c), w.u + xi * g.c * f, <int> f, <float> 0, m + xi * f,
+                     <int> (16 * f))
+        done = t = 0
+        while done < nu:
+            i = (u0 + done) // g.oh
+            oy0 = (u0 + done) % g.oh
+            count = min(g.oh - oy0, nu - done)  # rows of this image in the block
+            for a in range((count + 1) // 2):
+                dst[0] = out + (done + 2 * a) * g.ow * f
+                dst[1] = dst[0] + g.ow * f
+                for b in range(tc):
+                    if step == 0:
+                        winograd_patch(x, v + t * 16 * g.c, g.c, g, i,
+                                       oy0 + 2 * a - g.pt, 2 * b - g.pl)
+                    else:
+                        fastdl_wino_output(m + t * 16 * f, f, dst, <int> min(2, count - 2 * a),
+                                           <int> min(2, g.ow - 2 * b), f, bias, relu)
+                        dst[0] += 2 * f
+                        dst[1] += 2 * f
+                    t += 1
+            done += count
 
 
 cdef void winograd_kernel_grad(const float *x, const float *dy, WinogradGrad wg, Window g,

@@ -17,56 +17,68 @@
 #include <stddef.h>
 
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define FASTDL_WINO_AVX512 __attribute__((target("avx512f")))
+#define FASTDL_WINO_LANES(c, c0) \
+    ((c) - (c0) >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << ((c) - (c0))) - 1u))
+
 /* u[(4p + q) * ustride + j] = (G g_j G^T)[p, q] for j < n, where g_j[ky][kx] =
- * k[(ky * 3 + kx) * kstride + j * kstep]: one 3x3 kernel per j, computed in double. */
-static void fastdl_wino_kernel(const float *k, ptrdiff_t kstride, ptrdiff_t kstep,
-                               float *u, ptrdiff_t ustride, ptrdiff_t n) {
-    for (ptrdiff_t j = 0; j < n; j++) {
-        double g[3][3], t[4][3];
+ * k[(ky * 3 + kx) * kstride + j]: one 3x3 kernel per j, 16 per vector (this runs on
+ * every call, and for small batches takes as long as the convolution itself). */
+FASTDL_WINO_AVX512 static void
+fastdl_wino_kernel(const float *k, ptrdiff_t kstride, float *u, ptrdiff_t ustride, ptrdiff_t n) {
+    __m512 half = _mm512_set1_ps(0.5f);
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += 16) {
+        __mmask16 live = FASTDL_WINO_LANES(n, j0);
+        __m512 g[3][3], t[4][3];
         for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) g[a][b] = k[(a * 3 + b) * kstride + j * kstep];
+            for (int b = 0; b < 3; b++) g[a][b] = _mm512_maskz_loadu_ps(live, k + (a * 3 + b) * kstride + j0);
         for (int b = 0; b < 3; b++) { /* t = G g */
+            __m512 outer = _mm512_add_ps(g[0][b], g[2][b]);
             t[0][b] = g[0][b];
-            t[1][b] = 0.5 * (g[0][b] + g[1][b] + g[2][b]);
-            t[2][b] = 0.5 * (g[0][b] - g[1][b] + g[2][b]);
+            t[1][b] = _mm512_mul_ps(half, _mm512_add_ps(outer, g[1][b]));
+            t[2][b] = _mm512_mul_ps(half, _mm512_sub_ps(outer, g[1][b]));
             t[3][b] = g[2][b];
         }
         for (int p = 0; p < 4; p++) { /* u = t G^T */
-            u[(4 * p + 0) * ustride + j] = (float) t[p][0];
-            u[(4 * p + 1) * ustride + j] = (float) (0.5 * (t[p][0] + t[p][1] + t[p][2]));
-            u[(4 * p + 2) * ustride + j] = (float) (0.5 * (t[p][0] - t[p][1] + t[p][2]));
-            u[(4 * p + 3) * ustride + j] = (float) t[p][2];
+            __m512 outer = _mm512_add_ps(t[p][0], t[p][2]);
+            float *o = u + 4 * p * ustride + j0;
+            _mm512_mask_storeu_ps(o, live, t[p][0]);
+            _mm512_mask_storeu_ps(o + ustride, live, _mm512_mul_ps(half, _mm512_add_ps(outer, t[p][1])));
+            _mm512_mask_storeu_ps(o + 2 * ustride, live, _mm512_mul_ps(half, _mm512_sub_ps(outer, t[p][1])));
+            _mm512_mask_storeu_ps(o + 3 * ustride, live, t[p][2]);
         }
     }
 }
 
 /* dk[(ky * 3 + kx) * kstride + j] = (G^T dU_j G)[ky, kx] for j < n, where
  * dU_j[p][q] = du[(4p + q) * ustride + j]: the kernel gradient from the gradient of the
- * transformed kernel, in double. */
-static void fastdl_wino_kernel_grad(const float *du, ptrdiff_t ustride, float *dk,
-                                    ptrdiff_t kstride, ptrdiff_t n) {
-    for (ptrdiff_t j = 0; j < n; j++) {
-        double d[4][4], t[3][4];
+ * transformed kernel. */
+FASTDL_WINO_AVX512 static void
+fastdl_wino_kernel_grad(const float *du, ptrdiff_t ustride, float *dk, ptrdiff_t kstride,
+                        ptrdiff_t n) {
+    __m512 half = _mm512_set1_ps(0.5f);
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += 16) {
+        __mmask16 live = FASTDL_WINO_LANES(n, j0);
+        __m512 d[4][4], t[3][4];
         for (int p = 0; p < 4; p++)
-            for (int q = 0; q < 4; q++) d[p][q] = du[(4 * p + q) * ustride + j];
+            for (int q = 0; q < 4; q++) d[p][q] = _mm512_maskz_loadu_ps(live, du + (4 * p + q) * ustride + j0);
         for (int q = 0; q < 4; q++) { /* t = G^T dU */
-            t[0][q] = d[0][q] + 0.5 * (d[1][q] + d[2][q]);
-            t[1][q] = 0.5 * (d[1][q] - d[2][q]);
-            t[2][q] = 0.5 * (d[1][q] + d[2][q]) + d[3][q];
+            __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(d[1][q], d[2][q]));
+            t[0][q] = _mm512_add_ps(d[0][q], mid);
+            t[1][q] = _mm512_mul_ps(half, _mm512_sub_ps(d[1][q], d[2][q]));
+            t[2][q] = _mm512_add_ps(mid, d[3][q]);
         }
         for (int a = 0; a < 3; a++) { /* dk = t G */
-            dk[(a * 3 + 0) * kstride + j] = (float) (t[a][0] + 0.5 * (t[a][1] + t[a][2]));
-            dk[(a * 3 + 1) * kstride + j] = (float) (0.5 * (t[a][1] - t[a][2]));
-            dk[(a * 3 + 2) * kstride + j] = (float) (0.5 * (t[a][1] + t[a][2]) + t[a][3]);
+            __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(t[a][1], t[a][2]));
+            float *o = dk + 3 * a * kstride + j0;
+            _mm512_mask_storeu_ps(o, live, _mm512_add_ps(t[a][0], mid));
+            _mm512_mask_storeu_ps(o + kstride, live, _mm512_mul_ps(half, _mm512_sub_ps(t[a][1], t[a][2])));
+            _mm512_mask_storeu_ps(o + 2 * kstride, live, _mm512_add_ps(mid, t[a][3]));
         }
     }
 }
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FASTDL_WINO_AVX512 __attribute__((target("avx512f")))
-#define FASTDL_WINO_LANES(c, c0) \
-    ((c) - (c0) >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << ((c) - (c0))) - 1u))
 
 /* v[(4p + q) * vstride + j] = (B^T d_j B)[p, q] for the c channels j of one 4x4 patch,
  * 16 channels per vector: rows[r] points at the patch's row r (NULL: a row of zeros,
@@ -160,7 +172,11 @@ fastdl_wino_grad_tile(const float *const *rows, unsigned present, ptrdiff_t f, f
         }
     }
 }
-#else /* not GCC/clang on x86-64: Winograd is not used (fastdl_wino_available() is 0) */
+#else /* not GCC/clang on x86-64: Winograd is not used (winograd_available() is False) */
+static void fastdl_wino_kernel(const float *k, ptrdiff_t kstride, float *u, ptrdiff_t ustride,
+                               ptrdiff_t n) {}
+static void fastdl_wino_kernel_grad(const float *du, ptrdiff_t ustride, float *dk,
+                                    ptrdiff_t kstride, ptrdiff_t n) {}
 static void fastdl_wino_grad_tile(const float *const *rows, unsigned present, ptrdiff_t f,
                                   float *w, ptrdiff_t wstride) {}
 static void fastdl_wino_input(const float *const *rows, unsigned present, ptrdiff_t c, float *v,

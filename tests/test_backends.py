@@ -128,15 +128,17 @@ def test_auto_measurement_never_mutates_the_caller_arrays(auto):
 
 
 def test_portable_kernels_behind_the_avx512_ones_match_the_reference():
-    """FASTDL_AVX512=0 turns off the hand-written AVX-512 GEMM and pooling windows: the
-    portable code they replace on this CPU must still be right (pooling's own loops, BLAS
-    for every product), so its tests run once more in a process without them."""
+    """FASTDL_AVX512=0 turns off the hand-written AVX-512 GEMM, pooling windows and
+    Winograd convolutions: the portable code they replace on this CPU must still be right
+    (pooling's own loops, im2col with BLAS for every product), so its tests run once more
+    in a process without them."""
     env = dict(os.environ, FASTDL_AVX512="0")
     tests = os.path.dirname(os.path.abspath(__file__))
-    selected = "(cython and float32) or (cython and writes_every) or first_maximum or tile_edges"
+    selected = ("(cython and float32) or (cython and writes_every) or (cython and winograd)"
+                " or first_maximum or tile_edges")
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
-         "-k", selected, os.path.join(tests, "test_pool.py"),
+         "-k", selected, os.path.join(tests, "test_pool.py"), os.path.join(tests, "test_conv.py"),
          os.path.join(tests, "test_dense.py") + "::test_float32_matmul_across_the_gemm_kernels_tile_edges"],
         env=env, capture_output=True, text=True, cwd=os.getcwd())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]

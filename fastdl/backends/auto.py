@@ -6,10 +6,12 @@ is not counted) and remembers the winner, in memory and in a per-machine JSON fi
 under the user's cache directory. Numba takes part once its kernels are compiled on
 this machine (`fastdl.backends.numba_cpu.warmup()`, about a minute, once): before that,
 measuring it would mean a first training step of some 25 s of JIT compilation, so new
-shapes run on Cython, unrecorded, and are measured on a later run. `choices()` shows what was picked; `prefer(op, name)`
-overrides an op. Results never depend on the choice beyond float32 rounding: every
+shapes run on Cython, unrecorded, and are measured on a later run. The file belongs to
+one build of the kernels: a rebuilt or upgraded fastdl measures afresh. `choices()` shows
+what was picked; `prefer(op, name)` overrides an op. Results never depend on the choice beyond float32 rounding: every
 backend is tested against the same reference.
 """
+import hashlib
 import importlib.util
 import json
 import os
@@ -43,11 +45,31 @@ def candidates():
     return _CANDIDATES
 
 
+_BUILD = None
+
+
+def _build_id():
+    """A short hash of the compiled kernels' files (names, sizes, times): measurements
+    belong to one build, so a rebuilt or reinstalled package measures afresh instead of
+    keeping picks made against kernels that have since changed."""
+    global _BUILD
+    if _BUILD is None:
+        folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_kernels")
+        digest = hashlib.sha1()
+        for name in sorted(os.listdir(folder)):
+            if name.endswith((".so", ".pyd")):
+                stat = os.stat(os.path.join(folder, name))
+                digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        _BUILD = digest.hexdigest()[:10]
+    return _BUILD
+
+
 def cache_path():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     import fastdl
 
-    machine = f"{platform.machine()}-{os.cpu_count()}cpu-{_config.get_num_threads()}thr-fastdl{fastdl.__version__}"
+    machine = (f"{platform.machine()}-{os.cpu_count()}cpu-{_config.get_num_threads()}thr"
+               f"-fastdl{fastdl.__version__}-{_build_id()}")
     return os.path.join(base, "fastdl", f"auto-{machine}.json")
 
 
