@@ -8,6 +8,8 @@ import numpy as np
 
 
 def is_device(a):
+    if type(a) is np.ndarray:  # the common case, asked several times per op: no getattr
+        return False
     return not isinstance(a, np.ndarray) and (bool(getattr(a, "__cuda_ndarray__", False))
                                               or hasattr(a, "__cuda_array_interface__"))
 
@@ -83,6 +85,8 @@ def copy_into(dst, src):
 
 
 def may_share_memory(a, b):
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.may_share_memory(a, b)
     if is_device(a) and is_device(b):
         return _gpu().may_share_memory(a, b)
     if is_device(a) or is_device(b):

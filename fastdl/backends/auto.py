@@ -126,11 +126,19 @@ def _describe(value):
     arguments (geometry, activation, flags), but not of real-valued ones (learning
     rates and bias corrections change every step and must not trigger a measurement);
     a tuple, cheap to hash on every call."""
+    kind = type(value)  # exact types first: this runs for every argument of every call
+    if kind is np.ndarray:
+        return (value.dtype.char, value.shape)
+    if kind is int or kind is str or value is None or kind is bool:
+        return value
+    if kind is tuple or isinstance(value, tuple):  # geometries are tuples of ints
+        items = tuple(value)
+        if all(type(v) is int for v in items):
+            return items
+        return tuple([_describe(v) for v in items])
     if isinstance(value, np.ndarray):
         return (value.dtype.char, value.shape)
-    if isinstance(value, tuple):
-        return tuple(_describe(v) for v in value)
-    if value is None or isinstance(value, (bool, int, str, np.integer)):
+    if isinstance(value, (bool, int, str, np.integer)):
         return value
     return type(value).__name__
 

@@ -68,6 +68,8 @@ def shape_is(name, a, shape, what=""):
 
 def int_pair(name, value, minimum=1):
     """An int or a pair of ints, each >= minimum, as a pair."""
+    if type(value) is int and value >= minimum:  # the common case, checked on every call
+        return value, value
     items = (value, value) if _is_int(value) else value
     try:
         items = tuple(items)
@@ -81,7 +83,7 @@ def int_pair(name, value, minimum=1):
 
 
 def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def padding_spec(value, allow_explicit=True):
