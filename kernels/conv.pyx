@@ -11,7 +11,7 @@ from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
 from _blas cimport gemm, fastdl_gemm_enabled
-from _sums cimport add_row
+from _sums cimport add_rows
 from _geometry cimport Window, window_from_tuple
 
 cdef extern from "elementwise.h" nogil:
@@ -455,8 +455,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
             # this thread's dkernel += cols^T @ dy
             gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
                  dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
-        for r in range(rows):
-            add_row(dbp + threadid() * f, dy_block + r * f, f)
+        add_rows(dbp + threadid() * f, dy_block, rows, f)
         if floating is float:
             if w.u != NULL:
                 winograd_rows(dyp, w, NULL, dxp + i0 * g.h * g.w * g.c, gt, g.c, i0 * g.h,

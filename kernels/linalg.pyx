@@ -4,7 +4,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 from _blas cimport gemm
-from _sums cimport add_row
+from _sums cimport add_rows
 
 
 def matmul(floating[:, :] a, floating[:, :] b, floating[:, ::1] out,
@@ -67,8 +67,8 @@ def column_sums(floating[:, ::1] x, floating[::1] out, int num_threads):
                     acc[j] = 0
                 r0 = t * m // parts
                 r1 = (t + 1) * m // parts
-                for i in range(r0, r1):
-                    add_row(acc, &x[i, 0], n)
+                if r1 > r0:
+                    add_rows(acc, &x[r0, 0], r1 - r0, n)
             # add the partial sums in a fixed order, rounding once at the end
             for j in range(n):
                 total = 0
