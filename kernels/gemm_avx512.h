@@ -106,17 +106,49 @@ fastdl_micro_any(int mr, int nv, ptrdiff_t kc, const float *a, ptrdiff_t ars, pt
     }
 }
 
-/* Below this many rows of C, packing B^T costs more than the product gains. */
+/* Below this many rows of C, packing B^T (n x k) costs more than the product gains;
+ * with few columns too, B^T is small and is packed anyway. */
 #define FASTDL_PACK_MIN_ROWS 256
 
-/* Returns 0 on success, -1 when the caller should use BLAS instead: op(B) = B^T with
- * too few rows of C to pay for packing, or no memory to pack it. */
+static FASTDL_AVX512 int
+fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                    float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                    float beta, float *c, ptrdiff_t ldc);
+
+/* C = alpha * op(A) @ B^T + beta * C for C with few rows and many columns (a dense
+ * layer's input gradient, dy @ W^T): computed transposed, C^T = B @ op(A)^T, where B
+ * (n, k) serves as it is and only the small op(A)^T needs packing, then transposed
+ * into C in 16 x 16 tiles. */
+static FASTDL_AVX512 int
+fastdl_sgemm_few_rows_bt(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                         const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                         float beta, float *c, ptrdiff_t ldc) {
+    float *t = (float *) malloc((size_t) n * (size_t) (m > 0 ? m : 1) * sizeof(float));
+    if (t == NULL) return -1;
+    if (fastdl_sgemm_avx512(0, !trans_a, n, m, k, 1.0f, b, ldb, a, lda, 0.0f, t, m) != 0) {
+        free(t);
+        return -1;
+    }
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += 16)
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += 16) {
+            ptrdiff_t i1 = i0 + 16 < m ? i0 + 16 : m, j1 = j0 + 16 < n ? j0 + 16 : n;
+            for (ptrdiff_t i = i0; i < i1; i++)
+                for (ptrdiff_t j = j0; j < j1; j++)
+                    c[i * ldc + j] = alpha * t[j * m + i] + (beta != 0.0f ? beta * c[i * ldc + j] : 0.0f);
+        }
+    free(t);
+    return 0;
+}
+
+/* Returns 0 on success, -1 when the caller should use BLAS instead: no memory to pack
+ * or transpose through. */
 static FASTDL_AVX512 int
 fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                     float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
                     float beta, float *c, ptrdiff_t ldc) {
     float *packed = NULL;
-    if (trans_b && m < FASTDL_PACK_MIN_ROWS) return -1;
+    if (trans_b && m < FASTDL_PACK_MIN_ROWS && n >= FASTDL_PACK_MIN_ROWS)
+        return fastdl_sgemm_few_rows_bt(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (trans_b) { /* B is (n, k): pack B^T as (k, n) so its rows load as vectors */
         packed = (float *) malloc((size_t) k * (size_t) n * sizeof(float));
         if (packed == NULL) return -1;

@@ -20,12 +20,13 @@ def test_matmul_matches_numpy(backend, dtype, m, k, n, order):
 
 
 @pytest.mark.parametrize("m", [1, 6, 7, 300])
-@pytest.mark.parametrize("n", [1, 16, 17, 64, 65, 130])
+@pytest.mark.parametrize("n", [1, 16, 17, 64, 65, 130, 601])
 @pytest.mark.parametrize("k", [1, 256, 257])
-@pytest.mark.parametrize("order", ["CC", "FC", "CF"])
+@pytest.mark.parametrize("order", ["CC", "FC", "CF", "FF"])
 def test_float32_matmul_across_the_gemm_kernels_tile_edges(m, n, k, order):
     """The compiled backends' float32 GEMM works in tiles of 6 rows x 64 columns (16 at a
-    time) and blocks of 256 along K: every edge of those, and each operand transposed."""
+    time) and blocks of 256 along K: every edge of those, and each operand transposed
+    (a transposed B with few rows of output and many columns is computed transposed)."""
     rng = np.random.default_rng(m * 1000 + n * 10 + k)
     a = np.asarray(rng.standard_normal((m, k)), np.float32, order=order[0])
     b = np.asarray(rng.standard_normal((k, n)), np.float32, order=order[1])
