@@ -23,6 +23,11 @@ cdef extern from "pool_window.h" nogil:
     void fastdl_max_pool_row_d(const double *x, double *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
 
 
+cdef extern from "copy_runs.h" nogil:
+    int fastdl_copy_runs_avx512_enabled()
+    void fastdl_copy_short_runs_f(float *dst, Py_ssize_t dst_step, const float *src,
+                                  Py_ssize_t src_step, Py_ssize_t count, Py_ssize_t n)
+
 cdef extern from "winograd_f23.h" nogil:
     void fastdl_wino_kernel(const float *k, Py_ssize_t kstride, float *u, Py_ssize_t ustride,
                             Py_ssize_t n)
@@ -89,37 +94,54 @@ cdef inline void copy_short(floating *dst, const floating *src, Py_ssize_t n) no
             dst[j] = src[j]
 
 
+cdef inline void copy_runs(floating *dst, Py_ssize_t dst_step, const floating *src,
+                           Py_ssize_t src_step, Py_ssize_t count, Py_ssize_t n) noexcept nogil:
+    """dst[p * dst_step:][:n] = src[p * src_step:][:n] for p < count."""
+    cdef Py_ssize_t p
+    if floating is float:
+        if n <= 16 and fastdl_copy_runs_avx512_enabled():
+            fastdl_copy_short_runs_f(dst, dst_step, src, src_step, count, n)
+            return
+    for p in range(count):
+        copy_short(dst + p * dst_step, src + p * src_step, n)
+
+
 cdef void im2col(const floating *x, floating *cols, Window g, Py_ssize_t u0,
                  Py_ssize_t nu) noexcept nogil:
     """cols[(u, ox), (ky, kx, c)] = padded x[i, oy*sh + ky*dh, ox*sw + kx*dw, c] for the
     output rows u = u0 .. u0 + nu - 1 of the batch, where u = i * oh + oy."""
     cdef Py_ssize_t kk = g.kh * g.kw * g.c
     cdef Py_ssize_t row_len = g.kw * g.c
-    cdef Py_ssize_t u, i, oy, ox, ky, kx, iy, ix, ix0
+    cdef Py_ssize_t u, i, oy, ox, ky, kx, iy, ix, ix0, lo = 0, hi = 0
     cdef floating *dst
     cdef const floating *src
+    if g.dw == 1:  # output columns [lo, hi) read whole kernel rows inside the image
+        lo = min(g.ow, (g.pl + g.sw - 1) // g.sw)
+        hi = max(lo, min(g.ow, (g.w + g.pl - g.kw) // g.sw + 1)) if g.w + g.pl >= g.kw else lo
     for u in range(nu):
         i = (u0 + u) // g.oh
         oy = (u0 + u) % g.oh
-        for ox in range(g.ow):
-            dst = cols + (u * g.ow + ox) * kk
-            ix0 = ox * g.sw - g.pl
-            for ky in range(g.kh):
-                iy = oy * g.sh - g.pt + ky * g.dh
-                if iy < 0 or iy >= g.h:
-                    memset(dst + ky * row_len, 0, row_len * sizeof(floating))
-                elif g.dw == 1 and ix0 >= 0 and ix0 + g.kw <= g.w:
-                    # the whole kernel row is inside: one contiguous copy
-                    src = x + ((i * g.h + iy) * g.w + ix0) * g.c
-                    copy_short(dst + ky * row_len, src, row_len)
-                else:
-                    for kx in range(g.kw):
-                        ix = ix0 + kx * g.dw
-                        if ix < 0 or ix >= g.w:
-                            memset(dst + ky * row_len + kx * g.c, 0, g.c * sizeof(floating))
-                        else:
-                            src = x + ((i * g.h + iy) * g.w + ix) * g.c
-                            copy_short(dst + ky * row_len + kx * g.c, src, g.c)
+        for ky in range(g.kh):
+            iy = oy * g.sh - g.pt + ky * g.dh
+            dst = cols + u * g.ow * kk + ky * row_len
+            if iy < 0 or iy >= g.h:
+                for ox in range(g.ow):
+                    memset(dst + ox * kk, 0, row_len * sizeof(floating))
+                continue
+            # the inside columns: each kernel row one contiguous copy, all in one call
+            copy_runs(dst + lo * kk, kk, x + ((i * g.h + iy) * g.w + lo * g.sw - g.pl) * g.c,
+                      g.sw * g.c, hi - lo, row_len)
+            for ox in range(g.ow):
+                if lo <= ox < hi:
+                    continue
+                ix0 = ox * g.sw - g.pl
+                for kx in range(g.kw):
+                    ix = ix0 + kx * g.dw
+                    if ix < 0 or ix >= g.w:
+                        memset(dst + ox * kk + kx * g.c, 0, g.c * sizeof(floating))
+                    else:
+                        src = x + ((i * g.h + iy) * g.w + ix) * g.c
+                        copy_short(dst + ox * kk + kx * g.c, src, g.c)
 
 
 cdef void col2im(const floating *dcols, floating *dx, Window g, Py_ssize_t i0,
