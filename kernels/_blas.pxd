@@ -14,6 +14,10 @@ cdef extern from "gemm_avx512.h" nogil:
     int fastdl_sgemm_avx512(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                             float alpha, const float *a, Py_ssize_t lda, const float *b,
                             Py_ssize_t ldb, float beta, float *c, Py_ssize_t ldc)
+    int fastdl_sgemm_avx512_ep(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                               float alpha, const float *a, Py_ssize_t lda, const float *b,
+                               Py_ssize_t ldb, float beta, float *c, Py_ssize_t ldc,
+                               const float *bias, int relu)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,

@@ -10,7 +10,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-from _blas cimport gemm, fastdl_gemm_enabled
+from _blas cimport gemm, fastdl_gemm_enabled, fastdl_sgemm_avx512_ep
 from _sums cimport add_rows
 from _geometry cimport Window, window_from_tuple
 
@@ -304,6 +304,10 @@ cdef void conv_rows(const floating *x, const floating *kernel, const floating *b
     else:
         im2col(x, work, g, u0, nu)
         cols = work
+    if floating is float:  # bias and ReLU in the GEMM's epilogue: no passes of their own
+        if fastdl_gemm_enabled() and fastdl_sgemm_avx512_ep(
+                False, False, nu * g.ow, f, kk, 1, cols, kk, kernel, f, 0, out, f, bias, relu) == 0:
+            return
     if bias != NULL:
         for r in range(nu * g.ow):
             for j in range(f):

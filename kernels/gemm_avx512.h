@@ -38,7 +38,9 @@ static inline int fastdl_gemm_enabled(void) { return fastdl_gemm_state; }
 
 /* C[r, 16v + j] = alpha * sum over kc of a(r, k) * b(k, 16v + j) + beta * C: mr rows,
  * nv vectors of 16 columns, the last one masked by `last`; a(r, k) = a[r * ars + k * aks].
- * Accumulators are separate variables (an array of vectors gets spilled by GCC). */
+ * Then, as the epilogue: + bias[16v + j] when bias is not NULL, max(0, .) when relu
+ * (NaN stays NaN, as in fastdl_relu_f). Accumulators are separate variables (an array
+ * of vectors gets spilled by GCC). */
 #define FASTDL_ACC_DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = c##r##0, \
     c##r##2 = c##r##0, c##r##3 = c##r##0;
 #define FASTDL_ACC_FMA(r)                                                  \
@@ -55,6 +57,8 @@ static inline int fastdl_gemm_enabled(void) { return fastdl_gemm_state; }
         float *cp = c + r * ldc + 16 * v;                                  \
         __m512 out = _mm512_mul_ps(al, c##r##v);                           \
         if (beta != 0.0f) out = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(mk, cp), out); \
+        if (bias != NULL) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mk, bias + 16 * v)); \
+        if (relu) out = _mm512_max_ps(_mm512_setzero_ps(), out);           \
         _mm512_mask_storeu_ps(cp, mk, out);                                \
     }
 #define FASTDL_ACC_STORE(r)                                                \
@@ -66,7 +70,7 @@ static inline int fastdl_gemm_enabled(void) { return fastdl_gemm_state; }
 static inline __attribute__((always_inline)) FASTDL_AVX512 void
 fastdl_micro(int mr, int nv, ptrdiff_t kc, const float *a, ptrdiff_t ars, ptrdiff_t aks,
              const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, __mmask16 last,
-             float alpha, float beta) {
+             float alpha, float beta, const float *bias, int relu) {
     FASTDL_ACC_DECL(0) FASTDL_ACC_DECL(1) FASTDL_ACC_DECL(2)
     FASTDL_ACC_DECL(3) FASTDL_ACC_DECL(4) FASTDL_ACC_DECL(5)
     for (ptrdiff_t k = 0; k < kc; k++) {
@@ -86,18 +90,18 @@ fastdl_micro(int mr, int nv, ptrdiff_t kc, const float *a, ptrdiff_t ars, ptrdif
 
 #define FASTDL_MICRO_ROWS(NV)                                                           \
     switch (mr) {                                                                       \
-    case 6: fastdl_micro(6, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta); break; \
-    case 5: fastdl_micro(5, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta); break; \
-    case 4: fastdl_micro(4, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta); break; \
-    case 3: fastdl_micro(3, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta); break; \
-    case 2: fastdl_micro(2, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta); break; \
-    default: fastdl_micro(1, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta); break; \
+    case 6: fastdl_micro(6, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta, bias, relu); break; \
+    case 5: fastdl_micro(5, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta, bias, relu); break; \
+    case 4: fastdl_micro(4, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta, bias, relu); break; \
+    case 3: fastdl_micro(3, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta, bias, relu); break; \
+    case 2: fastdl_micro(2, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta, bias, relu); break; \
+    default: fastdl_micro(1, NV, kc, a, ars, aks, b, ldb, c, ldc, last, alpha, beta, bias, relu); break; \
     }
 
 static FASTDL_AVX512 void
 fastdl_micro_any(int mr, int nv, ptrdiff_t kc, const float *a, ptrdiff_t ars, ptrdiff_t aks,
                  const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, __mmask16 last,
-                 float alpha, float beta) {
+                 float alpha, float beta, const float *bias, int relu) {
     switch (nv) {
     case 4: FASTDL_MICRO_ROWS(4) break;
     case 3: FASTDL_MICRO_ROWS(3) break;
@@ -111,9 +115,9 @@ fastdl_micro_any(int mr, int nv, ptrdiff_t kc, const float *a, ptrdiff_t ars, pt
 #define FASTDL_PACK_MIN_ROWS 256
 
 static FASTDL_AVX512 int
-fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                    float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
-                    float beta, float *c, ptrdiff_t ldc);
+fastdl_sgemm_avx512_ep(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                       float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                       float beta, float *c, ptrdiff_t ldc, const float *bias, int relu);
 
 /* C = alpha * op(A) @ B^T + beta * C for C with few rows and many columns (a dense
  * layer's input gradient, dy @ W^T): computed transposed, C^T = B @ op(A)^T, where B
@@ -125,7 +129,7 @@ fastdl_sgemm_few_rows_bt(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, flo
                          float beta, float *c, ptrdiff_t ldc) {
     float *t = (float *) malloc((size_t) n * (size_t) (m > 0 ? m : 1) * sizeof(float));
     if (t == NULL) return -1;
-    if (fastdl_sgemm_avx512(0, !trans_a, n, m, k, 1.0f, b, ldb, a, lda, 0.0f, t, m) != 0) {
+    if (fastdl_sgemm_avx512_ep(0, !trans_a, n, m, k, 1.0f, b, ldb, a, lda, 0.0f, t, m, NULL, 0) != 0) {
         free(t);
         return -1;
     }
@@ -140,14 +144,17 @@ fastdl_sgemm_few_rows_bt(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, flo
     return 0;
 }
 
-/* Returns 0 on success, -1 when the caller should use BLAS instead: no memory to pack
- * or transpose through. */
+/* C = relu?(alpha * op(A) @ op(B) + beta * C + bias): bias (n,) or NULL, added with the
+ * first block of K (so the sums round as if C had held the bias), relu applied as each
+ * tile of C is stored the last time, so a convolution's bias and ReLU cost no passes
+ * of their own. Returns 0 on success, -1 when the caller should use BLAS instead: no
+ * memory to pack or transpose through. */
 static FASTDL_AVX512 int
-fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                    float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
-                    float beta, float *c, ptrdiff_t ldc) {
+fastdl_sgemm_avx512_ep(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                       float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                       float beta, float *c, ptrdiff_t ldc, const float *bias, int relu) {
     float *packed = NULL;
-    if (trans_b && m < FASTDL_PACK_MIN_ROWS && n >= FASTDL_PACK_MIN_ROWS)
+    if (trans_b && m < FASTDL_PACK_MIN_ROWS && n >= FASTDL_PACK_MIN_ROWS && bias == NULL && !relu)
         return fastdl_sgemm_few_rows_bt(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (trans_b) { /* B is (n, k): pack B^T as (k, n) so its rows load as vectors */
         packed = (float *) malloc((size_t) k * (size_t) n * sizeof(float));
@@ -167,6 +174,8 @@ fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
     for (ptrdiff_t k0 = 0; k0 < k || k0 == 0; k0 += FASTDL_KC) {
         ptrdiff_t kc = k - k0 < FASTDL_KC ? k - k0 : FASTDL_KC;
         float bt = k0 == 0 ? beta : 1.0f; /* later K blocks add to what the first wrote */
+        const float *bias_k = k0 == 0 ? bias : NULL;
+        int relu_k = relu && k0 + kc >= k;
         for (ptrdiff_t j0 = 0; j0 < n; j0 += 64) {
             ptrdiff_t nc = n - j0 < 64 ? n - j0 : 64;
             int nv = (int) ((nc + 15) / 16);
@@ -175,7 +184,8 @@ fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
             for (ptrdiff_t i0 = 0; i0 < m; i0 += 6) {
                 int mr = (int) (m - i0 < 6 ? m - i0 : 6);
                 fastdl_micro_any(mr, nv, kc, a + i0 * ars + k0 * aks, ars, aks,
-                                 b + k0 * ldb + j0, ldb, c + i0 * ldc + j0, ldc, last, alpha, bt);
+                                 b + k0 * ldb + j0, ldb, c + i0 * ldc + j0, ldc, last, alpha, bt,
+                                 bias_k != NULL ? bias_k + j0 : NULL, relu_k);
             }
         }
         if (k == 0) break;
@@ -183,8 +193,22 @@ fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
     free(packed);
     return 0;
 }
+
+static FASTDL_AVX512 int
+fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                    float alpha, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                    float beta, float *c, ptrdiff_t ldc) {
+    return fastdl_sgemm_avx512_ep(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                                  NULL, 0);
+}
 #else /* not GCC/clang on x86-64: BLAS only */
 static int fastdl_gemm_enabled(void) { return 0; }
+static int fastdl_sgemm_avx512_ep(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                  float alpha, const float *a, ptrdiff_t lda, const float *b,
+                                  ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc,
+                                  const float *bias, int relu) {
+    return -1;
+}
 static int fastdl_sgemm_avx512(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                                float alpha, const float *a, ptrdiff_t lda, const float *b,
                                ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc) {
