@@ -42,10 +42,24 @@ class Timing:
     samples: int
 
 
+# Libraries in one process disturb each other's short calls: after a call, OpenMP
+# runtimes (fastdl's libgomp, PyTorch's own copy) and TensorFlow's pools spin-wait for
+# a few milliseconds, and on a 2-core machine that takes a core from whoever runs next
+# (a 0.1 ms pooling call measured 0.1 ms alone, 0.3 ms right after PyTorch's). So before
+# a timed call shorter than SETTLE_BELOW, the harness waits SETTLE seconds for the other
+# libraries' threads to go idle and makes SETTLE_CALLS untimed calls to bring this one's
+# back to their steady state: each library is timed as it runs on its own (the same
+# medians as calling it alone in a loop), none at the expense of another.
+SETTLE = 0.01
+SETTLE_BELOW = 0.05
+SETTLE_CALLS = 2
+
+
 def run_case(case, repeats=15, warmup=3, min_seconds=0.0):
     """Time every candidate of `case`: warm-up calls first (JIT, lazy init, graph
     tracing, workspace sizing), then `repeats` rounds calling each candidate once per
-    round, the order rotating each round, so drift hits all of them alike."""
+    round, the order rotating each round, so drift hits all of them alike; short calls
+    are settled first (see SETTLE)."""
     if case.setup is not None:
         case.setup()
     if case.repeats is not None:
@@ -69,6 +83,10 @@ def run_case(case, repeats=15, warmup=3, min_seconds=0.0):
             order = names[rounds % len(names):] + names[:rounds % len(names)]
             for name in order:
                 fn = case.candidates[name]
+                if samples[name] and samples[name][-1] < SETTLE_BELOW:
+                    time.sleep(SETTLE)
+                    for _ in range(SETTLE_CALLS):
+                        fn()
                 t0 = time.perf_counter()
                 fn()
                 samples[name].append(time.perf_counter() - t0)
