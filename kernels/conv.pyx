@@ -347,7 +347,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel
     cdef Winograd w
     w.u = NULL
     if floating is float:
-        w = winograd_setup(&kernel[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, False)
+        if winograd_applies(g):
+            w = winograd_setup(&kernel[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, False)
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
         u0 = b * rows_per_block
         conv_rows(xp, &kernel[0, 0], bp, yp + u0 * g.ow * f,
@@ -389,7 +390,8 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
     cdef Winograd w
     w.u = NULL
     if floating is float:
-        w = winograd_setup(&kernel[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, False)
+        if winograd_applies(g):
+            w = winograd_setup(&kernel[0, 0], wino_u, wino_v, wino_m, g.c, f, num_threads, False)
     for b in prange(g.n * per_image, nogil=True, schedule="static", num_threads=num_threads):
         i = b // per_image
         py0 = (b % per_image) * pooled_rows_per_block
