@@ -23,8 +23,10 @@ cdef extern from "pool_window.h" nogil:
     void fastdl_max_pool_row_d(const double *x, double *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
 
 
+cdef extern from "simd.h" nogil:
+    int fastdl_avx512_enabled()
+
 cdef extern from "copy_runs.h" nogil:
-    int fastdl_copy_runs_avx512_enabled()
     void fastdl_copy_short_runs_f(float *dst, Py_ssize_t dst_step, const float *src,
                                   Py_ssize_t src_step, Py_ssize_t count, Py_ssize_t n)
 
@@ -99,7 +101,7 @@ cdef inline void copy_runs(floating *dst, Py_ssize_t dst_step, const floating *s
     """dst[p * dst_step:][:n] = src[p * src_step:][:n] for p < count."""
     cdef Py_ssize_t p
     if floating is float:
-        if n <= 16 and fastdl_copy_runs_avx512_enabled():
+        if n <= 16 and fastdl_avx512_enabled():
             fastdl_copy_short_runs_f(dst, dst_step, src, src_step, count, n)
             return
     for p in range(count):
@@ -464,7 +466,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
             with nogil:
                 memset(wg.du, 0, num_threads * wg.du_slot * sizeof(float))
     with nogil:
-        memset(dkp, 0, parts * kk * f * sizeof(floating))
+        if wg.du == NULL:  # the im2col partials (Winograd sums into dU instead)
+            memset(dkp, 0, parts * kk * f * sizeof(floating))
         memset(dbp, 0, parts * f * sizeof(double))
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
         i0 = b * images_per_block

@@ -15,26 +15,19 @@
 #ifndef FASTDL_GEMM_AVX512_H
 #define FASTDL_GEMM_AVX512_H
 #include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
+#include "simd.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__))
-#include <immintrin.h>
-
 #define FASTDL_KC 256
-#define FASTDL_AVX512 __attribute__((target("avx512f")))
 
-static int fastdl_gemm_state; /* set once when the extension module loads */
+static int fastdl_gemm_blas; /* FASTDL_GEMM=blas: set once when the extension module loads */
 
 __attribute__((constructor)) static void fastdl_gemm_init(void) {
-    const char *choice = getenv("FASTDL_GEMM"), *avx512 = getenv("FASTDL_AVX512");
-    __builtin_cpu_init();
-    fastdl_gemm_state = __builtin_cpu_supports("avx512f")
-                        && !(choice != NULL && strcmp(choice, "blas") == 0)
-                        && !(avx512 != NULL && strcmp(avx512, "0") == 0);
+    const char *choice = getenv("FASTDL_GEMM");
+    fastdl_gemm_blas = choice != NULL && strcmp(choice, "blas") == 0;
 }
 
-static inline int fastdl_gemm_enabled(void) { return fastdl_gemm_state; }
+static inline int fastdl_gemm_enabled(void) { return fastdl_avx512_enabled() && !fastdl_gemm_blas; }
 
 /* C[r, 16v + j] = alpha * sum over kc of a(r, k) * b(k, 16v + j) + beta * C: mr rows,
  * nv vectors of 16 columns, the last one masked by `last`; a(r, k) = a[r * ars + k * aks].

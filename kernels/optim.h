@@ -10,11 +10,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define FASTDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTDL_CLONES
-#endif
+#include "simd.h"
 
 #define FASTDL_OPTIM(T, S, SQRT)                                                         \
 /* SGD. PyTorch form: buf = momentum*buf + (1-dampening)*g (buf = g when init),         \

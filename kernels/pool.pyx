@@ -22,8 +22,10 @@ cdef extern from "pool_window.h" nogil:
     void fastdl_avg_window_backward_f(const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_avg_window_backward_d(const double *dy, double *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
 
+cdef extern from "simd.h" nogil:
+    int fastdl_avx512_enabled()
+
 cdef extern from "pool_window_avx512.h" nogil:
-    int fastdl_pool_avx512_enabled()
     void fastdl_max_window_f512(const float *x, float *out, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
     void fastdl_max_window_backward_f512(const float *x, const float *dy, float *dx, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu, int assign)
     void fastdl_max_row_f512(const float *x, float *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t step, Py_ssize_t row, Py_ssize_t c)
@@ -53,7 +55,7 @@ cdef inline void pool_pixel(const floating *x, floating *out, Window g, Py_ssize
     cdef const floating *origin = x + offset(g, i, s.y0, s.x0)
     cdef Py_ssize_t rows = s.y1 - s.y0, cols = s.x1 - s.x0, row = g.w * g.c
     if floating is float:
-        if is_max and fastdl_pool_avx512_enabled():
+        if is_max and fastdl_avx512_enabled():
             fastdl_max_window_f512(origin, out, rows, cols, row, g.c)
         elif is_max:
             fastdl_max_window_f(origin, out, rows, cols, row, g.c)
@@ -78,7 +80,7 @@ cdef inline void pool_pixel_backward(const floating *x, const floating *dy, floa
     cdef Py_ssize_t rows = s.y1 - s.y0, cols = s.x1 - s.x0, row = g.w * g.c
     cdef bint is_max = kind != AVERAGE
     if floating is float:
-        if is_max and fastdl_pool_avx512_enabled():
+        if is_max and fastdl_avx512_enabled():
             fastdl_max_window_backward_f512(x + at, dy, dx + at, rows, cols, row, g.c,
                                             kind == MAXIMUM_OF_RELU, assign)
         elif is_max:
@@ -107,7 +109,7 @@ cdef inline void whole_windows(Window g, Py_ssize_t oy, Py_ssize_t *lo, Py_ssize
 cdef void forward_rows(const floating *x, floating *y, Window g, bint is_max,
                        int num_threads) noexcept nogil:
     cdef Py_ssize_t r, i, oy, ox, lo, hi
-    cdef bint rows_whole = floating is float and is_max and fastdl_pool_avx512_enabled()
+    cdef bint rows_whole = floating is float and is_max and fastdl_avx512_enabled()
     for r in prange(g.n * g.oh, schedule="static", num_threads=num_threads):
         i = r // g.oh
         oy = r % g.oh

@@ -11,11 +11,7 @@
 #define FASTDL_POOL_WINDOW_H
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define FASTDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTDL_CLONES
-#endif
+#include "simd.h"
 
 #define FASTDL_CHUNK 64 /* channels kept in local arrays at once */
 

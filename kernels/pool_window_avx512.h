@@ -5,33 +5,15 @@
  * maximum gets the gradient), written with intrinsics: the portable loops go through
  * stack arrays of FASTDL_CHUNK channels and cost ~300 cycles per 32-channel window on
  * this project's machine, these keep the running maximum and its position in
- * registers. fastdl_pool_avx512_enabled() says whether this CPU may run them (and
- * FASTDL_AVX512=0 in the environment turns them off, as it does fastdl's GEMM).
+ * registers. Callers ask fastdl_avx512_enabled() (simd.h) first.
  */
 #ifndef FASTDL_POOL_WINDOW_AVX512_H
 #define FASTDL_POOL_WINDOW_AVX512_H
 #include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
+#include "simd.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-
-static int fastdl_pool_avx512_state; /* set once when the extension module loads */
-
-__attribute__((constructor)) static void fastdl_pool_avx512_init(void) {
-    const char *choice = getenv("FASTDL_AVX512"); /* "0": the portable loops (tests) */
-    __builtin_cpu_init();
-    fastdl_pool_avx512_state = __builtin_cpu_supports("avx512f")
-                               && !(choice != NULL && strcmp(choice, "0") == 0);
-}
-
-static inline int fastdl_pool_avx512_enabled(void) { return fastdl_pool_avx512_state; }
-
-#define FASTDL_LANES(c, c0) ((c) - (c0) >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << ((c) - (c0))) - 1u))
-
-#define FASTDL_POOL_AVX512 __attribute__((target("avx512f")))
-#define FASTDL_POOL_INLINE static inline __attribute__((always_inline)) FASTDL_POOL_AVX512
+#define FASTDL_POOL_INLINE static inline __attribute__((always_inline)) FASTDL_AVX512
 
 /* out[ch] = max over the rows x cols window of x[., ., ch]; `row` is the distance
  * between input rows, `c` the number of channels */
@@ -52,7 +34,7 @@ fastdl_max_window_body(const float *x, float *out, ptrdiff_t rows, ptrdiff_t col
 
 /* dx[., ., ch] (+)= dy[ch] at the window's first maximum, zero elsewhere; relu: nothing
  * where that maximum is <= 0; assign: set dx instead of adding to it */
-FASTDL_POOL_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_max_window_backward_f512(const float *x, const float *dy, float *dx, ptrdiff_t rows,
                                 ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c, int relu,
                                 int assign) {
@@ -83,7 +65,7 @@ fastdl_max_window_backward_f512(const float *x, const float *dy, float *dx, ptrd
     }
 }
 /* One window (called per pixel where padding clips windows) */
-FASTDL_POOL_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_max_window_f512(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols,
                        ptrdiff_t row, ptrdiff_t c) {
     fastdl_max_window_body(x, out, rows, cols, row, c);
@@ -91,7 +73,7 @@ fastdl_max_window_f512(const float *x, float *out, ptrdiff_t rows, ptrdiff_t col
 
 /* `count` whole windows in a row, window p at x + p * step (and out + p * c): one call
  * per output row instead of one per pixel (10-25% faster forward) */
-FASTDL_POOL_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_max_row_f512(const float *x, float *out, ptrdiff_t count, ptrdiff_t rows, ptrdiff_t cols,
                     ptrdiff_t step, ptrdiff_t row, ptrdiff_t c) {
     for (ptrdiff_t p = 0; p < count; p++)
@@ -99,7 +81,6 @@ fastdl_max_row_f512(const float *x, float *out, ptrdiff_t count, ptrdiff_t rows,
 }
 
 #else /* not GCC/clang on x86-64: the portable loops only */
-static inline int fastdl_pool_avx512_enabled(void) { return 0; }
 static void fastdl_max_window_f512(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols,
                                    ptrdiff_t row, ptrdiff_t c) {}
 static void fastdl_max_window_backward_f512(const float *x, const float *dy, float *dx,

@@ -11,17 +11,13 @@
 #define FASTDL_SUMS_H
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define FASTDL_SUM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTDL_SUM_CLONES
-#endif
+#include "simd.h"
 
 #define FASTDL_SUM_ROWS 16  /* rows summed in float before widening */
 #define FASTDL_SUM_COLS 256 /* columns per pass, so the float partial sums stay on the stack */
 
 /* acc[j] += sum over r < rows of x[r * n + j], for j < n */
-FASTDL_SUM_CLONES static void fastdl_add_rows_f(double *restrict acc, const float *restrict x,
+FASTDL_CLONES static void fastdl_add_rows_f(double *restrict acc, const float *restrict x,
                                                 ptrdiff_t rows, ptrdiff_t n) {
     float part[FASTDL_SUM_COLS];
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FASTDL_SUM_COLS) {

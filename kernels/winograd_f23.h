@@ -17,20 +17,18 @@
 #include <stddef.h>
 
 
+#include "simd.h"
+
 #if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FASTDL_WINO_AVX512 __attribute__((target("avx512f")))
-#define FASTDL_WINO_LANES(c, c0) \
-    ((c) - (c0) >= 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << ((c) - (c0))) - 1u))
 
 /* u[(4p + q) * ustride + j] = (G g_j G^T)[p, q] for j < n, where g_j[ky][kx] =
  * k[(ky * 3 + kx) * kstride + j]: one 3x3 kernel per j, 16 per vector (this runs on
  * every call, and for small batches takes as long as the convolution itself). */
-FASTDL_WINO_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_wino_kernel(const float *k, ptrdiff_t kstride, float *u, ptrdiff_t ustride, ptrdiff_t n) {
     __m512 half = _mm512_set1_ps(0.5f);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += 16) {
-        __mmask16 live = FASTDL_WINO_LANES(n, j0);
+        __mmask16 live = FASTDL_LANES(n, j0);
         __m512 g[3][3], t[4][3];
         for (int a = 0; a < 3; a++)
             for (int b = 0; b < 3; b++) g[a][b] = _mm512_maskz_loadu_ps(live, k + (a * 3 + b) * kstride + j0);
@@ -55,12 +53,12 @@ fastdl_wino_kernel(const float *k, ptrdiff_t kstride, float *u, ptrdiff_t ustrid
 /* dk[(ky * 3 + kx) * kstride + j] = (G^T dU_j G)[ky, kx] for j < n, where
  * dU_j[p][q] = du[(4p + q) * ustride + j]: the kernel gradient from the gradient of the
  * transformed kernel. */
-FASTDL_WINO_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_wino_kernel_grad(const float *du, ptrdiff_t ustride, float *dk, ptrdiff_t kstride,
                         ptrdiff_t n) {
     __m512 half = _mm512_set1_ps(0.5f);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += 16) {
-        __mmask16 live = FASTDL_WINO_LANES(n, j0);
+        __mmask16 live = FASTDL_LANES(n, j0);
         __m512 d[4][4], t[3][4];
         for (int p = 0; p < 4; p++)
             for (int q = 0; q < 4; q++) d[p][q] = _mm512_maskz_loadu_ps(live, du + (4 * p + q) * ustride + j0);
@@ -80,20 +78,28 @@ fastdl_wino_kernel_grad(const float *du, ptrdiff_t ustride, float *dk, ptrdiff_t
     }
 }
 
+/* Column s of row r of a patch whose rows are given as pointers (NULL: outside the
+ * image) and whose present columns as bits, lanes j0.. of `live`, `step` floats per
+ * column; zeros outside. */
+static inline __attribute__((always_inline)) FASTDL_AVX512 __m512
+fastdl_wino_load(const float *const *rows, unsigned present, int r, int s, ptrdiff_t step,
+                 ptrdiff_t j0, __mmask16 live) {
+    return rows[r] != NULL && ((present >> s) & 1u)
+           ? _mm512_maskz_loadu_ps(live, rows[r] + s * step + j0) : _mm512_setzero_ps();
+}
+
 /* v[(4p + q) * vstride + j] = (B^T d_j B)[p, q] for the c channels j of one 4x4 patch,
  * 16 channels per vector: rows[r] points at the patch's row r (NULL: a row of zeros,
  * outside the image), and its column s is read only when (present >> s) & 1 (zeros
  * otherwise, outside too). */
-FASTDL_WINO_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_wino_input(const float *const *rows, unsigned present, ptrdiff_t c, float *v,
                   ptrdiff_t vstride) {
     for (ptrdiff_t c0 = 0; c0 < c; c0 += 16) {
-        __mmask16 live = FASTDL_WINO_LANES(c, c0);
+        __mmask16 live = FASTDL_LANES(c, c0);
         __m512 d[4][4], t[4][4];
         for (int r = 0; r < 4; r++)
-            for (int s = 0; s < 4; s++)
-                d[r][s] = rows[r] != NULL && ((present >> s) & 1u)
-                          ? _mm512_maskz_loadu_ps(live, rows[r] + s * c + c0) : _mm512_setzero_ps();
+            for (int s = 0; s < 4; s++) d[r][s] = fastdl_wino_load(rows, present, r, s, c, c0, live);
         for (int s = 0; s < 4; s++) { /* t = B^T d */
             t[0][s] = _mm512_sub_ps(d[0][s], d[2][s]);
             t[1][s] = _mm512_add_ps(d[1][s], d[2][s]);
@@ -114,12 +120,12 @@ fastdl_wino_input(const float *const *rows, unsigned present, ptrdiff_t c, float
  * asked (x < 0 -> 0, NaN stays), for y < ny and x < nx: a tile at the output's edge
  * keeps only what exists (out[1] is not touched when ny == 1); m[(4p + q) * mstride + j]
  * holds M_j. */
-FASTDL_WINO_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_wino_output(const float *m, ptrdiff_t mstride, float *const *out, int ny, int nx,
                    ptrdiff_t f, const float *bias, int relu) {
     __m512 zero = _mm512_setzero_ps();
     for (ptrdiff_t j0 = 0; j0 < f; j0 += 16) {
-        __mmask16 live = FASTDL_WINO_LANES(f, j0);
+        __mmask16 live = FASTDL_LANES(f, j0);
         __m512 s[2][4], y[2][2];
         for (int q = 0; q < 4; q++) { /* s = A^T M */
             __m512 m0 = _mm512_maskz_loadu_ps(live, m + q * mstride + j0);
@@ -146,17 +152,15 @@ fastdl_wino_output(const float *m, ptrdiff_t mstride, float *const *out, int ny,
  * w[(4p + q) * wstride + j] = (A dY_j A^T)[p, q] for the f channels j of one 2x2 block of
  * the output gradient: rows[r] points at its row r (NULL: outside the output, zeros),
  * column s read only when (present >> s) & 1. */
-FASTDL_WINO_AVX512 static void
+FASTDL_AVX512 static void
 fastdl_wino_grad_tile(const float *const *rows, unsigned present, ptrdiff_t f, float *w,
                       ptrdiff_t wstride) {
     __m512 zero = _mm512_setzero_ps();
     for (ptrdiff_t j0 = 0; j0 < f; j0 += 16) {
-        __mmask16 live = FASTDL_WINO_LANES(f, j0);
+        __mmask16 live = FASTDL_LANES(f, j0);
         __m512 d[2][2], t[4][2];
         for (int r = 0; r < 2; r++)
-            for (int s = 0; s < 2; s++)
-                d[r][s] = rows[r] != NULL && ((present >> s) & 1u)
-                          ? _mm512_maskz_loadu_ps(live, rows[r] + s * f + j0) : zero;
+            for (int s = 0; s < 2; s++) d[r][s] = fastdl_wino_load(rows, present, r, s, f, j0, live);
         for (int s = 0; s < 2; s++) { /* t = A dY, A = [1 0; 1 1; 1 -1; 0 -1] */
             t[0][s] = d[0][s];
             t[1][s] = _mm512_add_ps(d[0][s], d[1][s]);
