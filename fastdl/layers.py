@@ -72,13 +72,14 @@ class Layer:
     def count_params(self):
         return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs())
 
-    def _buffer(self, key, shape, like):
-        """A reusable output array shaped `shape`, of like's dtype and where like lives
-        (host or device): steady-state training allocates no activations."""
+    def _buffer(self, key, shape, like, dtype=None):
+        """A reusable output array shaped `shape`, of like's dtype (or `dtype`) and where
+        like lives (host or device): steady-state training allocates no activations."""
         buf = self._buffers.get(key)
         device = _device.is_device(like)
-        if buf is None or buf.shape != shape or buf.dtype != like.dtype or _device.is_device(buf) != device:
-            buf = _device.empty(shape, like.dtype, device)
+        dtype = like.dtype if dtype is None else np.dtype(dtype)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or _device.is_device(buf) != device:
+            buf = _device.empty(shape, dtype, device)
             self._buffers[key] = buf
         return buf
 
@@ -167,18 +168,23 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         bias = self.params[1] if self.use_bias else None
         pool = self.pool_after
-        # with the pooling fused, the convolution's output is kept only for training
-        # (the backward passes read it)
-        y = self._buffer("y", (x.shape[0],) + self.output_shape, x) if pool is None or training else None
+        shape = (x.shape[0],) + self.output_shape
         if pool is None:
+            y = self._buffer("y", shape, x)
             ops.conv2d(x, self.params[0], bias, activation=self.activation, out=y, **self._geometry())
             self._x, self._y = x, y
             return y
+        # with the pooling fused, training keeps where each window's maximum was (after a
+        # ReLU, also where it passes no gradient): the pooling's backward needs no more.
+        # Only another activation's backward reads the convolution's output itself.
+        positions = training and self.activation in (None, "relu")
+        y = self._buffer("y", shape, x) if training and not positions else None
         pooled = pool._buffer("y", (x.shape[0],) + pool.output_shape, x)
+        argmax = pool._buffer("argmax", pooled.shape, pooled, np.uint8) if positions else None
         ops.conv2d_max_pool(x, self.params[0], bias, activation=self.activation, pool_size=pool.pool_size,
-                            conv_out=y, out=pooled, **self._geometry())
+                            conv_out=y, out=pooled, argmax_out=argmax, **self._geometry())
         self._x, self._y = x, y
-        pool._x = y
+        pool._x, pool._argmax = (shape if positions else y), argmax
         return pooled
 
     def backward(self, dy, need_dx=True):
@@ -242,11 +248,25 @@ class MaxPooling2D(_Pooling2D):
         super().__init__(pool_size, strides, padding, **kwargs)
         self.through_relu = False
         self.pooled_by_previous = False  # the Conv2D before it already pooled (forward)
+        # training: the positions of the maxima, and _x the input's shape; else None
+        self._argmax = None
 
     def forward(self, x, training=False):
-        return x if self.pooled_by_previous else super().forward(x, training)
+        if self.pooled_by_previous:
+            return x
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
+        # training saves the maxima's positions so that backward need not read x again
+        # (not through a ReLU: those positions do not record where its gradient stops)
+        positions = training and not self.through_relu
+        self._argmax = self._buffer("argmax", y.shape, y, np.uint8) if positions else None
+        ops.max_pool2d(x, self.pool_size, self.strides, self.padding, out=y, argmax_out=self._argmax)
+        self._x = x.shape if positions else x
+        return y
 
     def backward(self, dy, need_dx=True):
+        if self._argmax is not None:
+            return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
+                                           argmax=self._argmax, out=self._buffer("dx", self._x, dy))
         return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
                                        through_relu=self.through_relu,
                                        out=self._buffer("dx", self._x.shape, self._x))

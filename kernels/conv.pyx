@@ -19,9 +19,11 @@ cdef extern from "elementwise.h" nogil:
     void fastdl_relu_d(const double *x, double *out, Py_ssize_t n)
 
 cdef extern from "pool_window.h" nogil:
-    void fastdl_max_pool_row_f(const float *x, float *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
-    void fastdl_max_pool_row_d(const double *x, double *out, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c)
+    void fastdl_max_pool_row_f(const float *x, float *out, unsigned char *arg, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
+    void fastdl_max_pool_row_d(const double *x, double *out, unsigned char *arg, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
 
+cdef extern from "pool_window_avx512.h" nogil:
+    void fastdl_max_row_f512(const float *x, float *out, unsigned char *arg, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t step, Py_ssize_t row, Py_ssize_t c, int relu)
 
 cdef extern from "simd.h" nogil:
     int fastdl_avx512_enabled()
@@ -65,12 +67,18 @@ cdef struct WinogradGrad:
     Py_ssize_t du_slot, v_slot, w_slot
 
 
-cdef inline void max_pool_row(const floating *x, floating *out, Py_ssize_t count, Py_ssize_t rows,
-                              Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c) noexcept nogil:
+cdef inline void max_pool_row(const floating *x, floating *out, unsigned char *arg,
+                              Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row,
+                              Py_ssize_t c, bint relu) noexcept nogil:
+    """count rows x cols windows side by side; arg (may be NULL) receives the positions of
+    their maxima, ARGMAX_NONE with relu where the maximum is not above 0."""
     if floating is float:
-        fastdl_max_pool_row_f(x, out, count, rows, cols, row, c)
+        if fastdl_avx512_enabled():
+            fastdl_max_row_f512(x, out, arg, count, rows, cols, cols * c, row, c, relu)
+        else:
+            fastdl_max_pool_row_f(x, out, arg, count, rows, cols, row, c, relu)
     else:
-        fastdl_max_pool_row_d(x, out, count, rows, cols, row, c)
+        fastdl_max_pool_row_d(x, out, arg, count, rows, cols, row, c, relu)
 
 
 cdef inline bint is_pointwise(Window g) noexcept nogil:
@@ -363,7 +371,7 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
                             floating[:, :, :, ::1] pooled, floating[::1] work,
                             floating[::1] work_rows, tuple geometry, int ph, int pw,
                             Py_ssize_t pooled_rows_per_block, int num_threads, bint relu,
-                            float[::1] wino_u=None, float[::1] wino_v=None,
+                            unsigned char[:, :, :, ::1] argmax=None, float[::1] wino_u=None, float[::1] wino_v=None,
                             float[::1] wino_m=None):
     """pooled (N, OH // ph, OW // pw, F) = max pooling (strides = pool size, no padding)
     of the convolution, each block pooled while it is in cache.
@@ -373,6 +381,8 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
     None, receives the whole convolution). Without conv_out each thread writes its
     block's conv rows into its slot of work_rows. Slots hold the most conv rows a block
     can have: pooled_rows_per_block * ph + OH % ph. wino_u/v/m: as in conv2d_forward.
+    argmax (like pooled, when given) receives each maximum's position in its window, or
+    ARGMAX_NONE (255) with relu where the ReLU passes no gradient (the maximum is 0).
     """
     cdef Window g = window_from_tuple(geometry)
     cdef Py_ssize_t f = kernel.shape[1], kk = kernel.shape[0]
@@ -386,6 +396,7 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
     cdef const floating *bp = &bias[0] if bias is not None else NULL
     cdef floating *cp = &conv_out[0, 0, 0, 0] if keep else NULL
     cdef floating *pp = &pooled[0, 0, 0, 0]
+    cdef unsigned char *ap = &argmax[0, 0, 0, 0] if argmax is not None else NULL
     cdef floating *wp = &work[0] if not is_pointwise(g) and work is not None else NULL
     cdef floating *rp = &work_rows[0] if not keep else NULL
     cdef floating *out
@@ -405,7 +416,8 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
                   g, f, i * g.oh + oy0, oy1 - oy0, relu, w, threadid())
         for py in range(py0, py1):
             max_pool_row(out + (py * ph - oy0) * g.ow * f, pp + (i * poh + py) * pw_out * f,
-                         pw_out, ph, pw, g.ow * f, f)
+                         ap + (i * poh + py) * pw_out * f if ap != NULL else NULL,
+                         pw_out, ph, pw, g.ow * f, f, relu)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,

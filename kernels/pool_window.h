@@ -15,37 +15,72 @@
 
 #define FASTDL_CHUNK 64 /* channels kept in local arrays at once */
 
+#define FASTDL_ARGMAX_NONE 255 /* a saved position that names no element: no gradient */
+
 #define FASTDL_POOL_WINDOW(T, S)                                                         \
-/* out[ch] = max over the window of x[., ., ch] */                                       \
-FASTDL_CLONES static void fastdl_max_window_##S(const T *x, T *out, ptrdiff_t rows,      \
-                                                ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c) { \
+/* out[ch] = max over the window of x[., ., ch]. arg (when not NULL) receives the       \
+ * position of each channel's first maximum, first + iy * kw + ix (first: the position  \
+ * of the window's first real element, kw: the unclipped window's width), or            \
+ * FASTDL_ARGMAX_NONE with relu where that maximum is not above 0 */                     \
+static inline __attribute__((always_inline)) void                                        \
+fastdl_max_window_body_##S(const T *x, T *out, unsigned char *arg, ptrdiff_t rows,      \
+                           ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c, ptrdiff_t first,  \
+                           ptrdiff_t kw, int relu) {                                     \
     for (ptrdiff_t c0 = 0; c0 < c; c0 += FASTDL_CHUNK) {                                 \
         ptrdiff_t n = c - c0 < FASTDL_CHUNK ? c - c0 : FASTDL_CHUNK;                     \
-        T best[FASTDL_CHUNK];                                                            \
-        for (ptrdiff_t j = 0; j < n; j++) best[j] = x[c0 + j];                           \
+        T best[FASTDL_CHUNK], at[FASTDL_CHUNK]; /* at: a position, in T so that the      \
+                                                   selects vectorise with the compares */ \
+        for (ptrdiff_t j = 0; j < n; j++) { best[j] = x[c0 + j]; at[j] = (T) first; }    \
         for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
             for (ptrdiff_t ix = 0; ix < cols; ix++) {                                    \
                 const T *restrict src = x + iy * row + ix * c + c0;                      \
-                for (ptrdiff_t j = 0; j < n; j++) best[j] = src[j] > best[j] ? src[j] : best[j]; \
+                T k = (T) (first + iy * kw + ix);                                        \
+                if (arg)                                                                 \
+                    for (ptrdiff_t j = 0; j < n; j++) {                                  \
+                        int better = src[j] > best[j]; /* strict: a tie keeps the first */ \
+                        at[j] = better ? k : at[j];                                      \
+                        best[j] = better ? src[j] : best[j];                             \
+                    }                                                                    \
+                else                                                                     \
+                    for (ptrdiff_t j = 0; j < n; j++) best[j] = src[j] > best[j] ? src[j] : best[j]; \
             }                                                                            \
         for (ptrdiff_t j = 0; j < n; j++) out[c0 + j] = best[j];                         \
+        if (arg)                                                                         \
+            for (ptrdiff_t j = 0; j < n; j++)                                            \
+                arg[c0 + j] = relu && !(best[j] > 0) ? FASTDL_ARGMAX_NONE : (unsigned char) at[j]; \
     }                                                                                    \
 }                                                                                        \
-/* A row of windows without padding (the fused convolution + pooling): out[px, ch] = max \
- * over the rows x cols window at column px * cols, for px < count; same selects as above */ \
-FASTDL_CLONES static void fastdl_max_pool_row_##S(const T *x, T *out, ptrdiff_t count,   \
-                                                 ptrdiff_t rows, ptrdiff_t cols,         \
-                                                 ptrdiff_t row, ptrdiff_t c) {           \
-    for (ptrdiff_t px = 0; px < count; px++) {                                           \
-        const T *win = x + px * cols * c;                                                \
-        T *restrict o = out + px * c;                                                    \
-        for (ptrdiff_t j = 0; j < c; j++) o[j] = win[j];                                 \
-        for (ptrdiff_t iy = 0; iy < rows; iy++)                                          \
-            for (ptrdiff_t ix = 0; ix < cols; ix++) {                                    \
-                const T *restrict src = win + iy * row + ix * c;                         \
-                for (ptrdiff_t j = 0; j < c; j++) o[j] = src[j] > o[j] ? src[j] : o[j];  \
-            }                                                                            \
-    }                                                                                    \
+FASTDL_CLONES static void fastdl_max_window_##S(const T *x, T *out, unsigned char *arg,  \
+                                                ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t row, \
+                                                ptrdiff_t c, ptrdiff_t first, ptrdiff_t kw) { \
+    fastdl_max_window_body_##S(x, out, arg, rows, cols, row, c, first, kw, 0);           \
+}                                                                                        \
+/* A row of windows without padding (the fused convolution + pooling): out[px, ch] (and \
+ * arg) for the rows x cols window at column px * cols, for px < count */               \
+FASTDL_CLONES static void fastdl_max_pool_row_##S(const T *x, T *out, unsigned char *arg, \
+                                                 ptrdiff_t count, ptrdiff_t rows,        \
+                                                 ptrdiff_t cols, ptrdiff_t row, ptrdiff_t c, \
+                                                 int relu) {                             \
+    for (ptrdiff_t px = 0; px < count; px++)                                             \
+        fastdl_max_window_body_##S(x + px * cols * c, out + px * c, arg ? arg + px * c : NULL, \
+                                   rows, cols, row, c, 0, cols, relu);                   \
+}                                                                                        \
+/* dx[., ., ch] (+)= dy[ch] at the position a forward pass saved in arg (as above; x is \
+ * not read), zero elsewhere in the window; a position that names no element of the     \
+ * window passes nothing; assign: set dx instead of adding to it */                     \
+FASTDL_CLONES static void fastdl_max_argmax_backward_##S(const unsigned char *arg, const T *dy, \
+                                                T *dx, ptrdiff_t rows, ptrdiff_t cols,   \
+                                                ptrdiff_t row, ptrdiff_t c, ptrdiff_t first, \
+                                                ptrdiff_t kw, int assign) {              \
+    for (ptrdiff_t iy = 0; iy < rows; iy++)                                              \
+        for (ptrdiff_t ix = 0; ix < cols; ix++) {                                        \
+            T *restrict dst = dx + iy * row + ix * c;                                    \
+            unsigned char k = (unsigned char) (first + iy * kw + ix);                    \
+            if (assign)                                                                  \
+                for (ptrdiff_t j = 0; j < c; j++) dst[j] = arg[j] == k ? dy[j] : (T)0;  \
+            else                                                                         \
+                for (ptrdiff_t j = 0; j < c; j++) dst[j] += arg[j] == k ? dy[j] : (T)0; \
+        }                                                                                \
 }                                                                                        \
 /* dx[., ., ch] += dy[ch] at the first (row-major) maximum of the window; with relu (x  \
  * is a ReLU's output, dx the gradient of its input) nothing where that maximum is <= 0. \

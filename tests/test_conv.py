@@ -308,6 +308,37 @@ def test_conv2d_max_pool_is_max_pool_of_conv2d(backend, dtype, case, activation)
     assert_close(pooled, ops.max_pool2d(conv_nb, pool), dtype, scale)
 
 
+@pytest.mark.parametrize("activation", ["relu", None, "tanh"])
+@pytest.mark.parametrize("case", POOLED_CASES)
+def test_conv2d_max_pool_argmax_takes_the_pooling_and_relu_gradient(backend, dtype, case, activation):
+    """argmax_out: the positions max_pool2d finds in the convolution's own output, and
+    after a ReLU ARGMAX_NONE where the maximum is 0; the backward from it is the pooling's
+    gradient taken through the ReLU, without conv_out."""
+    x_shape, k_shape, geometry, pool = case
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    kernel = rng.standard_normal(k_shape).astype(dtype)
+    bias = (rng.standard_normal(k_shape[3]) - 0.5).astype(dtype)  # some windows all below 0
+    conv_out = np.empty(ops.conv2d(x, kernel, **geometry).shape, dtype)
+    pooled_shape = ops.max_pool2d(conv_out, pool).shape
+    argmax = np.full(pooled_shape, 77, np.uint8)
+    pooled = ops.conv2d_max_pool(x, kernel, bias, activation=activation, pool_size=pool, conv_out=conv_out,
+                                 argmax_out=argmax, **geometry)
+    expected = np.empty(pooled_shape, np.uint8)
+    np.testing.assert_array_equal(reference(ops.max_pool2d, conv_out, pool, argmax_out=expected), pooled)
+    if activation == "relu":
+        assert (pooled == 0).any()
+        expected[pooled <= 0] = ops.ARGMAX_NONE
+    np.testing.assert_array_equal(argmax, expected)
+    unkept = np.empty_like(argmax)
+    ops.conv2d_max_pool(x, kernel, bias, activation=activation, pool_size=pool, argmax_out=unkept, **geometry)
+    np.testing.assert_array_equal(unkept, argmax)
+    dy = rng.standard_normal(pooled_shape).astype(dtype)
+    got = ops.max_pool2d_backward(dy, conv_out.shape, pool, argmax=argmax)
+    want = reference(ops.max_pool2d_backward, dy, conv_out, pool, through_relu=activation == "relu")
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_conv2d_max_pool_blocks_do_not_change_results(backend, monkeypatch, threads):
     """One pooled row per block (and the image's last block taking the unused row)."""

@@ -64,6 +64,27 @@ def test_relu_taken_through_max_pooling_keeps_the_gradient_exact(backend):
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_max_pooling_from_saved_positions_keeps_the_gradient_exact(backend, activation):
+    """In training the pooling keeps where each maximum was, not its input: fused after a
+    Conv2D (the ReLU's zeros recorded there too; tanh keeps the convolution's output for
+    its own backward) and on its own, first in the model (windows overlap, padding)."""
+    fastdl.utils.set_random_seed(3)
+    model = Sequential([layers.Input(shape=(9, 8, 2)), layers.MaxPooling2D(2, strides=1, padding="same"),
+                        layers.Conv2D(3, 3, activation=activation), layers.MaxPooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")], dtype="float64")
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+    model.build()
+    assert model.layers[3].pooled_by_previous
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((3, 9, 8, 2)), rng.integers(0, 3, 3)
+    grad = model_gradient(model, x, y)
+    assert (model.layers[3]._argmax is None) == (activation == "tanh")
+    assert model.layers[1]._argmax is not None
+    expected = numerical_gradient(lambda: model.evaluate(x, y, batch_size=3, verbose=0), model.flat_params)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-8)
+
+
 def test_seed_cnn_matches_pytorch(backend, torch):
     """Same weights in PyTorch: the loss and every gradient agree to float32 tolerance."""
     fastdl.utils.set_random_seed(1)

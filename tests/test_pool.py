@@ -106,6 +106,75 @@ def test_max_pool_ties_send_gradient_to_the_first_maximum(backend_name):
     np.testing.assert_array_equal(dx, expected)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_max_pool_argmax_matches_reference(backend, dtype, case):
+    """argmax_out holds each window's first maximum (padding clips windows, windows
+    overlap, ties); backward from it, with x's shape only, writes every element of a
+    NaN-filled out and equals the backward that reads x."""
+    x, args = make(case, dtype)
+    x[..., ::2] = np.round(x[..., ::2])  # ties in every other channel
+    y = ops.max_pool2d(x, **args)
+    argmax = np.full(y.shape, 77, np.uint8)
+    np.testing.assert_array_equal(ops.max_pool2d(x, **args, argmax_out=argmax), y)
+    expected = np.empty(y.shape, np.uint8)
+    reference(ops.max_pool2d, x, **args, argmax_out=expected)
+    np.testing.assert_array_equal(argmax, expected)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    out = np.full_like(x, np.nan)
+    assert ops.max_pool2d_backward(dy, x.shape, **args, argmax=argmax, out=out) is out
+    assert_close(out, reference(ops.max_pool2d_backward, dy, x, **args), dtype)
+
+
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
+@pytest.mark.parametrize("case", [CASES[-1], CASES[-2],
+                                  dict(shape=(2, 5, 6, 19), pool_size=(2, 3), strides=(2, 2), padding="same"),
+                                  dict(shape=(2, 5, 7, 19), pool_size=(2, 3), strides=(2, 3), padding="same")])
+def test_max_pool_backward_from_any_argmax_writes_only_named_elements(backend_name, case):
+    """Every uint8 value: ARGMAX_NONE, positions in the padding and past the window pass
+    nothing (no write outside dx whatever the values), the rest go where they point."""
+    x, args = make(case, np.float64)
+    rng = np.random.default_rng(5)
+    y_shape = ops.max_pool2d(x, **args).shape
+    argmax = rng.integers(0, 256, y_shape).astype(np.uint8)
+    argmax.reshape(-1)[:6] = [0, 1, 4, 8, 254, ops.ARGMAX_NONE]
+    dy = rng.standard_normal(y_shape)
+    with fastdl.use_backend(backend_name):
+        got = ops.max_pool2d_backward(dy, x.shape, **args, argmax=argmax)
+    # the scatter written out: window (oy, ox) puts dy at its element ky * kw + kx
+    from fastdl.ops.pool import _geometry
+
+    g = _geometry(x.shape, args["pool_size"], args["strides"], args["padding"])
+    expected = np.zeros_like(x)
+    for i, oy, ox, ch in np.ndindex(*y_shape):
+        ky, kx = divmod(int(argmax[i, oy, ox, ch]), g.kw)
+        iy, ix = oy * g.sh - g.pt + ky, ox * g.sw - g.pl + kx
+        if ky < g.kh and 0 <= iy < g.h and 0 <= ix < g.w:
+            expected[i, iy, ix, ch] += dy[i, oy, ox, ch]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES[-3:] + CASES[:10])
+def test_max_pool_backward_streaming_stores_give_the_same_dx(backend, monkeypatch, case):
+    """A dx of at least STREAM_BYTES is written with non-temporal stores where the
+    windows do not overlap (whole aligned vectors only): same result, aligned or not."""
+    from fastdl._device import aligned_empty
+    from fastdl.backends import cython as cython_backend
+
+    x, args = make(case, np.float32)
+    argmax = np.empty(ops.max_pool2d(x, **args).shape, np.uint8)
+    ops.max_pool2d(x, **args, argmax_out=argmax)
+    dy = np.random.default_rng(1).standard_normal(argmax.shape).astype(np.float32)
+    expected = reference(ops.max_pool2d_backward, dy, x, **args)
+    monkeypatch.setattr(cython_backend, "STREAM_BYTES", 0)
+    raw = aligned_empty(x.size + 1, np.float32)
+    for out in (raw[:-1].reshape(x.shape), raw[1:].reshape(x.shape)):
+        out[...] = np.nan
+        assert_close(ops.max_pool2d_backward(dy, x.shape, **args, argmax=argmax, out=out), expected,
+                     np.float32)
+        out[...] = np.nan
+        assert_close(ops.max_pool2d_backward(dy, x, **args, out=out), expected, np.float32)
+
+
 def test_avg_pool_same_excludes_padding(backend):
     x = np.ones((1, 3, 3, 1))
     y = ops.avg_pool2d(x, 2, strides=2, padding="same")

@@ -30,6 +30,24 @@ def close(a, b, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def test_conv2d_max_pool_argmax_on_the_device():
+    """The ReLU's zeros marked in a device argmax; the backward from it stays there."""
+    x = RNG.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    k = RNG.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    b = (RNG.standard_normal(4) - 1).astype(np.float32)
+    argmax = cuda.device_array((2, 2, 2, 4), np.uint8)
+    pooled = ops.conv2d_max_pool(cuda.to_device(x), cuda.to_device(k), cuda.to_device(b), activation="relu",
+                                 argmax_out=argmax)
+    expected = np.empty((2, 2, 2, 4), np.uint8)
+    close(on_device(pooled), reference(ops.conv2d_max_pool, x, k, b, activation="relu", argmax_out=expected),
+          rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(argmax.copy_to_host(), expected)
+    assert (expected == ops.ARGMAX_NONE).any()
+    dy = RNG.standard_normal((2, 2, 2, 4)).astype(np.float32)
+    dx = ops.max_pool2d_backward(cuda.to_device(dy), (2, 5, 5, 4), argmax=argmax)
+    close(on_device(dx), reference(ops.max_pool2d_backward, dy, (2, 5, 5, 4), argmax=expected))
+
+
 def test_conv_pool_dense_chain_stays_on_the_device():
     x = RNG.standard_normal((2, 7, 6, 3)).astype(np.float32)
     k = RNG.standard_normal((3, 2, 3, 4)).astype(np.float32)

@@ -56,6 +56,19 @@ def test_pooling(pool, args):
     close(backward(dy, x, **args), reference(backward, dy, x, **args))
 
 
+@pytest.mark.parametrize("args", [dict(pool_size=2), dict(pool_size=3, strides=1, padding="same"),
+                                  dict(pool_size=(2, 3), strides=2, padding="same")])
+def test_max_pooling_argmax(args):
+    x = RNG.standard_normal((2, 5, 6, 3))
+    y = ops.max_pool2d(x, **args)
+    argmax, expected = np.empty(y.shape, np.uint8), np.empty(y.shape, np.uint8)
+    close(ops.max_pool2d(x, **args, argmax_out=argmax), y)
+    reference(ops.max_pool2d, x, **args, argmax_out=expected)
+    np.testing.assert_array_equal(argmax, expected)
+    dy = RNG.standard_normal(y.shape)
+    close(ops.max_pool2d_backward(dy, x.shape, **args, argmax=argmax), reference(ops.max_pool2d_backward, dy, x, **args))
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softmax"])
 def test_dense_and_activations(activation):
     x, k, b = RNG.standard_normal((5, 4)), RNG.standard_normal((4, 3)), RNG.standard_normal(3)

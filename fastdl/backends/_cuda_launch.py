@@ -212,7 +212,8 @@ def column_sums(x, out):
 # -- pooling ---------------------------------------------------------------------------------
 
 @cuda.jit
-def _pool_forward(x, y, g, is_max):
+def _pool_forward(x, y, arg, g, is_max, save):
+    """save: arg receives each maximum's position ky * kw + kx in its window."""
     n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
     i = cuda.grid(1)
     if i >= y.size:
@@ -221,15 +222,48 @@ def _pool_forward(x, y, g, is_max):
     y0, x0 = max(oy * sh - pt, 0), max(ox * sw - pl, 0)
     y1, x1 = min(oy * sh - pt + kh, h), min(ox * sw - pl + kw, w)
     acc = x[img, y0, x0, ch] if is_max else x.dtype.type(0)
+    at = (y0 - oy * sh + pt) * kw + x0 - ox * sw + pl
     for iy in range(y0, y1):
         for ix in range(x0, x1):
             v = x[img, iy, ix, ch]
             if is_max:
                 if v > acc:
                     acc = v
+                    at = (iy - oy * sh + pt) * kw + ix - ox * sw + pl
             else:
                 acc += v
     y[img, oy, ox, ch] = acc if is_max else acc / ((y1 - y0) * (x1 - x0))
+    if save:
+        arg[img, oy, ox, ch] = at
+
+
+@cuda.jit
+def _max_pool_backward_saved(dy, arg, dx, g):
+    """Gather form from the positions a forward pass saved: each input element collects
+    dy from every window whose saved position is its own."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    if i >= dx.size:
+        return
+    img, iy, ix, ch = _nhwc(i, h, w, c)
+    acc = dx.dtype.type(0)
+    for oy in range(max(0, (iy + pt - kh) // sh), min(oh, (iy + pt) // sh + 1)):
+        ky = iy - (oy * sh - pt)
+        if ky < 0 or ky >= kh:
+            continue
+        for ox in range(max(0, (ix + pl - kw) // sw), min(ow, (ix + pl) // sw + 1)):
+            kx = ix - (ox * sw - pl)
+            if 0 <= kx < kw and arg[img, oy, ox, ch] == ky * kw + kx:
+                acc += dy[img, oy, ox, ch]
+    dx[img, iy, ix, ch] = acc
+
+
+@cuda.jit
+def _mark_no_gradient(y, arg, none):
+    """Windows whose maximum (after a ReLU) is not above 0 pass no gradient (y, arg flat)."""
+    i = cuda.grid(1)
+    if i < y.size and not y[i] > 0:
+        arg[i] = none
 
 
 @cuda.jit
@@ -265,8 +299,26 @@ def _pool_backward(dy, x, dx, g, is_max):
     dx[img, iy, ix, ch] = acc
 
 
-def pool_forward(x, y, g, is_max):
-    _launch(_pool_forward, y.size, x, y, g, is_max)
+_no_positions = None
+
+
+def pool_forward(x, y, arg, g, is_max):
+    """arg: a uint8 device array for the maxima's positions, or None."""
+    global _no_positions
+    if arg is None:
+        if _no_positions is None:
+            _no_positions = cuda.device_array((1, 1, 1, 1), "uint8")
+        _launch(_pool_forward, y.size, x, y, _no_positions, g, is_max, False)
+    else:
+        _launch(_pool_forward, y.size, x, y, arg, g, is_max, True)
+
+
+def max_pool_backward_saved(dy, arg, dx, g):
+    _launch(_max_pool_backward_saved, dx.size, dy, arg, dx, g)
+
+
+def mark_no_gradient(y, arg, none):
+    _launch(_mark_no_gradient, y.size, y.reshape(y.size), arg.reshape(arg.size), none)
 
 
 def pool_backward(dy, x, dx, g, is_max):

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from fastdl.ops.losses import EPSILON
+from fastdl.ops.pool import ARGMAX_NONE
 
 from fastdl.backends import _compose
 from fastdl.backends import _cuda_launch as gpu
@@ -71,8 +72,15 @@ def conv2d(x, kernel, bias, out, g, activation):
     _finish(y, out)
 
 
-def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
-    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw)
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw, argmax=None):
+    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw,
+                             argmax, _mark_no_gradient)
+
+
+def _mark_no_gradient(y, argmax):
+    arg = _loaded(argmax, argmax)
+    gpu.mark_no_gradient(_dev(y), arg, ARGMAX_NONE)
+    _finish(arg, argmax)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
@@ -94,10 +102,13 @@ def conv2d_backward(dy, x, kernel, g, dx):
     return dx, _result(dk.reshape(*kernel.shape), dy, x, kernel), _result(db, dy, x, kernel)
 
 
-def _pool(x, out, g, is_max):
+def _pool(x, out, g, is_max, argmax=None):
     y = _target(out)
-    gpu.pool_forward(_dev(x), y, g.kernel_args(), is_max)
+    arg = None if argmax is None else _target(argmax)
+    gpu.pool_forward(_dev(x), y, arg, g.kernel_args(), is_max)
     _finish(y, out)
+    if argmax is not None:
+        _finish(arg, argmax)
 
 
 def _pool_backward(dy, x, g, dx, is_max):
@@ -106,15 +117,20 @@ def _pool_backward(dy, x, g, dx, is_max):
     _finish(d, dx)
 
 
-def max_pool2d(x, out, g):
-    _pool(x, out, g, True)
+def max_pool2d(x, out, g, argmax=None):
+    _pool(x, out, g, True, argmax)
 
 
 def avg_pool2d(x, out, g):
     _pool(x, out, g, False)
 
 
-def max_pool2d_backward(dy, x, g, dx, through_relu):
+def max_pool2d_backward(dy, x, g, dx, through_relu, argmax=None):
+    if argmax is not None:  # x is not read
+        d = _target(dx)
+        gpu.max_pool_backward_saved(_dev(dy), _dev(argmax), d, g.kernel_args())
+        _finish(d, dx)
+        return
     _pool_backward(dy, x, g, dx, True)
     if through_relu:
         relu_backward(dx, x, dx)

@@ -35,8 +35,9 @@ def conv2d(x, kernel, bias, out, g, activation):
     _activate(out.reshape(-1, out.shape[-1]), activation)
 
 
-def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
-    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw)
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw, argmax=None):
+    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw,
+                             argmax)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
@@ -53,15 +54,42 @@ def conv2d_backward(dy, x, kernel, g, dx):
     return dx, dkernel, dy.sum(axis=(0, 1, 2))
 
 
-def max_pool2d(x, out, g):
+def max_pool2d(x, out, g, argmax=None):
     xp = _padded(x, g, -np.inf)
     out[...] = -np.inf
     for ky in range(g.kh):
         for kx in range(g.kw):
             np.maximum(out, xp[_offset(g, ky, kx)], out=out)
+    if argmax is not None:
+        argmax[...] = _first_maxima(x, g)
 
 
-def max_pool2d_backward(dy, x, g, dx, through_relu):
+def _first_maxima(x, g):
+    """Each window's first maximum's position ky * kw + kx: a row-major scan from its
+    first real element that moves on a strict `>` (as the compiled kernels do)."""
+    xp = _padded(x, g, 0)
+    real = _padded(np.ones((1, g.h, g.w, 1), bool), g, False)
+    shape = (g.n, g.oh, g.ow, g.c)
+    best, at, seen = np.zeros(shape, x.dtype), np.zeros(shape, np.uint8), np.zeros(shape, bool)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            window = _offset(g, ky, kx)
+            value, is_real = xp[window], real[window]
+            better = is_real & (~seen | (value > best))
+            best = np.where(better, value, best)
+            at[better] = ky * g.kw + kx
+            seen |= is_real
+    return at
+
+
+def max_pool2d_backward(dy, x, g, dx, through_relu, argmax=None):
+    if argmax is not None:  # x is not read: each window's gradient goes where argmax says
+        dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dx.dtype)
+        for ky in range(g.kh):
+            for kx in range(g.kw):
+                dxp[_offset(g, ky, kx)] += np.where(argmax == ky * g.kw + kx, dy, 0)
+        dx[...] = _unpadded(dxp, g)
+        return
     xp = _padded(x, g, -np.inf)
     y = np.empty(dy.shape, x.dtype)
     max_pool2d(x, y, g)

@@ -66,6 +66,13 @@ def shape_is(name, a, shape, what=""):
         raise ValueError(f"{name} must have shape {tuple(shape)}{extra}; got {a.shape}")
 
 
+def shape_tuple(name, value, ndim):
+    """A tuple of ndim positive ints (an array's shape standing in for the array)."""
+    if len(value) != ndim or not all(_is_int(v) and v >= 1 for v in value):
+        raise ValueError(f"{name} as a shape must be {ndim} positive ints; got {value!r}")
+    return tuple(int(v) for v in value)
+
+
 def int_pair(name, value, minimum=1):
     """An int or a pair of ints, each >= minimum, as a pair."""
     if type(value) is int and value >= minimum:  # the common case, checked on every call

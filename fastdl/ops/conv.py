@@ -1,6 +1,6 @@
 """2-D convolution on NHWC activations with HWIO kernels (Keras layouts)."""
 from fastdl._config import backend_module
-from fastdl.ops import _checks
+from fastdl.ops import _checks, pool
 from fastdl.ops._geometry import window
 
 
@@ -53,14 +53,18 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
 
 
 def conv2d_max_pool(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
-                    activation=None, pool_size=2, conv_out=None, out=None):
+                    activation=None, pool_size=2, conv_out=None, out=None, argmax_out=None):
     """max_pool2d(conv2d(x, kernel, bias, activation=...), pool_size) in one pass: the
     pooling that Keras's MaxPooling2D(pool_size) applies after a Conv2D (strides equal to
     the pool size, no padding). The compiled backends pool each block of convolution
     output while it is in cache, so it never has to be read back from memory.
 
     Returns the pooled (N, OH // PH, OW // PW, F). conv_out, when given, receives the
-    convolution's output (N, OH, OW, F) too (training needs it for the backward pass).
+    convolution's output (N, OH, OW, F) too. argmax_out (uint8, shaped like the result),
+    when given, receives each window's maximum's position as max_pool2d's does, and after
+    activation='relu' ARGMAX_NONE where the maximum is 0 (the ReLU passes no gradient), so
+    that max_pool2d_backward(dy, (N, OH, OW, F), pool_size, argmax=argmax_out) is the
+    gradient before the activation: training then needs no conv_out.
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
     bias = _bias(bias, x, kernel)
@@ -76,7 +80,13 @@ def conv2d_max_pool(x, kernel, bias=None, *, strides=1, padding="valid", dilatio
         _checks.distinct("conv_out", conv_out, x=x, kernel=kernel, bias=bias)
     y = _checks.output("out", out, (g.n, g.oh // ph, g.ow // pw, f), x.dtype, device)
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias, conv_out=conv_out)
-    backend_module().conv2d_max_pool(x, kernel, bias, conv_out, y, g, activation, ph, pw)
+    if argmax_out is None:
+        backend_module().conv2d_max_pool(x, kernel, bias, conv_out, y, g, activation, ph, pw)
+        return y
+    pooling = window((g.n, g.oh, g.ow, f), (ph, pw), (ph, pw), (1, 1), "valid")
+    arg = pool._positions("argmax_out", argmax_out, pooling, device)
+    _checks.distinct("argmax_out", arg, x=x, kernel=kernel, bias=bias, conv_out=conv_out, y=y)
+    backend_module().conv2d_max_pool(x, kernel, bias, conv_out, y, g, activation, ph, pw, arg)
     return y
 
 

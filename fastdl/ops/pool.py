@@ -1,23 +1,66 @@
 """Max and average pooling on NHWC activations (Keras semantics)."""
+import numpy as np
+
+from fastdl import _device
 from fastdl._config import backend_module
 from fastdl.ops import _checks
 from fastdl.ops._geometry import window
+
+# A saved position (argmax) that names no element: the window passes no gradient. Only
+# conv2d_max_pool after a ReLU writes it, where the window's maximum is 0.
+ARGMAX_NONE = 255
 
 
 def _forward(x, pool_size, strides, padding, out, device=False):
     """Validated (x, geometry, y) for a pooling's forward pass."""
     x = _checks.float_array("x", x, 4, "(batch, height, width, channels)")
-    size = _checks.int_pair("pool_size", pool_size)
-    steps = size if strides is None else _checks.int_pair("strides", strides)
-    g = window(x.shape, size, steps, (1, 1), _checks.padding_spec(padding, allow_explicit=False))
+    g = _geometry(x.shape, pool_size, strides, padding)
     y = _checks.output("out", out, (g.n, g.oh, g.ow, g.c), x.dtype, device or _checks.on_device(x))
     return x, g, y
 
 
-def _backward(dy, x, pool_size, strides, padding, out):
-    """Validated (dy, x, geometry, dx) for a pooling's backward pass."""
-    x, g, _ = _forward(x, pool_size, strides, padding, None)
+def _geometry(shape, pool_size, strides, padding):
+    size = _checks.int_pair("pool_size", pool_size)
+    steps = size if strides is None else _checks.int_pair("strides", strides)
+    return window(shape, size, steps, (1, 1), _checks.padding_spec(padding, allow_explicit=False))
+
+
+def _positions(name, a, g, device):
+    """argmax_out or argmax: uint8 (N, OH, OW, C), and windows small enough that every
+    position ky * KW + kx fits below ARGMAX_NONE."""
+    if g.kh * g.kw > ARGMAX_NONE:
+        raise ValueError(f"{name}: pool_size {(g.kh, g.kw)} has {g.kh * g.kw} positions; argmax "
+                         f"holds at most {ARGMAX_NONE}")
+    shape = (g.n, g.oh, g.ow, g.c)
+    if name == "argmax_out":
+        return _checks.output(name, a, shape, np.dtype(np.uint8), device)
+    if _device.is_device(a):
+        a = _checks.device_contiguous(name, _device.adopt(name, a))
+    elif isinstance(a, np.ndarray):
+        a = np.ascontiguousarray(a)
+    else:
+        raise TypeError(f"{name} must be a numpy.ndarray of uint8; got {type(a).__name__}")
+    if a.dtype != np.uint8:
+        raise TypeError(f"{name} must have dtype uint8 (as max_pool2d's argmax_out); got {a.dtype}")
+    _checks.shape_is(name, a, shape, "the pooling's output shape")
+    return a
+
+
+def _backward(dy, x, pool_size, strides, padding, out, shape_only=False):
+    """Validated (dy, x, geometry, dx) for a pooling's backward pass. shape_only: x may be
+    just the input's shape (N, H, W, C), whose dtype is then dy's."""
     dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, channels)")
+    if isinstance(x, tuple):
+        if not shape_only:
+            raise TypeError(f"x must be the pooling's input array; its shape {x} stands for it "
+                            f"only in max_pool2d_backward with argmax")
+        x = _checks.shape_tuple("x", x, 4)
+        g = _geometry(x, pool_size, strides, padding)
+        dx = _checks.output("out", out, x, dy.dtype, _checks.on_device(dy))
+        _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
+        _checks.distinct("out", dx, dy=dy)
+        return dy, None, g, dx
+    x, g, _ = _forward(x, pool_size, strides, padding, None)
     _checks.same_dtype(dy=dy, x=x)
     _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
     dx = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(dy, x))
@@ -25,24 +68,47 @@ def _backward(dy, x, pool_size, strides, padding, out):
     return dy, x, g, dx
 
 
-def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None):
-    """The maximum of each pool_size window of x (N, H, W, C); strides default to pool_size."""
+def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None, argmax_out=None):
+    """The maximum of each pool_size window of x (N, H, W, C); strides default to pool_size.
+
+    argmax_out: a uint8 array shaped like the result that receives the position
+    ky * pool_width + kx of each window's first maximum (row-major), for
+    max_pool2d_backward(argmax=...), which then needs only x's shape.
+    """
     x, g, y = _forward(x, pool_size, strides, padding, out)
     _checks.distinct("out", y, x=x)
-    backend_module().max_pool2d(x, y, g)
+    if argmax_out is None:
+        backend_module().max_pool2d(x, y, g)
+        return y
+    arg = _positions("argmax_out", argmax_out, g, _checks.on_device(x, y))
+    _checks.distinct("argmax_out", arg, x=x, y=y)
+    backend_module().max_pool2d(x, y, g, arg)
     return y
 
 
 def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", *, through_relu=False,
-                        out=None):
+                        argmax=None, out=None):
     """dx (N, H, W, C): each window's gradient goes to its first maximum in row-major order.
 
     through_relu=True: x is a ReLU's output, and dx is the gradient with respect to that
     ReLU's input, relu_backward(max_pool2d_backward(...), x) in one pass (a window whose
     maximum is 0 passes nothing).
+
+    argmax: the positions max_pool2d's argmax_out (or conv2d_max_pool's) saved; x is then
+    not read, and its shape (N, H, W, C) may stand for it. A position that names no
+    element of its window (ARGMAX_NONE) passes nothing.
     """
-    dy, x, g, dx = _backward(dy, x, pool_size, strides, padding, out)
-    backend_module().max_pool2d_backward(dy, x, g, dx, bool(through_relu))
+    if argmax is None:
+        dy, x, g, dx = _backward(dy, x, pool_size, strides, padding, out)
+        backend_module().max_pool2d_backward(dy, x, g, dx, bool(through_relu))
+        return dx
+    if through_relu:
+        raise ValueError("through_relu reads x's values, which argmax replaces; conv2d_max_pool "
+                         "with activation='relu' records the ReLU in argmax itself")
+    dy, x, g, dx = _backward(dy, x, pool_size, strides, padding, out, shape_only=True)
+    arg = _positions("argmax", argmax, g, _checks.on_device(dy, dx))
+    _checks.distinct("out", dx, argmax=arg)
+    backend_module().max_pool2d_backward(dy, x, g, dx, False, arg)
     return dx
 
 

@@ -45,8 +45,9 @@ def conv2d(x, kernel, bias, out, g, activation):
         _k.bias_activation(rows_view, rows_view[0], False, ACTIVATION_CODES[activation])
 
 
-def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw):
-    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw)
+def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw, argmax=None):
+    _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw,
+                             argmax)
 
 
 def conv2d_backward(dy, x, kernel, g, dx):
@@ -67,13 +68,19 @@ def conv2d_backward(dy, x, kernel, g, dx):
     return (dx if need_dx else None), dkernel, dbias
 
 
-def max_pool2d(x, out, g):
-    _threads()
-    _k.pool_forward(x, out, g.kernel_args(), True)
+_NO_ARGMAX = np.empty((0, 0, 0, 0), np.uint8)
 
 
-def max_pool2d_backward(dy, x, g, dx, through_relu):
+def max_pool2d(x, out, g, argmax=None):
     _threads()
+    _k.pool_forward(x, out, _NO_ARGMAX if argmax is None else argmax, g.kernel_args(), True)
+
+
+def max_pool2d_backward(dy, x, g, dx, through_relu, argmax=None):
+    _threads()
+    if argmax is not None:
+        _k.max_pool_backward_saved(dy, argmax, dx, g.kernel_args())
+        return
     _k.pool_backward(dy, x, dx, g.kernel_args(), True)
     if through_relu:
         _k.relu_backward(dx.reshape(-1), x.reshape(-1), dx.reshape(-1))
@@ -81,7 +88,7 @@ def max_pool2d_backward(dy, x, g, dx, through_relu):
 
 def avg_pool2d(x, out, g):
     _threads()
-    _k.pool_forward(x, out, g.kernel_args(), False)
+    _k.pool_forward(x, out, _NO_ARGMAX, g.kernel_args(), False)
 
 
 def avg_pool2d_backward(dy, g, dx):
@@ -209,6 +216,8 @@ def warmup():
             k = np.ones((3, 3, 2, 3), dtype)
             y = ops.conv2d(x, k, np.ones(3, dtype), activation="relu")
             ops.max_pool2d_backward(ops.max_pool2d(y, 2), y, 2, through_relu=True)
+            pooled = ops.max_pool2d(y, 2, argmax_out=np.empty((2, 1, 1, 3), np.uint8))
+            ops.max_pool2d_backward(pooled, y, 2, argmax=np.zeros((2, 1, 1, 3), np.uint8))
             ops.conv2d_backward(y, x, k)
             ops.conv2d_backward(y, x, k, need_dx=False)
             for pool, back in ((ops.max_pool2d, ops.max_pool2d_backward), (ops.avg_pool2d, ops.avg_pool2d_backward)):

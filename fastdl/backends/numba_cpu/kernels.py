@@ -118,8 +118,10 @@ def _span(g, oy, ox):
 
 
 @njit(parallel=True, **OPTS)
-def pool_forward(x, y, g, is_max):
+def pool_forward(x, y, arg, g, is_max):
+    """arg: (N, OH, OW, C) uint8 for the positions of the maxima, or of size 0 for none."""
     n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    save = arg.size > 0
     for r in prange(n * oh):
         i = r // oh
         oy = r % oh
@@ -128,12 +130,16 @@ def pool_forward(x, y, g, is_max):
             if is_max:
                 for ch in range(c):
                     y[i, oy, ox, ch] = x[i, y0, x0, ch]
+                    if save:
+                        arg[i, oy, ox, ch] = (y0 - oy * sh + pt) * kw + x0 - ox * sw + pl
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
                         for ch in range(c):
                             v = x[i, iy, ix, ch]
-                            if v > y[i, oy, ox, ch]:
+                            if v > y[i, oy, ox, ch]:  # strict: ties keep the first
                                 y[i, oy, ox, ch] = v
+                                if save:
+                                    arg[i, oy, ox, ch] = (iy - oy * sh + pt) * kw + ix - ox * sw + pl
             else:
                 for ch in range(c):
                     y[i, oy, ox, ch] = 0
@@ -144,6 +150,24 @@ def pool_forward(x, y, g, is_max):
                 scale = y.dtype.type(1) / y.dtype.type((y1 - y0) * (x1 - x0))
                 for ch in range(c):
                     y[i, oy, ox, ch] *= scale
+
+
+@njit(parallel=True, **OPTS)
+def max_pool_backward_saved(dy, arg, dx, g):
+    """dx from the positions a forward pass saved; a position outside the window's real
+    elements (ARGMAX_NONE, or a bad value) passes nothing. By images: windows may overlap."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    for i in prange(n):
+        dx[i] = 0
+        for oy in range(oh):
+            for ox in range(ow):
+                y0, y1, x0, x1 = _span(g, oy, ox)
+                for ch in range(c):
+                    k = arg[i, oy, ox, ch]
+                    iy = oy * sh - pt + k // kw
+                    ix = ox * sw - pl + k % kw
+                    if k < kh * kw and y0 <= iy < y1 and x0 <= ix < x1:
+                        dx[i, iy, ix, ch] += dy[i, oy, ox, ch]
 
 
 @njit(**OPTS)

@@ -112,14 +112,18 @@ def pool_case(name, batch, h, w, c, backward, libs, rng):
     x = rng.standard_normal((batch, h, w, c)).astype(np.float32)
     y = ops.max_pool2d(x, 2)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    moved = 4.0 * (x.size + y.size + ((dy.size + 2 * x.size) if backward else 0))
     result = {}
 
-    if backward:
+    if backward:  # as in training: the forward saves where the maxima are (PyTorch too)
+        argmax = np.empty(y.shape, np.uint8)
+        moved = 4.0 * (2 * x.size + y.size + dy.size) + 2.0 * argmax.size
+
         def run():
-            ops.max_pool2d(x, 2, out=y)
-            result["fastdl"] = ops.max_pool2d_backward(dy, x, 2)
+            ops.max_pool2d(x, 2, out=y, argmax_out=argmax)
+            result["fastdl"] = ops.max_pool2d_backward(dy, x.shape, 2, argmax=argmax)
     else:
+        moved = 4.0 * (x.size + y.size)
+
         def run():
             result["fastdl"] = ops.max_pool2d(x, 2, out=y)
     candidates = {"fastdl": run}
