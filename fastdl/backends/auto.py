@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from fastdl import _config
+from fastdl.ops._geometry import Window
 
 OPS = ("conv2d", "conv2d_backward", "conv2d_max_pool", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
        "avg_pool2d_backward", "matmul", "activation", "activation_backward", "dense",
@@ -131,6 +132,8 @@ def _describe(value):
         return (value.dtype.char, value.shape)
     if kind is int or kind is str or value is None or kind is bool:
         return value
+    if kind is Window:  # a geometry: ints only, by construction
+        return tuple(value)
     if kind is tuple or isinstance(value, tuple):  # geometries are tuples of ints
         items = tuple(value)
         if all(type(v) is int for v in items):
