@@ -48,6 +48,7 @@ def conv_case(name, batch, h, w, c, f, k, stride, pad, backward, libs, rng):
 
     if backward:
         def run():
+            result.pop("fastdl", None)  # free the last gradients first, as PyTorch's run does
             ops.conv2d(x, kernel, bias, out=y, **geometry)
             result["fastdl"] = ops.conv2d_backward(dy, x, kernel, **geometry)
     else:
@@ -119,6 +120,7 @@ def pool_case(name, batch, h, w, c, backward, libs, rng):
         moved = 4.0 * (2 * x.size + y.size + dy.size) + 2.0 * argmax.size
 
         def run():
+            result.pop("fastdl", None)  # free the last dx first, as PyTorch's run does
             ops.max_pool2d(x, 2, out=y, argmax_out=argmax)
             result["fastdl"] = ops.max_pool2d_backward(dy, x.shape, 2, argmax=argmax)
     else:
