@@ -58,7 +58,9 @@ def aligned_empty(shape, dtype):
 def full(shape, dtype, value, device=False):
     if device:
         return _gpu().full(tuple(shape), np.dtype(dtype), value)
-    return np.full(shape, value, dtype)
+    out = aligned_empty(shape, dtype)
+    out.fill(value)
+    return out
 
 
 def full_like(a, value):

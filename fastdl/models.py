@@ -74,7 +74,9 @@ class Sequential:
         self._sizes = [int(np.prod(shape)) for _, (_, shape, _) in specs]
         total = sum(self._sizes)
         self.on_device = _config.get_backend() == "cuda"
-        self.flat_params = np.empty(total, self.dtype)
+        # on a cache line, as the gradients and the optimizer's state: no vector of the
+        # update straddles two lines
+        self.flat_params = _device.aligned_empty(total, self.dtype)
         for (_, (_, shape, init)), start, size in zip(specs, np.cumsum([0] + self._sizes), self._sizes):
             self.flat_params[start:start + size] = init(shape, self.dtype, self.rng).reshape(-1)
         if self.on_device:  # initialised on the host (same values as on the CPU), copied once

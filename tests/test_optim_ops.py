@@ -65,6 +65,34 @@ def test_update_matches_reference(backend, dtype, name, options, state_names, sh
         np.testing.assert_allclose(got_state[s], want_state[s], rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("convention", ["torch", "keras"])
+@pytest.mark.parametrize("name,options,state_names", CONFIGS)
+def test_update_bits_do_not_depend_on_where_the_arrays_start(backend, dtype, name, options, state_names,
+                                                             convention):
+    """The compiled loops peel elements up to a cache line of the parameter: arrays that
+    start anywhere within a line (the same for all of them, or not) get the same bits."""
+    param, grads = problem((40000,), dtype, seed=4)
+    results = []
+    for offsets in ((0, 0), (1, 1), (5, 5), (15, 15), (3, 8)):
+        def placed(a, offset):
+            raw = fastdl._device.aligned_empty(a.size + 16, a.dtype)
+            view = raw[offset:offset + a.size]
+            view[...] = a
+            return view
+
+        p = placed(param, offsets[0])
+        state = {s: placed(np.zeros_like(param), offsets[1]) for s in state_names}
+        for t, g in enumerate(grads[:3], start=1):
+            args = [state[s] for s in POSITIONAL.get(name, ())]
+            kwargs = {s: a for s, a in state.items() if s not in POSITIONAL.get(name, ())}
+            if name != "rmsprop":
+                kwargs["step"] = t
+            UPDATES[name](p, placed(g, offsets[1]), *args, convention=convention, **options, **kwargs)
+        results.append(p.copy())
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+
+
 def torch_optimizer(torch, name, options, tensor):
     o = dict(options)
     lr = o.pop("lr")
