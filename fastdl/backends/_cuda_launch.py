@@ -238,27 +238,6 @@ def _pool_forward(x, y, arg, g, is_max, save):
 
 
 @cuda.jit
-def _max_pool_backward_saved(dy, arg, dx, g):
-    """Gather form from the positions a forward pass saved: each input element collects
-    dy from every window whose saved position is its own."""
-    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
-    i = cuda.grid(1)
-    if i >= dx.size:
-        return
-    img, iy, ix, ch = _nhwc(i, h, w, c)
-    acc = dx.dtype.type(0)
-    for oy in range(max(0, (iy + pt - kh) // sh), min(oh, (iy + pt) // sh + 1)):
-        ky = iy - (oy * sh - pt)
-        if ky < 0 or ky >= kh:
-            continue
-        for ox in range(max(0, (ix + pl - kw) // sw), min(ow, (ix + pl) // sw + 1)):
-            kx = ix - (ox * sw - pl)
-            if 0 <= kx < kw and arg[img, oy, ox, ch] == ky * kw + kx:
-                acc += dy[img, oy, ox, ch]
-    dx[img, iy, ix, ch] = acc
-
-
-@cuda.jit
 def _mark_no_gradient(y, arg, none):
     """Windows whose maximum (after a ReLU) is not above 0 pass no gradient (y, arg flat)."""
     i = cuda.grid(1)
@@ -267,9 +246,10 @@ def _mark_no_gradient(y, arg, none):
 
 
 @cuda.jit
-def _pool_backward(dy, x, dx, g, is_max):
+def _pool_backward(dy, x, arg, dx, g, is_max, saved):
     """Gather form: each input element collects from every window that contains it
-    (max: only where it is that window's first maximum)."""
+    (max: only where it is that window's first maximum, found in x or, saved, the
+    position a forward pass left in arg)."""
     n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
     i = cuda.grid(1)
     if i >= dx.size:
@@ -284,7 +264,10 @@ def _pool_backward(dy, x, dx, g, is_max):
             x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + kw, w)
             if ix < x0 or ix >= x1:
                 continue
-            if is_max:
+            if saved:
+                if arg[img, oy, ox, ch] == (iy - oy * sh + pt) * kw + ix - ox * sw + pl:
+                    acc += dy[img, oy, ox, ch]
+            elif is_max:
                 by, bx = y0, x0
                 best = x[img, y0, x0, ch]
                 for yy in range(y0, y1):
@@ -302,19 +285,22 @@ def _pool_backward(dy, x, dx, g, is_max):
 _no_positions = None
 
 
+def _placeholder():
+    """A uint8 device array for the kernels' arg when no positions are saved or read."""
+    global _no_positions
+    if _no_positions is None:
+        _no_positions = cuda.device_array((1, 1, 1, 1), "uint8")
+    return _no_positions
+
+
 def pool_forward(x, y, arg, g, is_max):
     """arg: a uint8 device array for the maxima's positions, or None."""
-    global _no_positions
-    if arg is None:
-        if _no_positions is None:
-            _no_positions = cuda.device_array((1, 1, 1, 1), "uint8")
-        _launch(_pool_forward, y.size, x, y, _no_positions, g, is_max, False)
-    else:
-        _launch(_pool_forward, y.size, x, y, arg, g, is_max, True)
+    _launch(_pool_forward, y.size, x, y, _placeholder() if arg is None else arg, g, is_max,
+            arg is not None)
 
 
 def max_pool_backward_saved(dy, arg, dx, g):
-    _launch(_max_pool_backward_saved, dx.size, dy, arg, dx, g)
+    _launch(_pool_backward, dx.size, dy, dy, arg, dx, g, True, True)  # (x is not read)
 
 
 def mark_no_gradient(y, arg, none):
@@ -322,7 +308,7 @@ def mark_no_gradient(y, arg, none):
 
 
 def pool_backward(dy, x, dx, g, is_max):
-    _launch(_pool_backward, dx.size, dy, x, dx, g, is_max)
+    _launch(_pool_backward, dx.size, dy, x, _placeholder(), dx, g, is_max, False)
 
 
 # -- activations and losses ------------------------------------------------------------------
