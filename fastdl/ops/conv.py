@@ -84,7 +84,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, strides=1, padding="valid", dilatio
         backend_module().conv2d_max_pool(x, kernel, bias, conv_out, y, g, activation, ph, pw)
         return y
     pooling = window((g.n, g.oh, g.ow, f), (ph, pw), (ph, pw), (1, 1), "valid")
-    arg = pool._positions("argmax_out", argmax_out, pooling, device)
+    arg = pool._argmax_out(argmax_out, pooling, device)
     _checks.distinct("argmax_out", arg, x=x, kernel=kernel, bias=bias, conv_out=conv_out, y=y)
     backend_module().conv2d_max_pool(x, kernel, bias, conv_out, y, g, activation, ph, pw, arg)
     return y

@@ -25,24 +25,31 @@ def _geometry(shape, pool_size, strides, padding):
     return window(shape, size, steps, (1, 1), _checks.padding_spec(padding, allow_explicit=False))
 
 
-def _positions(name, a, g, device):
-    """argmax_out or argmax: uint8 (N, OH, OW, C), and windows small enough that every
-    position ky * KW + kx fits below ARGMAX_NONE."""
+def _fits(name, g):
+    """Every position ky * KW + kx of the window fits in a uint8 below ARGMAX_NONE."""
     if g.kh * g.kw > ARGMAX_NONE:
         raise ValueError(f"{name}: pool_size {(g.kh, g.kw)} has {g.kh * g.kw} positions; argmax "
                          f"holds at most {ARGMAX_NONE}")
-    shape = (g.n, g.oh, g.ow, g.c)
-    if name == "argmax_out":
-        return _checks.output(name, a, shape, np.dtype(np.uint8), device)
+
+
+def _argmax_out(a, g, device):
+    """argmax_out: a new or the caller's uint8 (N, OH, OW, C) array."""
+    _fits("argmax_out", g)
+    return _checks.output("argmax_out", a, (g.n, g.oh, g.ow, g.c), np.dtype(np.uint8), device)
+
+
+def _saved_argmax(a, g):
+    """argmax as max_pool2d's argmax_out left it: uint8 (N, OH, OW, C), contiguous."""
+    _fits("argmax", g)
     if _device.is_device(a):
-        a = _checks.device_contiguous(name, _device.adopt(name, a))
+        a = _checks.device_contiguous("argmax", _device.adopt("argmax", a))
     elif isinstance(a, np.ndarray):
         a = np.ascontiguousarray(a)
     else:
-        raise TypeError(f"{name} must be a numpy.ndarray of uint8; got {type(a).__name__}")
+        raise TypeError(f"argmax must be a numpy.ndarray of uint8; got {type(a).__name__}")
     if a.dtype != np.uint8:
-        raise TypeError(f"{name} must have dtype uint8 (as max_pool2d's argmax_out); got {a.dtype}")
-    _checks.shape_is(name, a, shape, "the pooling's output shape")
+        raise TypeError(f"argmax must have dtype uint8 (as max_pool2d's argmax_out); got {a.dtype}")
+    _checks.shape_is("argmax", a, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
     return a
 
 
@@ -80,7 +87,7 @@ def max_pool2d(x, pool_size=2, strides=None, padding="valid", *, out=None, argma
     if argmax_out is None:
         backend_module().max_pool2d(x, y, g)
         return y
-    arg = _positions("argmax_out", argmax_out, g, _checks.on_device(x, y))
+    arg = _argmax_out(argmax_out, g, _checks.on_device(x, y))
     _checks.distinct("argmax_out", arg, x=x, y=y)
     backend_module().max_pool2d(x, y, g, arg)
     return y
@@ -106,7 +113,7 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid", *, th
         raise ValueError("through_relu reads x's values, which argmax replaces; conv2d_max_pool "
                          "with activation='relu' records the ReLU in argmax itself")
     dy, x, g, dx = _backward(dy, x, pool_size, strides, padding, out, shape_only=True)
-    arg = _positions("argmax", argmax, g, _checks.on_device(dy, dx))
+    arg = _saved_argmax(argmax, g)
     _checks.distinct("out", dx, argmax=arg)
     backend_module().max_pool2d_backward(dy, x, g, dx, False, arg)
     return dx
