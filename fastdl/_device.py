@@ -48,7 +48,7 @@ def aligned_empty(shape, dtype):
     loads and stores that never straddle two lines, and streaming stores that need
     whole aligned lines."""
     dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = tuple(int(n) for n in shape) if np.iterable(shape) else (int(shape),)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(nbytes + ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % ALIGNMENT

@@ -104,3 +104,17 @@ def test_two_python_threads_run_kernels_at_once(name):
     assert not errors
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+@pytest.mark.parametrize("shape,dtype", [((5,), np.float32), ((3, 0, 2), np.float64), ((), np.float32),
+                                         (np.int64(7), np.uint8), ([2, 3], np.float64)])
+def test_host_arrays_start_on_a_cache_line(shape, dtype):
+    from fastdl import _device
+
+    for _ in range(4):  # NumPy's own allocations start 16 bytes into a line, often
+        a = _device.aligned_empty(shape, dtype)
+        assert a.ctypes.data % _device.ALIGNMENT == 0 or a.size == 0  # (no data to align)
+        assert a.shape == (tuple(shape) if np.iterable(shape) else (int(shape),)) and a.dtype == dtype
+        assert a.flags.c_contiguous and a.flags.writeable
+    full = _device.full((3, 4), np.float32, 2.5)
+    assert full.ctypes.data % _device.ALIGNMENT == 0 and (full == 2.5).all()
