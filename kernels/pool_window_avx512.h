@@ -1,7 +1,8 @@
 /* Max pooling's window loops for float32 on AVX-512, 16 channels per vector.
  *
- * Same contract and results as the max-pooling functions of pool_window.h (strict `>` so that a tie or a NaN keeps the earlier value, the first
- * maximum gets the gradient), written with intrinsics: the portable loops go through
+ * Same contract and results as the max-pooling functions of pool_window.h (strict `>`
+ * so that a tie or a NaN keeps the earlier value, the first maximum gets the gradient,
+ * positions saved as there), written with intrinsics: the portable loops go through
  * stack arrays of FASTDL_CHUNK channels and cost ~300 cycles per 32-channel window on
  * this project's machine, these keep the running maximum and its position in
  * registers. Callers ask fastdl_avx512_enabled() (simd.h) first.
