@@ -55,22 +55,20 @@ def _saved_argmax(a, g):
 
 def _backward(dy, x, pool_size, strides, padding, out, shape_only=False):
     """Validated (dy, x, geometry, dx) for a pooling's backward pass. shape_only: x may be
-    just the input's shape (N, H, W, C), whose dtype is then dy's."""
+    just the input's shape (N, H, W, C); x is then None and dx takes dy's dtype."""
     dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, channels)")
     if isinstance(x, tuple):
         if not shape_only:
             raise TypeError(f"x must be the pooling's input array; its shape {x} stands for it "
                             f"only in max_pool2d_backward with argmax")
-        x = _checks.shape_tuple("x", x, 4)
-        g = _geometry(x, pool_size, strides, padding)
-        dx = _checks.output("out", out, x, dy.dtype, _checks.on_device(dy))
-        _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
-        _checks.distinct("out", dx, dy=dy)
-        return dy, None, g, dx
-    x, g, _ = _forward(x, pool_size, strides, padding, None)
-    _checks.same_dtype(dy=dy, x=x)
+        shape, x = _checks.shape_tuple("x", x, 4), None
+        g = _geometry(shape, pool_size, strides, padding)
+    else:
+        x, g, _ = _forward(x, pool_size, strides, padding, None)
+        _checks.same_dtype(dy=dy, x=x)
+        shape = x.shape
     _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, g.c), "the pooling's output shape")
-    dx = _checks.output("out", out, x.shape, x.dtype, _checks.on_device(dy, x))
+    dx = _checks.output("out", out, shape, dy.dtype, _checks.on_device(dy, x))
     _checks.distinct("out", dx, dy=dy, x=x)
     return dy, x, g, dx
 
