@@ -8,6 +8,7 @@ import contextlib
 import contextvars
 import importlib
 import importlib.util
+import numbers
 import os
 import sys
 
@@ -18,6 +19,35 @@ _default_backend = "auto"
 _override = contextvars.ContextVar("fastdl_backend", default=None)
 _modules = {}
 _num_threads = None  # None: every core this process may run on
+MAX_THREADS_PER_CORE = 8  # set_num_threads' ceiling: libgomp exits or crashes far above it
+
+# Fork: libgomp's worker threads do not survive fork(), and a child that asks the parent's
+# team for work waits for them for ever (Numba's OpenMP layer terminates the child
+# instead). A child forked after fastdl's kernels were loaded therefore runs them on one
+# thread (which never touches that team) and never on Numba. To use more threads in
+# worker processes, start them with multiprocessing's 'spawn' or 'forkserver' method.
+_forked_after_kernels = False
+
+
+def _after_fork_in_child():
+    global _forked_after_kernels
+    if any(name.startswith("fastdl._kernels.") or name == "numba" for name in sys.modules):
+        _forked_after_kernels = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked_after_kernels():
+    """Whether this process was forked from one that had loaded fastdl's kernels."""
+    return _forked_after_kernels
+
+
+FORK_ADVICE = ("this process was forked after fastdl's compiled kernels were loaded, and OpenMP's "
+               "threads do not survive fork(): start worker processes with multiprocessing's "
+               "'spawn' or 'forkserver' method (multiprocessing.get_context('spawn')), or use "
+               "one thread in the child")
 
 
 def _check_backend_name(name):
@@ -54,6 +84,9 @@ def use_backend(name):
 def backend_module(name=None):
     """The module implementing backend `name` (default: the active one), imported once."""
     name = name or get_backend()
+    if _forked_after_kernels and name == "numba":
+        raise RuntimeError(f"the numba backend cannot run in this process (Numba's OpenMP layer "
+                           f"terminates it): {FORK_ADVICE}")
     module = _modules.get(name)
     if module is None:
         module = importlib.import_module(f"fastdl.backends.{_MODULES[name]}")
@@ -72,14 +105,23 @@ def _available_cores():
 def set_num_threads(n):
     """Use `n` threads in every kernel: OpenMP regions and BLAS alike."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"set_num_threads: n must be an int >= 1; got {n!r}")
-    _num_threads = n
+    ceiling = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if n > ceiling:
+        raise ValueError(f"set_num_threads: n must be at most {ceiling} ({MAX_THREADS_PER_CORE} per "
+                         f"CPU of this machine's {os.cpu_count()}); got {n}")
+    if n > 1 and _forked_after_kernels:
+        raise RuntimeError(f"set_num_threads({n}): {FORK_ADVICE}")
+    _num_threads = int(n)
     _configure_blas()
 
 
 def get_num_threads():
-    """The number of threads kernels run with."""
+    """The number of threads kernels run with (one in a child forked after the kernels
+    were loaded: see FORK_ADVICE)."""
+    if _forked_after_kernels:
+        return 1
     return _num_threads if _num_threads is not None else _available_cores()
 
 

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -87,7 +88,12 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or epoch < self.start_from_epoch:
+        if value is None:
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not "
+                          f"available. Available metrics are: {','.join(sorted(logs or {}))}",
+                          stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()

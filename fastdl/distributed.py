@@ -83,12 +83,17 @@ def broadcast_object(obj, root=0):
     return comm().bcast(obj, root=root)
 
 
+class MismatchError(ValueError):
+    """The ranks were started on different jobs: raised on every rank alike, so that each
+    reports it (every other exception aborts the whole job)."""
+
+
 def check_same_everywhere(what, value):
-    """Raise the same ValueError on every rank when `value` differs between ranks."""
+    """Raise the same MismatchError on every rank when `value` differs between ranks."""
     values = comm().allgather(value)
     if any(v != values[0] for v in values):
         listing = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values))
-        raise ValueError(f"{what} differs between ranks ({listing})")
+        raise MismatchError(f"{what} differs between ranks ({listing})")
 
 
 def abort_on_error(exc):

@@ -7,10 +7,19 @@ Layer outputs are written into buffers sized on the first batch and reused.
 A model built while the 'cuda' backend is selected lives on the GPU: parameters,
 gradients, optimizer state and activations stay there; each batch is copied in once,
 and only the per-sample losses (and, with metrics, the outputs) come back.
+
+Threads: the layers' activation buffers belong to the model, so each batch's forward
+pass (and a training step's backward pass and update) holds the model's lock.
+predict, evaluate and their *_on_batch forms may be called from several threads at
+once; they take turns batch by batch. While fit runs, another thread's predict sees
+the weights between two steps. One model trains in one fit at a time: a second fit on
+it (from another thread) raises RuntimeError.
 """
 import os
 import sys
 import tempfile
+import threading
+import warnings
 import zipfile
 
 import numpy as np
@@ -40,6 +49,8 @@ class Sequential:
         self.stop_training = False
         self.rng = new_generator()
         self.on_device = False
+        self._lock = threading.RLock()  # the layers' buffers: one batch at a time
+        self._fitting = False
         for layer in layers or []:
             self.add(layer)
 
@@ -113,7 +124,7 @@ class Sequential:
                 if after.strides == after.pool_size and after.padding == "valid":
                     layer.pool_after, after.pooled_by_previous = after, True
 
-    def _check_input(self, x):
+    def _check_input(self, x, allow_empty=False):
         if _device.is_device(x):
             raise TypeError("x must be host data (a NumPy array or an iterator of them); a model on "
                             "the GPU copies each batch to the device itself")
@@ -125,14 +136,17 @@ class Sequential:
         expected = self.layers[0].input_shape
         if x.ndim != len(expected) + 1 or x.shape[1:] != expected:
             raise ValueError(f"input shape mismatch: the model expects (batch,) + {expected}; got {x.shape}")
-        if len(x) == 0:
+        if len(x) == 0 and not allow_empty:
             raise ValueError("the input has no samples")
         return x
 
     def _as_batch(self, x):
-        """A batch as C-contiguous data of the model's dtype (uint8 images are converted
-        here, one batch at a time); on the GPU, copied into a reused device buffer."""
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        """A batch as C-contiguous host data of the model's dtype (uint8 images are
+        converted here, one batch at a time)."""
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _device_input(self, x):
+        """On the GPU, the batch copied into the reused device buffer (under the lock)."""
         if not self.on_device:
             return x
         if self._device_batch is None or self._device_batch.shape != x.shape:
@@ -203,6 +217,7 @@ class Sequential:
     # -- computing -----------------------------------------------------------------------
 
     def _forward(self, x, training):
+        x = self._device_input(x)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -236,6 +251,10 @@ class Sequential:
         """Forward, loss, backward, update. With dist: x is this rank's shard of the
         global batch; gradients and logs are averaged over the whole global batch.
         Returns the logs and the number of samples they average over."""
+        with self._lock:
+            return self._locked_train_step(x, y, dist)
+
+    def _locked_train_step(self, x, y, dist):
         names = ["loss"] + [name for name, _ in self.metrics]
         if len(x):
             out = self._forward(x, training=True)
@@ -261,15 +280,18 @@ class Sequential:
 
     def test_on_batch(self, x, y, return_dict=False):
         self._require_compiled("testing")
-        x = self._as_batch(self._check_input(x))
+        x = self._check_input(x)
         y = self._check_labels(y, len(x))
-        loss_values, metric_values = self._batch_logs(y, self._forward(x, training=False))
+        with self._lock:
+            loss_values, metric_values = self._batch_logs(y, self._forward(self._as_batch(x), training=False))
         logs = {"loss": float(loss_values.mean()), **{k: float(v.mean()) for k, v in metric_values.items()}}
         return logs if return_dict else _as_list(logs)
 
     def predict_on_batch(self, x):
-        x = self._as_batch(self._check_input(x))
-        return _device.host_copy(self._outputs_to_predictions(self._forward(x, training=False)))
+        x = self._check_input(x)
+        with self._lock:  # the outputs live in the layers' buffers until copied out
+            return _device.host_copy(self._outputs_to_predictions(
+                self._forward(self._as_batch(x), training=False)))
 
     def predict(self, x, batch_size=32, verbose="auto"):
         """Outputs for every sample of x, in batches of batch_size."""
@@ -283,7 +305,8 @@ class Sequential:
         self._require_compiled("evaluating")
         totals, count = {}, 0
         for xb, yb in self._batches(x, y, batch_size, shuffle=False):
-            loss_values, metric_values = self._batch_logs(yb, self._forward(xb, training=False))
+            with self._lock:
+                loss_values, metric_values = self._batch_logs(yb, self._forward(xb, training=False))
             for k, v in {"loss": loss_values, **metric_values}.items():
                 totals[k] = totals.get(k, 0.0) + float(v.sum())
             count += len(xb)
@@ -323,6 +346,20 @@ class Sequential:
         fastdl.distributed; batch_size is the global batch, split between the ranks.
         """
         self._require_compiled("training")
+        with self._lock:
+            if self._fitting:
+                raise RuntimeError("this model is already training in another fit (another thread?): "
+                                   "one model trains in one fit at a time")
+            self._fitting = True
+        try:
+            return self._fit_maybe_distributed(x, y, batch_size, epochs, verbose, callbacks,
+                                               validation_split, validation_data, shuffle,
+                                               initial_epoch, steps_per_epoch, distributed)
+        finally:
+            self._fitting = False
+
+    def _fit_maybe_distributed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                               validation_data, shuffle, initial_epoch, steps_per_epoch, distributed):
         if distributed:
             from fastdl import distributed as dist
 
@@ -333,7 +370,7 @@ class Sequential:
             try:
                 return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
                                  validation_data, shuffle, initial_epoch, steps_per_epoch, dist)
-            except ValueError:
+            except dist.MismatchError:
                 raise  # a start-up mismatch: every rank raises the same error
             except Exception as exc:  # anything else may be one rank only: stop them all
                 dist.abort_on_error(exc)
@@ -354,14 +391,18 @@ class Sequential:
                 cut = int(len(x) * (1 - validation_split))
                 validation_data = (x[cut:], y[cut:])
                 x, y = x[:cut], y[:cut]
-            steps = -(-len(x) // _batch_size(batch_size))
+            # with steps_per_epoch, epochs of that many batches run on through the data,
+            # a new (shuffled) pass starting whenever one ends
+            steps = (-(-len(x) // _batch_size(batch_size)) if steps_per_epoch is None
+                     else _steps_per_epoch(steps_per_epoch))
         else:
             if validation_split:
                 raise ValueError("validation_split needs array inputs; pass validation_data instead")
-            steps = steps_per_epoch or (len(x) if hasattr(x, "__len__") else None)
+            steps = (_steps_per_epoch(steps_per_epoch) if steps_per_epoch is not None
+                     else len(x) if hasattr(x, "__len__") else None)
             if steps is None:
                 raise ValueError("an iterator without len() needs steps_per_epoch")
-            source = iter(x)
+            source = _BatchSource(x, steps)
         verbose = _resolve_verbose(verbose)
         shard = (0, 1)
         if dist is not None and dist.size() > 1:
@@ -382,16 +423,19 @@ class Sequential:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
+        if is_array:
+            passes = self._passes(x, y, batch_size, shuffle, shard)
         cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             totals, count = {}, 0
-            batches = (self._batches(x, y, batch_size, shuffle, shard) if is_array
-                       else (next(source) for _ in range(steps)))
+            batches = (next(passes) for _ in range(steps)) if is_array else source.epoch()
             for step, (xb, yb) in enumerate(batches):
                 cb.on_train_batch_begin(step)
                 if not is_array:
-                    xb = self._as_batch(self._check_input(xb))
+                    # every rank takes part in every step: an empty share of a short last
+                    # batch adds no gradient and no samples
+                    xb = self._as_batch(self._check_input(xb, allow_empty=shard[1] > 1))
                     yb = self._check_labels(yb, len(xb))
                 logs, n = self._train_step(xb, yb, dist if shard[1] > 1 else None)
                 for k, v in logs.items():
@@ -399,6 +443,10 @@ class Sequential:
                 count += n
                 cb.on_train_batch_end(step, {k: v / count for k, v in totals.items()})
                 if self.stop_training:
+                    break
+            if not is_array and source.exhausted:
+                self.stop_training = True
+                if not count:
                     break
             epoch_logs = {k: v / count for k, v in totals.items()}
             if validation_data is not None:
@@ -410,6 +458,11 @@ class Sequential:
                 break
         cb.on_train_end()
         return history
+
+    def _passes(self, x, y, batch_size, shuffle, shard):
+        """The batches of pass after pass over arrays, for ever (fit cuts epochs from it)."""
+        while True:
+            yield from self._batches(x, y, batch_size, shuffle, shard)
 
     def _start_distributed(self, dist, x, batch_size, steps):
         """Check that every rank runs the same job, then start from rank 0's weights,
@@ -485,6 +538,52 @@ class Sequential:
             raise ValueError(f"{filepath!r} is not a fastdl weights file (keys {keys[:5]}...)")
         self._check_weights(weights, repr(os.fspath(filepath)))
         self.set_weights(weights)
+
+
+def _steps_per_epoch(value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"steps_per_epoch must be an int >= 1 or None; got {value!r}")
+    return int(value)
+
+
+class _BatchSource:
+    """The batches of fit's epochs from what fit was given instead of arrays:
+    - an iterator (iter(x) is x: a generator, an ImageDataGenerator flow) is read on
+      across epochs, `steps` batches each;
+    - a Keras-style Sequence (len + indexing) gives x[0], x[1], ... every epoch, and its
+      on_epoch_end() is called after each;
+    - any other iterable (a list of batches) is iterated afresh every epoch.
+    An iterator that runs dry stops training with a warning, as in Keras."""
+
+    def __init__(self, x, steps):
+        self.x, self.steps = x, steps
+        self.iterator = iter(x)
+        self.kind = ("iterator" if self.iterator is x else
+                     "sequence" if hasattr(x, "__len__") and hasattr(x, "__getitem__") else "iterable")
+        if self.kind == "sequence" and steps > len(x):
+            raise ValueError(f"steps_per_epoch ({steps}) is more than the {len(x)} batches of "
+                             f"{type(x).__name__}")
+
+    def epoch(self):
+        if self.kind == "sequence":
+            for i in range(self.steps):
+                yield self.x[i]
+            if hasattr(self.x, "on_epoch_end"):
+                self.x.on_epoch_end()
+            return
+        if self.kind == "iterable":
+            self.iterator = iter(self.x)
+        for _ in range(self.steps):
+            try:
+                batch = next(self.iterator)
+            except StopIteration:
+                warnings.warn(f"the input ran out of data after fewer than steps_per_epoch * epochs "
+                              f"batches ({self.steps} per epoch); training stops here", stacklevel=4)
+                self.exhausted = True
+                return
+            yield batch
+
+    exhausted = False
 
 
 def _shard_iterator(iterator, dist):

@@ -19,6 +19,10 @@ DEF NEAREST = 0
 DEF CONSTANT = 1
 DEF REFLECT = 2
 DEF WRAP = 3
+# Source coordinates are clamped to +-2**31 before they become indices: far outside any
+# image (so 'nearest' and 'constant' do not change), and a double beyond int64's range
+# must never be converted (undefined in C). Every backend clamps the same way.
+DEF COORD_LIMIT = 2147483648.0
 
 
 cdef inline Py_ssize_t fold(Py_ssize_t i, Py_ssize_t n, int mode) noexcept nogil:
@@ -67,6 +71,8 @@ def affine_batch(const pixel[:, :, :, ::1] images, const Py_ssize_t[::1] indices
                     for ch in range(channels):
                         out[b, r, c, ch] = fill
                     continue
+                rin = min(max(rin, -COORD_LIMIT), COORD_LIMIT)
+                cin = min(max(cin, -COORD_LIMIT), COORD_LIMIT)
                 r0 = <Py_ssize_t> floor(rin)
                 c0 = <Py_ssize_t> floor(cin)
                 fr = rin - r0

@@ -82,8 +82,11 @@ cdef inline void max_pool_row(const floating *x, floating *out, unsigned char *a
 
 
 cdef inline bint is_pointwise(Window g) noexcept nogil:
-    """A 1x1 kernel, stride 1, no padding: the input already is the columns matrix."""
-    return g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0 and g.pl == 0
+    """A 1x1 kernel, stride 1, no padding: the input already is the columns matrix.
+    Padding at the bottom or right shows only as an output larger than the input (the
+    Window carries no pb/pr), so the output size is what rules it out."""
+    return (g.kh == 1 and g.kw == 1 and g.sh == 1 and g.sw == 1 and g.pt == 0
+            and g.pl == 0 and g.oh == g.h and g.ow == g.w)
 
 
 cdef inline void add_run(floating *dst, const floating *src, Py_ssize_t n) noexcept nogil:
@@ -246,9 +249,9 @@ cdef void winograd_rows(const float *x, Winograd w, const float *bias, float *ou
     for step in range(2):  # 0: transform every tile in; 1: after the GEMMs, out
         if step == 1:
             for xi in range(16):
-                gemm(False, False, <int> t, <int> f, <int> g.c, <float> 1, v + xi * g.c,
-                     <int> (16 * g.c), w.u + xi * g.c * f, <int> f, <float> 0, m + xi * f,
-                     <int> (16 * f))
+                gemm(False, False, t, f, g.c, <float> 1, v + xi * g.c,
+                     (16 * g.c), w.u + xi * g.c * f, f, <float> 0, m + xi * f,
+                     (16 * f))
         done = t = 0
         while done < nu:
             i = (u0 + done) // g.oh
@@ -292,8 +295,8 @@ cdef void winograd_kernel_grad(const float *x, const float *dy, WinogradGrad wg,
                 present = 3u if 2 * b + 1 < g.ow else 1u
                 fastdl_wino_grad_tile(rows, present, f, w + t * 16 * f, f)
     for xi in range(16):
-        gemm(True, False, <int> g.c, <int> f, <int> tiles, <float> 1, v + xi * g.c,
-             <int> (16 * g.c), w + xi * f, <int> (16 * f), <float> 1, du + xi * g.c * f, <int> f)
+        gemm(True, False, g.c, f, tiles, <float> 1, v + xi * g.c,
+             (16 * g.c), w + xi * f, (16 * f), <float> 1, du + xi * g.c * f, f)
 
 
 cdef void conv_rows(const floating *x, const floating *kernel, const floating *bias, floating *out,
@@ -322,8 +325,8 @@ cdef void conv_rows(const floating *x, const floating *kernel, const floating *b
         for r in range(nu * g.ow):
             for j in range(f):
                 out[r * f + j] = bias[j]
-    gemm(False, False, <int> (nu * g.ow), <int> f, <int> kk, <floating> 1, cols, <int> kk,
-         kernel, <int> f, <floating> (1 if bias != NULL else 0), out, <int> f)
+    gemm(False, False, (nu * g.ow), f, kk, <floating> 1, cols, kk,
+         kernel, f, <floating> (1 if bias != NULL else 0), out, f)
     if relu:
         if floating is float:
             fastdl_relu_f(out, out, nu * g.ow * f)
@@ -496,8 +499,8 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                 im2col(xp, wc + threadid() * slot, g, i0 * g.oh, ni * g.oh)
                 cols = wc + threadid() * slot
             # this thread's dkernel += cols^T @ dy
-            gemm(True, False, <int> kk, <int> f, <int> rows, <floating> 1, cols, <int> kk,
-                 dy_block, <int> f, <floating> 1, dkp + threadid() * kk * f, <int> f)
+            gemm(True, False, kk, f, rows, <floating> 1, cols, kk,
+                 dy_block, f, <floating> 1, dkp + threadid() * kk * f, f)
         add_rows(dbp + threadid() * f, dy_block, rows, f)
         if floating is float:
             if w.u != NULL:
@@ -505,12 +508,12 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
                               ni * g.h, False, threadid())
         if want_dx and w.u == NULL:
             if pointwise:
-                gemm(False, False, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
-                     &kernel_t[0, 0], <int> kk, <floating> 0, dxp + i0 * g.h * g.w * g.c, <int> kk)
+                gemm(False, False, rows, kk, f, <floating> 1, dy_block, f,
+                     &kernel_t[0, 0], kk, <floating> 0, dxp + i0 * g.h * g.w * g.c, kk)
             else:
                 # dcols = dy @ kernel^T, then scatter-add back into dx
-                gemm(False, False, <int> rows, <int> kk, <int> f, <floating> 1, dy_block, <int> f,
-                     &kernel_t[0, 0], <int> kk, <floating> 0, wd + threadid() * slot, <int> kk)
+                gemm(False, False, rows, kk, f, <floating> 1, dy_block, f,
+                     &kernel_t[0, 0], kk, <floating> 0, wd + threadid() * slot, kk)
                 col2im(wd + threadid() * slot, dxp, g, i0, ni)
     with nogil:
         if wg.du != NULL:  # the threads' dU in thread order, then dk = G^T dU G

@@ -32,7 +32,10 @@ fastdl_max_chunk_##S(const T *x, T *best, T *at, ptrdiff_t n, ptrdiff_t rows, pt
             const T *restrict src = x + iy * row + ix * pixel;                           \
             T k = (T) (first + iy * kw + ix);                                            \
             for (ptrdiff_t j = 0; j < n; j++) {                                          \
-                int better = src[j] > best[j]; /* strict: a tie keeps the first */       \
+                /* strict: a tie keeps the first; a NaN wins over any number and the \
+                 * first NaN stays (the maximum of a window with a NaN is NaN, as in    \
+                 * NumPy and PyTorch) */                                                \
+                int better = src[j] > best[j] || (src[j] != src[j] && best[j] == best[j]); \
                 at[j] = better ? k : at[j];                                              \
                 best[j] = better ? src[j] : best[j];                                     \
             }                                                                            \
@@ -73,8 +76,8 @@ fastdl_max_window_body_##S(const T *x, T *out, unsigned char *arg, ptrdiff_t row
             for (ptrdiff_t iy = 0; iy < rows; iy++)                                      \
                 for (ptrdiff_t ix = 0; ix < cols; ix++) {                                \
                     const T *restrict src = x + iy * row + ix * c + c0;                  \
-                    for (ptrdiff_t j = 0; j < n; j++)                                    \
-                        best[j] = src[j] > best[j] ? src[j] : best[j];                   \
+                    for (ptrdiff_t j = 0; j < n; j++) /* a NaN sticks */                 \
+                        best[j] = src[j] > best[j] || src[j] != src[j] ? src[j] : best[j]; \
                 }                                                                        \
         }                                                                                \
         for (ptrdiff_t j = 0; j < n; j++) out[c0 + j] = best[j];                         \

@@ -1,8 +1,8 @@
 /* Max pooling's window loops for float32 on AVX-512, 16 channels per vector.
  *
  * Same contract and results as the max-pooling functions of pool_window.h (strict `>`
- * so that a tie or a NaN keeps the earlier value, the first maximum gets the gradient,
- * positions saved as there), written with intrinsics: the portable loops go through
+ * so that a tie keeps the earlier value, a NaN beats any number and the first NaN
+ * stays, the first maximum gets the gradient, positions saved as there), written with intrinsics: the portable loops go through
  * stack arrays of FASTDL_CHUNK channels and cost ~300 cycles per 32-channel window on
  * this project's machine, these keep the running maximum and its position in
  * registers. Callers ask fastdl_avx512_enabled() (simd.h) first.
@@ -44,7 +44,9 @@ fastdl_max_vector(const float *x, __mmask16 live, ptrdiff_t rows, ptrdiff_t cols
     for (ptrdiff_t iy = 0; iy < rows; iy++)
         for (ptrdiff_t ix = iy == 0; ix < cols; ix++) {
             __m512 v = _mm512_maskz_loadu_ps(live, x + iy * row + ix * c);
-            __mmask16 better = _mm512_cmp_ps_mask(v, m.best, _CMP_GT_OQ);
+            /* where best is a number: v > best, or v is NaN (unordered); a NaN best stays */
+            __mmask16 better = _mm512_mask_cmp_ps_mask(
+                _mm512_cmp_ps_mask(m.best, m.best, _CMP_ORD_Q), v, m.best, _CMP_NLE_UQ);
             m.best = _mm512_mask_mov_ps(m.best, better, v);
             if (positions)
                 m.at = _mm512_mask_mov_epi32(m.at, better, FASTDL_POSITION(first, kw, iy, ix));

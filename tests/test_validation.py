@@ -73,7 +73,9 @@ def every_backend(request):
     (lambda: ops.sparse_categorical_crossentropy([0, 3], np.zeros((2, 3))), ValueError, r"labels must be in \[0, 3\) for 3 classes; got 3"),
     (lambda: ops.sparse_categorical_crossentropy([0, -1], np.zeros((2, 3))), ValueError, r"got -1"),
     (lambda: ops.sparse_categorical_crossentropy([0, 1, 2], np.zeros((2, 3))), ValueError, r"labels must have shape \(2,\) or \(2, 1\)"),
-    (lambda: ops.sparse_categorical_crossentropy([0.0, 1.0], np.zeros((2, 3))), TypeError, r"labels must be integers; got dtype float64"),
+    (lambda: ops.sparse_categorical_crossentropy([0.5, 1.0], np.zeros((2, 3))), ValueError, r"labels of dtype float64 must hold whole numbers .*got 0.5"),
+    (lambda: ops.sparse_categorical_crossentropy([0.0, np.nan], np.zeros((2, 3))), ValueError, r"must hold whole numbers .*got nan"),
+    (lambda: ops.sparse_categorical_crossentropy([True, False], np.zeros((2, 3))), TypeError, r"labels must be integers .*got dtype bool"),
     (lambda: ops.sparse_categorical_crossentropy_backward([0, 1], np.zeros((2, 3)), dloss=np.zeros(3)), ValueError, r"dloss must have shape \(2,\)"),
 ])
 def test_bad_input_raises_a_clear_error(call, error, message):

@@ -10,6 +10,7 @@ import math
 from numba import cuda
 
 from fastdl.backends import _element_updates as updates
+from fastdl.ops.augment import COORD_LIMIT
 
 TILE = 16  # the shared-memory matmul's tile edge: blocks of TILE x TILE threads
 THREADS = 256  # threads per block of the one-dimensional kernels
@@ -227,7 +228,7 @@ def _pool_forward(x, y, arg, g, is_max, save):
         for ix in range(x0, x1):
             v = x[img, iy, ix, ch]
             if is_max:
-                if v > acc:
+                if v > acc or (v != v and acc == acc):  # the first NaN wins and stays
                     acc = v
                     at = (iy - oy * sh + pt) * kw + ix - ox * sw + pl
             else:
@@ -272,8 +273,9 @@ def _pool_backward(dy, x, arg, dx, g, is_max, saved):
                 best = x[img, y0, x0, ch]
                 for yy in range(y0, y1):
                     for xx in range(x0, x1):
-                        if x[img, yy, xx, ch] > best:
-                            best = x[img, yy, xx, ch]
+                        v = x[img, yy, xx, ch]
+                        if v > best or (v != v and best == best):
+                            best = v
                             by, bx = yy, xx
                 if by == iy and bx == ix:
                     acc += dy[img, oy, ox, ch]
@@ -535,6 +537,8 @@ def _affine(images, indices, matrices, out, mode, fill, scale):
         for ch in range(channels):
             out[b, r, c, ch] = fill
         return
+    rin = min(max(rin, -COORD_LIMIT), COORD_LIMIT)  # never beyond int64
+    cin = min(max(cin, -COORD_LIMIT), COORD_LIMIT)
     fr0, fc0 = math.floor(rin), math.floor(cin)
     fr, fc = rin - fr0, cin - fc0
     rows = (int(fr0), int(fr0) + 1)

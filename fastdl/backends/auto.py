@@ -1,8 +1,9 @@
 """The 'auto' backend: for each op and shape, the faster compiled backend on this machine.
 
 The first call of an op on a new shape (and dtype, and geometry) times every available
-compiled backend on copies of the arguments (after a warm-up call, so JIT compilation
-is not counted) and remembers the winner, in memory and in a per-machine JSON file
+compiled backend on one copy of the arguments (after a warm-up call, so JIT compilation
+is not counted; arguments above MEASURE_MAX_BYTES are not measured but run on Cython)
+and remembers the winner, in memory and in a per-machine JSON file
 under the user's cache directory. Numba takes part once its kernels are compiled on
 this machine (`fastdl.backends.numba_cpu.warmup()`, about a minute, once): before that,
 measuring it would mean a first training step of some 25 s of JIT compilation, so new
@@ -104,9 +105,14 @@ def _load():
     if _choices is None:
         try:
             with open(cache_path()) as f:
-                _choices = dict(json.load(f))
+                loaded = json.load(f)
         except (OSError, ValueError):
-            _choices = {}
+            loaded = {}
+        # anything but {key: backend name} (a file cut short, hand-edited, or JSON null,
+        # 5, [1, 2]) is ignored and rewritten by the next measurement
+        if not isinstance(loaded, dict):
+            loaded = {}
+        _choices = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
     return _choices
 
 
@@ -150,20 +156,32 @@ def key(op, args):
     return (op,) + tuple(_describe(a) for a in args)
 
 
+# Arguments of more than this many bytes are not measured: the call runs on Cython,
+# unrecorded. Measuring copies the arguments once (an op may write any of them), so a
+# 16 GB memory-mapped operand would otherwise be read into memory.
+MEASURE_MAX_BYTES = 64 << 20
+
+
+def _array_bytes(args):
+    return sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+
+
 def _copies(args):
     return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
 def _measure(op, args):
-    """The candidate with the smallest median of three timed calls on copied arguments."""
+    """The candidate with the smallest median of three timed calls, each on one shared
+    copy of the arguments (made once: the caller's arrays are never written, and the
+    extra memory is the arguments' size once)."""
     best, best_time = "cython", float("inf")
+    trial = _copies(args)
     for name in candidates():
         fn = getattr(_config.backend_module(name), op)
         try:
-            fn(*_copies(args))  # warm-up: compilation, workspaces
+            fn(*trial)  # warm-up: compilation, workspaces
             times = []
             for _ in range(3):
-                trial = _copies(args)
                 start = time.perf_counter()
                 fn(*trial)
                 times.append(time.perf_counter() - start)
@@ -179,6 +197,8 @@ _memo = {}  # key tuple -> backend name: the per-call lookup, no string building
 
 
 def choose(op, args):
+    if _config.forked_after_kernels():
+        return "cython"  # on one thread; Numba cannot run after fork (see _config)
     if op in _preferred:
         return _preferred[op]
     if len(candidates()) == 1:
@@ -192,8 +212,8 @@ def choose(op, args):
         choices = _load()
         name = choices.get(text)
     if name is None or name not in candidates():
-        if not numba_ready():
-            _memo[k] = "cython"  # not recorded: measured once Numba is compiled
+        if not numba_ready() or _array_bytes(args) > MEASURE_MAX_BYTES:
+            _memo[k] = "cython"  # not recorded: measured once Numba is compiled / never
             return "cython"
         name = _measure(op, args)
         with _lock:

@@ -6,6 +6,7 @@ of the input: each offset is a strided slice, so no index arithmetic can go wron
 import numpy as np
 
 from fastdl.backends import _compose
+from fastdl.ops.augment import COORD_LIMIT
 from fastdl.ops.losses import EPSILON
 
 
@@ -66,7 +67,8 @@ def max_pool2d(x, out, g, argmax=None):
 
 def _first_maxima(x, g):
     """Each window's first maximum's position ky * kw + kx: a row-major scan from its
-    first real element that moves on a strict `>` (as the compiled kernels do)."""
+    first real element that moves on a strict `>`, or to the first NaN (as the compiled
+    kernels do: a window holding a NaN has NaN for its maximum)."""
     xp = _padded(x, g, 0)
     real = _padded(np.ones((1, g.h, g.w, 1), bool), g, False)
     shape = (g.n, g.oh, g.ow, g.c)
@@ -75,7 +77,7 @@ def _first_maxima(x, g):
         for kx in range(g.kw):
             window = _offset(g, ky, kx)
             value, is_real = xp[window], real[window]
-            better = is_real & (~seen | (value > best))
+            better = is_real & (~seen | (value > best) | (np.isnan(value) & ~np.isnan(best)))
             best = np.where(better, value, best)
             at[better] = ky * g.kw + kx
             seen |= is_real
@@ -98,7 +100,7 @@ def max_pool2d_backward(dy, x, g, dx, through_relu, argmax=None):
     for ky in range(g.kh):
         for kx in range(g.kw):
             window = _offset(g, ky, kx)
-            first = (xp[window] == y) & ~taken
+            first = ((xp[window] == y) | (np.isnan(xp[window]) & np.isnan(y))) & ~taken
             dxp[window] += np.where(first, dy, 0)
             taken |= first
     dx[...] = _unpadded(dxp, g)
@@ -293,6 +295,9 @@ def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
     for b, (src, m) in enumerate(zip(indices, matrices)):
         rin = m[0] * rows + m[1] * cols + m[2]
         cin = m[3] * rows + m[4] * cols + m[5]
+        outside = (rin < -1e-9) | (rin > h - 1 + 1e-9) | (cin < -1e-9) | (cin > w - 1 + 1e-9)
+        # clamped as the compiled kernels do before indexing (far outside any image)
+        rin, cin = np.clip(rin, -COORD_LIMIT, COORD_LIMIT), np.clip(cin, -COORD_LIMIT, COORD_LIMIT)
         r0, c0 = np.floor(rin), np.floor(cin)
         fr, fc = (rin - r0)[..., None], (cin - c0)[..., None]
         r0, c0 = r0.astype(np.intp), c0.astype(np.intp)
@@ -304,7 +309,5 @@ def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
         value = ((1 - fr) * (1 - fc) * at(r0, c0) + (1 - fr) * fc * at(r0, c0 + 1)
                  + fr * (1 - fc) * at(r0 + 1, c0) + fr * fc * at(r0 + 1, c0 + 1))
         if mode == 1:  # constant: no interpolation beyond the edges
-            eps = 1e-9
-            outside = (rin < -eps) | (rin > h - 1 + eps) | (cin < -eps) | (cin > w - 1 + eps)
             value[outside] = cval
         out[b] = value * scale

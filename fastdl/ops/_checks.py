@@ -73,9 +73,14 @@ def shape_tuple(name, value, ndim):
     return tuple(int(v) for v in value)
 
 
+# The largest window size, stride, dilation or padding: the kernels' index arithmetic
+# (products of two of them) stays far inside a 64-bit Py_ssize_t.
+MAX_WINDOW_INT = 2 ** 31 - 1
+
+
 def int_pair(name, value, minimum=1):
-    """An int or a pair of ints, each >= minimum, as a pair."""
-    if type(value) is int and value >= minimum:  # the common case, checked on every call
+    """An int or a pair of ints, each in [minimum, MAX_WINDOW_INT], as a pair."""
+    if type(value) is int and minimum <= value <= MAX_WINDOW_INT:  # the common case, on every call
         return value, value
     items = (value, value) if _is_int(value) else value
     try:
@@ -86,6 +91,8 @@ def int_pair(name, value, minimum=1):
         raise TypeError(f"{name} must be an int or a pair of ints; got {value!r}")
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    if any(v > MAX_WINDOW_INT for v in items):
+        raise ValueError(f"{name} must be <= {MAX_WINDOW_INT}; got {value!r}")
     return int(items[0]), int(items[1])
 
 
@@ -109,6 +116,8 @@ def padding_spec(value, allow_explicit=True):
             if all(_is_int(p) for p in pads):
                 if any(p < 0 for p in pads):
                     raise ValueError(f"padding must be non-negative; got {value!r}")
+                if any(p > MAX_WINDOW_INT for p in pads):
+                    raise ValueError(f"padding must be <= {MAX_WINDOW_INT}; got {value!r}")
                 return tuple(int(p) for p in pads)
     allowed = "'valid', 'same'" + (" or ((top, bottom), (left, right))" if allow_explicit else "")
     raise ValueError(f"padding must be {allowed}; got {value!r}")
@@ -145,6 +154,15 @@ def distinct(out_name, out, **inputs):
     for name, a in inputs.items():
         if a is not None and _device.may_share_memory(out, a):
             raise ValueError(f"{out_name} must not overlap {name}")
+
+
+def exact_or_distinct(out_name, out, **inputs):
+    """`out` is exactly one of the inputs (an op that works in place) or shares no
+    memory with it: a partial overlap would read values the kernel already wrote."""
+    for name, a in inputs.items():
+        if a is not None and _device.may_share_memory(out, a) and not _device.same_memory(out, a):
+            raise ValueError(f"{out_name} partly overlaps {name}: pass {name} itself (in place) or an "
+                             f"array that shares no memory with it")
 
 
 def finite_number(name, value, minimum=None, maximum=None, inclusive=True):

@@ -13,8 +13,15 @@ def _prepare(labels, outputs):
     labels = np.asarray(_device.to_host(labels))  # validated on the host; a batch's worth
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]  # Keras accepts (batch, 1), as CIFAR-10 ships its labels
+    if labels.dtype.kind == "f":  # Keras casts class indices stored as floats
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.floor(labels)):
+            bad = labels[~np.isfinite(labels) | (labels != np.floor(labels))].flat[0]
+            raise ValueError(f"labels of dtype {labels.dtype} must hold whole numbers (class "
+                             f"indices); got {bad}")
+        labels = labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
+        raise TypeError(f"labels must be integers (or floats holding whole numbers); got dtype "
+                        f"{labels.dtype}")
     if labels.shape != outputs.shape[:1]:
         raise ValueError(f"labels must have shape ({outputs.shape[0]},) or ({outputs.shape[0]}, 1) "
                          f"to match outputs {outputs.shape}; got {labels.shape}")

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastdl.backends import _element_updates as updates
+from fastdl.ops.augment import COORD_LIMIT
 
 OPTS = dict(cache=True, nogil=True)
 
@@ -136,7 +137,9 @@ def pool_forward(x, y, arg, g, is_max):
                     for ix in range(x0, x1):
                         for ch in range(c):
                             v = x[i, iy, ix, ch]
-                            if v > y[i, oy, ox, ch]:  # strict: ties keep the first
+                            best = y[i, oy, ox, ch]
+                            # strict: ties keep the first; the first NaN wins and stays
+                            if v > best or (v != v and best == best):
                                 y[i, oy, ox, ch] = v
                                 if save:
                                     arg[i, oy, ox, ch] = (iy - oy * sh + pt) * kw + ix - ox * sw + pl
@@ -181,7 +184,9 @@ def _pool_backward_row(dy, x, dx, g, is_max, i, oy):
                 by, bx = y0, x0
                 for iy in range(y0, y1):
                     for ix in range(x0, x1):
-                        if x[i, iy, ix, ch] > best:  # strict: ties keep the first
+                        v = x[i, iy, ix, ch]
+                        # strict: ties keep the first; the first NaN wins and stays
+                        if v > best or (v != v and best == best):
                             best = x[i, iy, ix, ch]
                             by, bx = iy, ix
                 dx[i, by, bx, ch] += dy[i, oy, ox, ch]
@@ -407,6 +412,8 @@ def affine_batch(images, indices, matrices, out, mode, cval, scale):
                     for ch in range(channels):
                         out[b, r, c, ch] = fill
                     continue
+                rin = min(max(rin, -COORD_LIMIT), COORD_LIMIT)  # never beyond int64
+                cin = min(max(cin, -COORD_LIMIT), COORD_LIMIT)
                 fr0 = math.floor(rin)
                 fc0 = math.floor(cin)
                 fr = rin - fr0
