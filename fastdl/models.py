@@ -17,14 +17,13 @@ it (from another thread) raises RuntimeError.
 """
 import os
 import sys
-import tempfile
 import threading
 import warnings
 import zipfile
 
 import numpy as np
 
-from fastdl import _config, _device
+from fastdl import _atomic, _config, _device
 from fastdl import callbacks as callbacks_module
 from fastdl import losses, metrics as metrics_module, ops, optimizers
 from fastdl.layers import Activation, Conv2D, Dense, InputLayer, Layer, MaxPooling2D
@@ -496,33 +495,38 @@ class Sequential:
                                  f"expects {shape} (weights of another architecture?)")
 
     def set_weights(self, weights):
+        """Assign every weight; all are converted and checked first, so a bad array
+        (wrong shape, complex, not numbers) changes nothing."""
         if not self.built:
             self.build()
-        weights = list(weights)
-        self._check_weights(weights, "set_weights")
+        self._assign(self._converted(list(weights), "set_weights"))
+
+    def _converted(self, weights, source):
+        """The weights as arrays of the model's dtype, after every check has passed."""
+        self._check_weights(weights, source)
+        params = [p for layer in self.layers for p in layer.params]
+        converted = []
+        for i, (p, w) in enumerate(zip(params, weights)):
+            w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"{source}: array {i} has dtype {w.dtype}; weights must be real numbers "
+                                f"(a complex array would lose its imaginary part)")
+            converted.append(np.ascontiguousarray(w, dtype=p.dtype))
+        return converted
+
+    def _assign(self, weights):
         params = [p for layer in self.layers for p in layer.params]
         for p, w in zip(params, weights):
-            _device.copy_into(p, np.ascontiguousarray(w, dtype=p.dtype))
+            _device.copy_into(p, w)
 
     def save_weights(self, filepath):
-        """Write every weight to an .npz file atomically: a crash mid-save leaves either
-        the old file or the new one, never a torn file."""
+        """Write every weight to an .npz file atomically (fastdl._atomic: a crash
+        mid-save leaves the old file or the new one; a symlink's target is replaced;
+        the file's permissions are kept)."""
         if not self.built:
             self.build()
-        filepath = os.fspath(filepath)
         arrays = {f"{i:04d}": w for i, w in enumerate(self.get_weights())}
-        directory = os.path.dirname(os.path.abspath(filepath))
-        fd, tmp = tempfile.mkstemp(prefix=".fastdl-weights-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, filepath)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _atomic.write(filepath, lambda f: np.savez(f, **arrays))
 
     def load_weights(self, filepath):
         """Load weights saved by save_weights; on any mismatch nothing changes."""
@@ -536,8 +540,7 @@ class Sequential:
             raise ValueError(f"cannot read weights from {os.fspath(filepath)!r}: {exc}") from None
         if keys != [f"{i:04d}" for i in range(len(keys))]:
             raise ValueError(f"{filepath!r} is not a fastdl weights file (keys {keys[:5]}...)")
-        self._check_weights(weights, repr(os.fspath(filepath)))
-        self.set_weights(weights)
+        self._assign(self._converted(weights, repr(os.fspath(filepath))))
 
 
 def _steps_per_epoch(value):

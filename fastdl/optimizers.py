@@ -162,16 +162,43 @@ class Optimizer:
                                                            for s in self._slots]}
 
     def set_state(self, state):
-        """Restore what get_state returned; training then resumes bit for bit."""
+        """Restore what get_state returned; training then resumes bit for bit. Every
+        slot is checked (names, and where this optimizer has state already, the number
+        of variables, each array's shape and dtype) before anything changes."""
+        if not isinstance(state, dict) or set(state) != {"iterations", "slots"}:
+            raise ValueError(f"state must be a dict with 'iterations' and 'slots' (what get_state "
+                             f"returns); got {type(state).__name__}"
+                             f"{' with keys ' + str(sorted(state)) if isinstance(state, dict) else ''}")
+        iterations = state["iterations"]
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+            raise ValueError(f"state['iterations'] must be an int >= 0; got {iterations!r}")
         slots = state["slots"]
         if slots is not None:
             expected = set(self.active_slots())
-            for s in slots:
-                if set(s) != expected:
-                    raise ValueError(f"state has slots {sorted(s)}; this optimizer uses {sorted(expected)}")
+            current = self._slots
+            if current is not None and len(slots) != len(current):
+                raise ValueError(f"state has slots for {len(slots)} variables; this optimizer has "
+                                 f"{len(current)}")
+            for i, s in enumerate(slots):
+                if not isinstance(s, dict) or set(s) != expected:
+                    names = sorted(s) if isinstance(s, dict) else type(s).__name__
+                    raise ValueError(f"state has slots {names}; this optimizer uses {sorted(expected)}")
+                shapes = {np.shape(a) for a in s.values()}
+                if len(shapes) > 1:
+                    raise ValueError(f"state slots of variable {i} differ in shape: {sorted(shapes)}")
+                for name, a in s.items():
+                    dtype = getattr(a, "dtype", None)
+                    if dtype not in (np.float32, np.float64):
+                        raise TypeError(f"state slot {name!r} of variable {i} must be float32 or "
+                                        f"float64; got {dtype}")
+                    if current is not None:
+                        have = current[i][name]
+                        if a.shape != have.shape or a.dtype != have.dtype:
+                            raise ValueError(f"state slot {name!r} of variable {i} is {a.dtype} "
+                                             f"{a.shape}; this optimizer's is {have.dtype} {have.shape}")
             slots = [{k: _device.host_copy(a) for k, a in s.items()} for s in slots]
         self._slots = slots
-        self.iterations = int(state["iterations"])
+        self.iterations = int(iterations)
 
 
 def _norm(g):

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pytest
 
+import fastdl.datasets
 from fastdl.datasets import DatasetNotFoundError, cifar10, fashion_mnist, mnist
 
 IN_CI = bool(os.environ.get("CI"))
@@ -25,6 +26,20 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar10, "URL", "http://127.0.0.1:9/unreachable")
     monkeypatch.setattr(mnist, "URL", "http://127.0.0.1:9/unreachable")
     monkeypatch.setattr(fashion_mnist, "BASE_URL", "http://127.0.0.1:9/unreachable/")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def synthetic_data_unverified(request, monkeypatch):
+    """Files this module writes are not the published data sets: checksums are off for
+    them, and on for the tests marked real_data and those that ask for it."""
+    if "real_data" not in request.keywords and "verified" not in request.fixturenames:
+        monkeypatch.setattr(fastdl.datasets, "VERIFY_CHECKSUMS", False)
+
+
+@pytest.fixture
+def verified():
+    """Checksums on (the default outside these tests)."""
 
 
 # -- CIFAR-10 in its real pickle format ---------------------------------------------------
@@ -220,3 +235,74 @@ def test_real_mnist_format_data_sets(module, first_labels, monkeypatch):
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert list(y_train[:5]) == first_labels
     assert np.bincount(y_train).min() > 5000  # ten classes, each well represented
+
+
+# -- checksums of the known data sets (#25) --------------------------------------------------
+
+def real_fashion_folder(tmp_path):
+    source = fashion_mnist.SYSTEM_DIRS[0]
+    if not os.path.isdir(source):
+        if IN_CI:
+            pytest.fail("CI installs dataset-fashion-mnist")
+        pytest.skip("dataset-fashion-mnist is not installed")
+    folder = tmp_path / "fashion"
+    shutil.copytree(source, folder)
+    return folder
+
+
+def rewrite_idx(path, change):
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    change(raw)
+    path.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("damage", ["flipped_pixel", "reordered_labels"])
+def test_a_changed_copy_of_a_known_data_set_is_rejected_naming_the_files(tmp_path, damage):
+    folder = real_fashion_folder(tmp_path)
+    if damage == "flipped_pixel":
+        rewrite_idx(folder / "t10k-images-idx3-ubyte.gz", lambda raw: raw.__setitem__(16 + 5000, raw[16 + 5000] ^ 1))
+    else:  # two labels of different classes swapped: every count still right
+        def swap(raw):
+            i = next(i for i in range(9, len(raw)) if raw[i] != raw[8])
+            raw[8], raw[i] = raw[i], raw[8]
+        rewrite_idx(folder / "train-labels-idx1-ubyte.gz", swap)
+    with pytest.raises(ValueError, match=rf"{folder}.*checksum .* not that of the published Fashion-MNIST"):
+        fashion_mnist.load_data(path=folder)
+
+
+@pytest.mark.real_data
+def test_a_verified_copy_is_hashed_once_then_known_by_size_and_mtime(tmp_path, monkeypatch):
+    folder = real_fashion_folder(tmp_path)
+    (x, _), _ = fashion_mnist.load_data(path=folder)  # hashed and remembered
+    assert (tmp_path / "cache" / "fastdl" / "verified-data.json").exists()
+
+    def no_hashing(arrays):
+        raise AssertionError("hashed again")
+    monkeypatch.setattr(fastdl.datasets._sources, "arrays_digest", no_hashing)
+    (again, _), _ = fashion_mnist.load_data(path=folder)
+    np.testing.assert_array_equal(again, x)
+    # a touched file is hashed again
+    os.utime(folder / "t10k-labels-idx1-ubyte.gz", ns=(1, 1))
+    with pytest.raises(AssertionError, match="hashed again"):
+        fashion_mnist.load_data(path=folder)
+
+
+def test_synthetic_files_fail_the_checksum_unless_it_is_off(cifar_folder, idx_folder, verified, monkeypatch):
+    with pytest.raises(ValueError, match=r"not that of the published CIFAR-10"):
+        cifar10.load_data(path=cifar_folder)
+    with pytest.raises(ValueError, match=rf"{idx_folder}.*not that of the published Fashion-MNIST"):
+        fashion_mnist.load_data(path=idx_folder)
+    monkeypatch.setattr(fastdl.datasets, "VERIFY_CHECKSUMS", False)
+    check_cifar(cifar10.load_data(path=cifar_folder), cifar_folder)
+
+
+@pytest.mark.parametrize("content", [b"not a zip file at all", "missing key"])
+def test_a_corrupt_mnist_npz_is_a_value_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "mnist.npz"
+    if content == "missing key":
+        np.savez(path, x_train=np.zeros((1, 28, 28), np.uint8))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{path}.*(corrupt or not an npz|needs the arrays x_train, y_train)"):
+        mnist.load_data(path=path)

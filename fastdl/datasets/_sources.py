@@ -8,12 +8,16 @@ atomically. When everything fails, the error lists every place and why it failed
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import tempfile
+import threading
 import urllib.request
 
 import numpy as np
+
+_verified_lock = threading.Lock()
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -64,6 +68,76 @@ def file_digest(path, algorithm):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def arrays_digest(arrays):
+    """sha256 of the arrays' bytes in order: the same for the data whatever its container
+    (IDX gzip-compressed or not, npz)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def _verified_path():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastdl", "verified-data.json")
+
+
+def _file_stats(paths):
+    stats = []
+    for p in paths:
+        st = os.stat(p)
+        stats.append([os.path.realpath(p), st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def _load_verified():
+    try:
+        with open(_verified_path()) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_known(name, paths, digests, label):
+    """Raise ValueError naming `label` unless one of `digests` (pairs of a function giving
+    a checksum and the set of published checksums it may give) matches, or these very
+    files (path, size, mtime) passed before."""
+    from fastdl import datasets
+
+    if not datasets.VERIFY_CHECKSUMS:
+        return
+    stats = _file_stats(paths)
+    with _verified_lock:
+        seen = _load_verified().get(name)
+    if isinstance(seen, list) and stats in seen:
+        return
+    got = []
+    for compute, accepted in digests:
+        value = compute()
+        if value in accepted:
+            break
+        got.append(value)
+    else:
+        raise ValueError(f"{label}: the content's checksum ({', '.join(got)}) is not that of the "
+                         f"published {name}: a changed pixel, reordered labels, or another version "
+                         f"of the data. Replace the files, or set "
+                         f"fastdl.datasets.VERIFY_CHECKSUMS = False to load them anyway")
+    with _verified_lock:
+        data = _load_verified()
+        entries = data.get(name) if isinstance(data.get(name), list) else []
+        data[name] = [e for e in entries if e != stats][-15:] + [stats]
+        try:
+            path = _verified_path()
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # an unwritable cache only costs hashing again next time
 
 
 def download(url, destination, algorithm, expected, timeout=60):

@@ -4,6 +4,7 @@ load_data() returns (x_train, y_train), (x_test, y_test): uint8 (50000, 32, 32, 
 and uint8 labels (50000, 1), as Keras does. The batches are pickles; they are read
 with an unpickler that loads only plain data.
 """
+import hashlib
 import os
 import tarfile
 
@@ -16,6 +17,13 @@ SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 ARCHIVE = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+# md5 of each batch file of the python release (the files in its tarball)
+BATCH_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f",
+             "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+             "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+             "data_batch_4": "634d18415352ddfa80567beed471001a",
+             "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+             "test_batch": "40351d587109b95175f43aff81a1287e"}
 NAME = "CIFAR-10"
 
 
@@ -32,9 +40,20 @@ def _parse_batch(data, label):
     return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.uint8)
 
 
-def _assemble(read):
-    """read(name) -> bytes of one batch; returns Keras's arrays, verified."""
-    parts = [_parse_batch(read(name), name) for name in BATCHES]
+def _batches_digest(raw):
+    """The md5 of every batch, joined in BATCHES' order (one checksum for the set)."""
+    return ",".join(hashlib.md5(raw[name]).hexdigest() for name in BATCHES)
+
+
+PUBLISHED = {",".join(BATCH_MD5[name] for name in BATCHES)}
+
+
+def _assemble(read, files, label):
+    """read(name) -> bytes of one batch; returns Keras's arrays, verified (shapes, labels,
+    and, once per set of files, the published checksums)."""
+    raw = {name: read(name) for name in BATCHES}
+    _sources.check_known(NAME, files, [(lambda: _batches_digest(raw), PUBLISHED)], label)
+    parts = [_parse_batch(raw[name], name) for name in BATCHES]
     x_train = np.ascontiguousarray(np.concatenate([p[0] for p in parts[:5]]))
     y_train = np.concatenate([p[1] for p in parts[:5]]).reshape(-1, 1)
     x_test, y_test = np.ascontiguousarray(parts[5][0]), parts[5][1].reshape(-1, 1)
@@ -51,7 +70,7 @@ def from_folder(directory):
     def read(name):
         with open(os.path.join(directory, name), "rb") as f:
             return f.read()
-    return _assemble(read)
+    return _assemble(read, [os.path.join(directory, name) for name in BATCHES], directory)
 
 
 def from_archive(path):
@@ -63,7 +82,7 @@ def from_archive(path):
             missing = [n for n in BATCHES if n not in members]
             if missing:
                 raise ValueError(f"{path}: the archive lacks {missing}")
-            return _assemble(lambda name: tar.extractfile(members[name]).read())
+            return _assemble(lambda name: tar.extractfile(members[name]).read(), [path], path)
     except tarfile.TarError as exc:
         raise ValueError(f"{path}: corrupt archive ({exc})") from None
 
