@@ -17,6 +17,7 @@ from _geometry cimport Window, window_from_tuple
 cdef extern from "elementwise.h" nogil:
     void fastdl_relu_f(const float *x, float *out, Py_ssize_t n)
     void fastdl_relu_d(const double *x, double *out, Py_ssize_t n)
+    int fastdl_all_finite_f(const float *x, Py_ssize_t n)
 
 cdef extern from "pool_window.h" nogil:
     void fastdl_max_pool_row_f(const float *x, float *out, unsigned char *arg, Py_ssize_t count, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row, Py_ssize_t c, int relu)
@@ -204,6 +205,14 @@ cdef Winograd winograd_setup(const float *kernel, float[::1] u, float[::1] v, fl
     w.u, w.v, w.m = &u[0], &v[0], &m[0]
     w.v_slot, w.m_slot = v.shape[0] // num_threads, m.shape[0] // num_threads
     return w
+
+
+def all_finite(const float[::1] x):
+    """Whether x holds no +-inf or NaN (Winograd's transforms turn an inf into NaN)."""
+    cdef int ok
+    with nogil:
+        ok = fastdl_all_finite_f(&x[0], x.shape[0])
+    return bool(ok)
 
 
 def winograd_available():

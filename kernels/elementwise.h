@@ -7,6 +7,8 @@
 #ifndef FASTDL_ELEMENTWISE_H
 #define FASTDL_ELEMENTWISE_H
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "simd.h"
 
@@ -30,5 +32,17 @@ FASTDL_CLONES static void fastdl_bias_relu_##S(T *z, const T *bias, ptrdiff_t n)
 
 FASTDL_ELEMENTWISE(float, f)
 FASTDL_ELEMENTWISE(double, d)
+
+/* 1 when no element of x is +-inf or NaN (all exponent bits set); the bits are tested as
+ * integers, so that the reduction vectorises without reassociating float additions */
+FASTDL_CLONES static int fastdl_all_finite_f(const float *x, ptrdiff_t n) {
+    uint32_t bad = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
 
 #endif

@@ -3,13 +3,16 @@ import pytest
 
 import fastdl
 
-from support import COMPILED_BACKENDS, DTYPES
+from support import COMPILED_BACKENDS, DTYPES, guard_backend
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)
-def backend(request):
-    """The name of a compiled backend, active for the whole test."""
+def backend(request, monkeypatch):
+    """The name of a compiled backend, active for the whole test, its kernels run on
+    arrays that end at guard pages (support.guard_backend): a stray read or write past
+    an array crashes the test instead of passing unseen."""
     with fastdl.use_backend(request.param):
+        guard_backend(fastdl._config.backend_module(request.param), monkeypatch)
         yield request.param
 
 

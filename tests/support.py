@@ -1,5 +1,7 @@
 """Helpers shared by the tests: tolerances, the reference oracle, finite differences."""
+import ctypes
 import importlib.util
+import mmap
 
 import numpy as np
 
@@ -40,3 +42,60 @@ def numerical_gradient(f, x, eps=1e-6):
         flat[i] = saved
         gflat[i] = (up - down) / (2 * eps)
     return grad
+
+
+# -- guard pages: arrays that end (or start) at memory the process may not touch --------
+
+_PAGE = mmap.PAGESIZE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def guarded(a, start_at_guard=False):
+    """A copy of `a` (C order) in fresh pages between two inaccessible (PROT_NONE) pages:
+    by default its last byte is the last before the upper guard, so a kernel that reads
+    or writes one element past its end is killed by SIGSEGV instead of passing; with
+    start_at_guard its first byte follows the lower guard (reads before the start)."""
+    a = np.asarray(a)
+    pages = -(-max(a.nbytes, 1) // _PAGE)
+    buf = mmap.mmap(-1, (pages + 2) * _PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    for page in (0, pages + 1):
+        if _libc.mprotect(base + page * _PAGE, _PAGE, 0) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect failed")
+    offset = _PAGE if start_at_guard else _PAGE + pages * _PAGE - a.nbytes
+    out = np.frombuffer(buf, a.dtype, count=a.size, offset=offset).reshape(a.shape)
+    out[...] = a
+    if not a.flags.writeable:
+        out.flags.writeable = False
+    return out
+
+
+def guard_backend(module, monkeypatch):
+    """Every op of a backend module called on guarded copies of its array arguments (each
+    ending at a guard page, every other call starting at one instead); what the kernel
+    wrote is copied back to the caller's arrays. Arguments that share memory (an op run
+    in place) are passed as they are, so the aliasing the op relies on stays."""
+    from fastdl.backends.auto import OPS
+
+    calls = [0]
+
+    def wrap(fn):
+        def run(*args):
+            arrays = [i for i, a in enumerate(args) if type(a) is np.ndarray and a.size]
+            shared = {i for i in arrays for j in arrays
+                      if i != j and np.may_share_memory(args[i], args[j])}
+            calls[0] += 1
+            copies = {i: guarded(args[i], start_at_guard=calls[0] % 2 == 0)
+                      for i in arrays if i not in shared and args[i].flags.c_contiguous}
+            result = fn(*[copies.get(i, a) for i, a in enumerate(args)])
+            for i, copy in copies.items():
+                if args[i].flags.writeable:
+                    args[i][...] = copy
+            return result
+        run.__name__ = fn.__name__
+        return run
+
+    for op in OPS:
+        if hasattr(module, op):
+            monkeypatch.setattr(module, op, wrap(getattr(module, op)))

@@ -41,12 +41,16 @@ def _block(units, unit_bytes, threads):
     return max(1, -(-units // blocks))
 
 
-def _winograd(x, g, f):
+def _winograd(x, g, f, *operands):
     """Whether a convolution runs as Winograd F(2x2, 3x3): float32 3x3 kernels with
-    stride 1, channels and filters enough for its 16 GEMMs to pay for the transforms."""
+    stride 1, channels and filters enough for its 16 GEMMs to pay for the transforms,
+    and finite operands: its transforms subtract neighbours, so an inf would come out
+    NaN where the direct sum keeps inf (as PyTorch does); such calls take im2col (the
+    check reads each operand once, a few percent of the convolution)."""
     return (_WINOGRAD_AVAILABLE and x.dtype == np.float32 and g.kh == g.kw == 3
             and g.sh == g.sw == 1 and g.dh == g.dw == 1
-            and g.c >= WINOGRAD_MIN_CHANNELS and f >= WINOGRAD_MIN_FILTERS)
+            and g.c >= WINOGRAD_MIN_CHANNELS and f >= WINOGRAD_MIN_FILTERS
+            and all(_conv.all_finite(a.reshape(-1)) for a in (x,) + operands))
 
 
 def _winograd_tile_rows(g, f, threads):
@@ -73,7 +77,7 @@ def conv2d(x, kernel, bias, out, g, activation):
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     fused_relu = activation == "relu"  # applied per block by the kernel, in cache
-    if _winograd(x, g, f):
+    if _winograd(x, g, f, kernel):
         rows = _winograd_tile_rows(g, f, threads)
         # a block's rows split over images: one odd segment more than its row pairs
         segments = min(rows, g.n * g.oh) // g.oh + 2
@@ -98,7 +102,7 @@ def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw, argma
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
     poh = g.oh // ph
-    winograd = _winograd(x, g, f)
+    winograd = _winograd(x, g, f, kernel)
     # pooled rows per block: about IM2COL_BLOCK_BYTES of columns (or of Winograd's
     # transforms), within one image
     row_bytes = (g.ow + 1) // 2 * 8 * (g.c + f) * 4 if winograd else g.ow * kk * x.itemsize
@@ -117,7 +121,7 @@ def conv2d_backward(dy, x, kernel, g, dx):
     need_dx = dx is not None
     threads = get_num_threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
-    winograd = _winograd(x, g, f)
+    winograd = _winograd(x, g, f, dy, kernel)
     if winograd:
         # dkernel: each image's 2x2 blocks of dy and the 4x4 patches under them,
         # transformed; dx: the convolution of dy (F channels) with the flipped kernel
