@@ -69,6 +69,31 @@ def fault():
     model.fit(x, y, batch_size=16, epochs=50, verbose=0, callbacks=[Boom()], distributed=True)
 
 
+def short_last_batch():
+    """33 samples, global batch 32: rank 1's share of the last batch is empty, and it
+    still takes part in that step (zero gradient, zero samples)."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((33, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 33)
+    model = small_model()
+    flow = ImageDataGenerator().flow(x, y, batch_size=32, shuffle=False)
+    history = model.fit(flow, epochs=2, verbose=0, distributed=True)
+    weights = distributed.comm().gather(model.flat_params.copy(), root=0)
+    if distributed.rank() == 0:
+        np.testing.assert_array_equal(weights[0], weights[1])
+        assert len(history.history["loss"]) == 2
+        print("SHORT BATCH DONE")
+
+
+def value_error_on_one_rank():
+    """A ValueError on one rank mid-training (bad labels there only) aborts the job."""
+    x, y = data()
+    if distributed.rank() == 1:
+        y = y.copy()
+        y[41] = 99  # out of range for 3 classes: in rank 1's share (odd indices) of the third step
+    model = small_model()
+    model.fit(x, y, batch_size=16, epochs=50, shuffle=False, verbose=0, distributed=True)
+
+
 def mismatch():
     """Ranks disagree on the batch size: every rank gets the same clear error."""
     x, y = data()
@@ -83,4 +108,5 @@ def mismatch():
 if __name__ == "__main__":
     distributed.init(required=True)
     fastdl.set_num_threads(1)  # two ranks share this machine's cores
-    {"equivalence": equivalence, "shuffled_flow": shuffled_flow, "fault": fault, "mismatch": mismatch}[sys.argv[1]]()
+    {"equivalence": equivalence, "shuffled_flow": shuffled_flow, "fault": fault, "mismatch": mismatch,
+     "short_last_batch": short_last_batch, "value_error_on_one_rank": value_error_on_one_rank}[sys.argv[1]]()

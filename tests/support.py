@@ -89,10 +89,13 @@ def guard_backend(module, monkeypatch):
             copies = {i: guarded(args[i], start_at_guard=calls[0] % 2 == 0)
                       for i in arrays if i not in shared and args[i].flags.c_contiguous}
             result = fn(*[copies.get(i, a) for i, a in enumerate(args)])
+            originals = {id(copy): args[i] for i, copy in copies.items()}
             for i, copy in copies.items():
                 if args[i].flags.writeable:
                     args[i][...] = copy
-            return result
+            if isinstance(result, tuple):  # an argument handed back stands for itself
+                return tuple(originals.get(id(r), r) for r in result)
+            return originals.get(id(result), result)
         run.__name__ = fn.__name__
         return run
 

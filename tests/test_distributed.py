@@ -51,6 +51,21 @@ def test_a_failing_rank_stops_the_job_quickly():
 
 
 @pytest.mark.mpi
+def test_a_rank_with_an_empty_share_of_the_last_batch_still_takes_part():
+    proc, seconds = mpirun("short_last_batch", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SHORT BATCH DONE" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_a_value_error_on_one_rank_aborts_the_job():
+    proc, seconds = mpirun("value_error_on_one_rank", timeout=120)
+    assert proc.returncode != 0
+    assert "ValueError: labels must be in [0, 3)" in proc.stderr and "aborting all ranks" in proc.stderr
+    assert seconds < 60
+
+
+@pytest.mark.mpi
 def test_mismatched_batch_sizes_are_a_clear_error_on_every_rank():
     proc, _ = mpirun("mismatch")
     assert proc.returncode != 0
