@@ -8,7 +8,7 @@ from setuptools import Extension, setup
 
 KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment", "runtime"]
 
-# Portable flags (see DESIGN.md): -fno-math-errno lets GCC vectorise sqrt; never
+# Portable flags: -fno-math-errno lets GCC vectorise sqrt; never
 # -march=native or -ffast-math in a distributed build.
 if sys.platform == "win32":
     compile_args, link_args = ["/O2", "/openmp"], []

@@ -3,7 +3,9 @@
     import fastdl
     y = fastdl.ops.conv2d(x, kernel, bias, padding="same")   # NHWC, HWIO
 
-Backends: 'cython' (default, compiled OpenMP kernels) and 'reference' (plain NumPy).
+Backends: 'auto' (the default: per op and shape, the faster of 'cython' and 'numba' as
+measured on this machine), 'cython' (compiled OpenMP kernels), 'numba' (the same, JIT),
+'cuda' (numba.cuda on an NVIDIA GPU) and 'reference' (plain NumPy, the test oracle).
 """
 from fastdl import ops
 from fastdl import callbacks, initializers, layers, losses, metrics, models, optimizers, utils

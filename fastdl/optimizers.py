@@ -37,7 +37,8 @@ class Optimizer:
             raise ValueError("only one of clipnorm and global_clipnorm can be set; "
                              f"got clipnorm={clipnorm}, global_clipnorm={global_clipnorm}")
         self.clipnorm = None if clipnorm is None else _checks.finite_number("clipnorm", clipnorm, 0, inclusive=False)
-        self.clipvalue = None if clipvalue is None else _checks.finite_number("clipvalue", clipvalue, 0, inclusive=False)
+        self.clipvalue = (None if clipvalue is None
+                          else _checks.finite_number("clipvalue", clipvalue, 0, inclusive=False))
         self.global_clipnorm = (None if global_clipnorm is None
                                 else _checks.finite_number("global_clipnorm", global_clipnorm, 0, inclusive=False))
         self.name = name or type(self).__name__.lower()

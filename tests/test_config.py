@@ -21,7 +21,8 @@ def test_set_and_get_backend():
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"backend must be one of .reference., .cython., .numba., .auto., .cuda.; got .tpu."):
+    with pytest.raises(ValueError,
+                       match=r"backend must be one of .reference., .cython., .numba., .auto., .cuda.; got .tpu."):
         fastdl.set_backend("tpu")
     with pytest.raises(ValueError, match="got 'tpu'"):
         with fastdl.use_backend("tpu"):

@@ -68,7 +68,8 @@ def check_cifar(arrays, folder):
     with open(folder / "data_batch_2", "rb") as f:
         raw = pickle.load(f, encoding="bytes")
     # pixel (row 3, col 5) of the first image of batch 2: red, green, blue planes of 1024
-    np.testing.assert_array_equal(x_train[10000, 3, 5], raw[b"data"][0, [3 * 32 + 5, 1024 + 3 * 32 + 5, 2048 + 3 * 32 + 5]])
+    planes = [3 * 32 + 5, 1024 + 3 * 32 + 5, 2048 + 3 * 32 + 5]
+    np.testing.assert_array_equal(x_train[10000, 3, 5], raw[b"data"][0, planes])
     assert y_train[10000, 0] == raw[b"labels"][0]
 
 

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from fastdl import layers, ops, optimizers
 from fastdl.backends import auto
 from fastdl.models import Sequential
 
-from support import ALL_BACKENDS, assert_close, guarded, reference
+from support import ALL_BACKENDS, assert_close, reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -302,7 +301,8 @@ def read_only(a):
 
 def test_read_only_inputs_work_for_every_op(backend, dtype):
     rng = np.random.default_rng(6)
-    x, kernel = read_only(rng.standard_normal((5, 7)).astype(dtype)), read_only(rng.standard_normal((7, 3)).astype(dtype))
+    x = read_only(rng.standard_normal((5, 7)).astype(dtype))
+    kernel = read_only(rng.standard_normal((7, 3)).astype(dtype))
     bias, dy = read_only(np.ones(3, dtype)), read_only(rng.standard_normal((5, 3)).astype(dtype))
     assert_close(ops.matmul(x, kernel), reference(ops.matmul, x, kernel), dtype, 3)
     assert_close(ops.dense(x, kernel, bias, activation="relu"),
@@ -528,7 +528,8 @@ PARTIAL = {
     "relu": lambda buf, out: ops.relu(buf[:-1], out=out),
     "relu_backward": lambda buf, out: ops.relu_backward(buf[:-1], np.ones(4, buf.dtype), out=out),
     "activation": lambda buf, out: ops.activation(buf[:-1], "tanh", out=out),
-    "activation_backward": lambda buf, out: ops.activation_backward(buf[:-1], np.ones(4, buf.dtype), "sigmoid", out=out),
+    "activation_backward": lambda buf, out: ops.activation_backward(buf[:-1], np.ones(4, buf.dtype), "sigmoid",
+                                                                    out=out),
     "softmax": lambda buf, out: ops.softmax(buf[:-1].reshape(2, 2), out=out.reshape(2, 2)),
 }
 
@@ -625,7 +626,9 @@ def test_guarded_arrays_sit_against_inaccessible_pages():
             from support import guarded
             a = guarded(np.ones(1000, np.float32), start_at_guard={start})
             print("placed", flush=True)
-            np.lib.stride_tricks.as_strided(a[{0 if start else 999}:], shape=(2,), strides=({-4 if start else 4},))[1] = 1
+            edge = np.lib.stride_tricks.as_strided(a[{0 if start else 999}:], shape=(2,),
+                                                   strides=({-4 if start else 4},))
+            edge[1] = 1
             print("not caught")
         """, timeout=60)
         assert "placed" in proc.stdout and "not caught" not in proc.stdout and proc.returncode == -11

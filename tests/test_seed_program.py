@@ -16,8 +16,9 @@ def test_seed_program_runs_with_only_its_imports_changed(monkeypatch, capsys):
     rng = np.random.default_rng(0)
 
     def small_cifar(path=None):  # a small slice of CIFAR-shaped data
-        return ((rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (256, 1)).astype(np.uint8)),
-                (rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (64, 1)).astype(np.uint8)))
+        def split(n):
+            return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (n, 1)).astype(np.uint8)
+        return split(256), split(64)
 
     monkeypatch.setattr(datasets.cifar10, "load_data", small_cifar)
     with warnings.catch_warnings(record=True) as caught:

@@ -66,7 +66,8 @@ def test_max_pooling_argmax(args):
     reference(ops.max_pool2d, x, **args, argmax_out=expected)
     np.testing.assert_array_equal(argmax, expected)
     dy = RNG.standard_normal(y.shape)
-    close(ops.max_pool2d_backward(dy, x.shape, **args, argmax=argmax), reference(ops.max_pool2d_backward, dy, x, **args))
+    close(ops.max_pool2d_backward(dy, x.shape, **args, argmax=argmax),
+          reference(ops.max_pool2d_backward, dy, x, **args))
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softmax"])

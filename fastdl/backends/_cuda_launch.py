@@ -10,7 +10,7 @@ import math
 from numba import cuda
 
 from fastdl.backends import _element_updates as updates
-from fastdl.ops.augment import COORD_LIMIT
+from fastdl.backends._spec import CONSTANT, COORD_LIMIT, RELU, SIGMOID, SOFTMAX, TANH
 
 TILE = 16  # the shared-memory matmul's tile edge: blocks of TILE x TILE threads
 THREADS = 256  # threads per block of the one-dimensional kernels
@@ -348,22 +348,22 @@ def _softmax_backward_rows(dy, y, dz):
 
 @cuda.jit(device=True)
 def _activate_one(v, code):
-    if code == 1:
+    if code == RELU:
         return v if v > 0 else 0
-    if code == 2:
+    if code == SIGMOID:
         return 1 / (1 + math.exp(-v))
-    if code == 3:
+    if code == TANH:
         return math.tanh(v)
     return v
 
 
 @cuda.jit(device=True)
 def _derivative_one(dy, y, code):
-    if code == 1:
+    if code == RELU:
         return dy if y > 0 else 0
-    if code == 2:
+    if code == SIGMOID:
         return dy * y * (1 - y)
-    if code == 3:
+    if code == TANH:
         return dy * (1 - y * y)
     return dy
 
@@ -385,7 +385,7 @@ def _activation_backward_flat(dy, y, dz, code):
 def activate(z, code):
     """In place over a whole contiguous array (codes: 1 relu, 2 sigmoid, 3 tanh, 4 softmax
     over the last axis): one thread per element, or per row for softmax."""
-    if code == 4:
+    if code == SOFTMAX:
         rows = z.reshape(-1, z.shape[-1])
         _launch(_softmax_rows, rows.shape[0], rows)
         return
@@ -394,7 +394,7 @@ def activate(z, code):
 
 
 def activation_backward(dy, y, dz, code):
-    if code == 4:
+    if code == SOFTMAX:
         rows = dz.reshape(-1, dz.shape[-1])
         _launch(_softmax_backward_rows, rows.shape[0], dy.reshape(rows.shape), y.reshape(rows.shape), rows)
         return
@@ -533,7 +533,7 @@ def _affine(images, indices, matrices, out, mode, fill, scale):
     src = indices[b]
     rin = matrices[b, 0] * r + matrices[b, 1] * c + matrices[b, 2]
     cin = matrices[b, 3] * r + matrices[b, 4] * c + matrices[b, 5]
-    if mode == 1 and (rin < -1e-9 or rin > h - 1 + 1e-9 or cin < -1e-9 or cin > w - 1 + 1e-9):
+    if mode == CONSTANT and (rin < -1e-9 or rin > h - 1 + 1e-9 or cin < -1e-9 or cin > w - 1 + 1e-9):
         for ch in range(channels):
             out[b, r, c, ch] = fill
         return

@@ -9,6 +9,8 @@ shrink factor.
 """
 import math
 
+from fastdl.backends._spec import REFLECT, WRAP
+
 
 def adam(p, g, m, v, vmax, has_vmax, step_size, eps_hat, b1, b2, r1, r2, l2, decay, sign):
     """-> (p, m, v, vmax)"""
@@ -61,10 +63,10 @@ def fold(i, n, mode):
     3 wrap (periodic), otherwise clamped (nearest; constant mode clamps neighbours)."""
     if 0 <= i < n:
         return i
-    if mode == 2:
+    if mode == REFLECT:
         period = 2 * n
         i = i % period
         return period - 1 - i if i >= n else i
-    if mode == 3:
+    if mode == WRAP:
         return i % n
     return 0 if i < 0 else n - 1

@@ -23,13 +23,10 @@ import time
 import numpy as np
 
 from fastdl import _config
+from fastdl.backends import _spec
 from fastdl.ops._geometry import Window
 
-OPS = ("conv2d", "conv2d_backward", "conv2d_max_pool", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
-       "avg_pool2d_backward", "matmul", "activation", "activation_backward", "dense",
-       "dense_backward", "relu", "relu_backward", "softmax", "sparse_categorical_crossentropy",
-       "sparse_categorical_crossentropy_backward", "sgd_update", "adagrad_update",
-       "rmsprop_update", "adam_update", "affine_transform_batch")
+OPS = _spec.NAMES  # every op of the backend contract is dispatched
 
 _lock = threading.Lock()
 _choices = None  # key -> backend name, loaded lazily from the cache file

@@ -17,6 +17,7 @@ from fastdl.ops.losses import EPSILON
 from fastdl.ops.pool import ARGMAX_NONE
 
 from fastdl.backends import _compose
+from fastdl.backends._spec import ACTIVATION_CODES
 from fastdl.backends import _cuda_launch as gpu
 
 if not gpu.available() and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
@@ -24,7 +25,6 @@ if not gpu.available() and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
                        "is False here (install fastdl[cuda] on a machine with a GPU, or set "
                        "NUMBA_ENABLE_CUDASIM=1 before importing numba to run the simulator)")
 
-ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
 
 def _dev(a):

@@ -10,12 +10,12 @@ from fastdl._kernels import losses as _losses
 from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
 from fastdl.backends import _compose
+from fastdl.backends._spec import ACTIVATION_CODES
+from fastdl.backends._plan import IM2COL_BLOCK_BYTES
+from fastdl.backends._plan import block as _block
 from fastdl.backends._workspace import Workspace
 from fastdl.ops.losses import EPSILON
 
-# Each thread im2cols a block of about this many bytes into its own workspace slot,
-# small enough to stay in its core's L2 cache while its GEMM reads it.
-IM2COL_BLOCK_BYTES = 512 << 10
 
 # A max pooling's dx at least this large is written around the caches (non-temporal
 # stores): measured on this project's machine (32 MB L3), a 14.7 MB dx is written
@@ -29,16 +29,8 @@ WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_FILTERS = 8
 _WINOGRAD_AVAILABLE = _conv.winograd_available()
 
-ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
 workspace = Workspace()
-
-
-def _block(units, unit_bytes, threads):
-    """Units per block: blocks of about IM2COL_BLOCK_BYTES, a multiple of `threads` of them."""
-    blocks = max(1, -(-units * unit_bytes // IM2COL_BLOCK_BYTES))
-    blocks = -(-blocks // threads) * threads
-    return max(1, -(-units // blocks))
 
 
 def _winograd(x, g, f, *operands):

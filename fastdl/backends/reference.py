@@ -6,7 +6,7 @@ of the input: each offset is a strided slice, so no index arithmetic can go wron
 import numpy as np
 
 from fastdl.backends import _compose
-from fastdl.ops.augment import COORD_LIMIT
+from fastdl.backends._spec import CONSTANT, COORD_LIMIT, REFLECT, WRAP
 from fastdl.ops.losses import EPSILON
 
 
@@ -281,10 +281,10 @@ def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, s
 
 def _fold(i, n, mode):
     """Indices outside [0, n) mapped in by fill mode (1 constant clamps like 0 nearest)."""
-    if mode == 2:  # reflect, half-sample symmetric
+    if mode == REFLECT:  # half-sample symmetric
         i = np.mod(i, 2 * n)
         return np.where(i >= n, 2 * n - 1 - i, i)
-    if mode == 3:  # wrap
+    if mode == WRAP:
         return np.mod(i, n)
     return np.clip(i, 0, n - 1)
 
@@ -308,6 +308,6 @@ def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
 
         value = ((1 - fr) * (1 - fc) * at(r0, c0) + (1 - fr) * fc * at(r0, c0 + 1)
                  + fr * (1 - fc) * at(r0 + 1, c0) + fr * fc * at(r0 + 1, c0 + 1))
-        if mode == 1:  # constant: no interpolation beyond the edges
+        if mode == CONSTANT:  # no interpolation beyond the edges
             value[outside] = cval
         out[b] = value * scale

@@ -60,18 +60,7 @@ def table(suite, suite_rows):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([f"## {suite}", fmt.format(*header), rule] + [fmt.format(*map(str, l)) for l in lines])
-
-
-def markdown(suite_rows):
-    """The same rows as a Markdown table (for the README and closing notes)."""
-    lines = ["| op | shape | fastdl | baseline | fastdl ms | baseline ms | ratio | fastdl throughput |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in suite_rows:
-        thr = "-" if r["fastdl_throughput"] is None else f"{r['fastdl_throughput']:.1f} {r['unit']}"
-        lines.append(f"| {r['op']} | {r['shape']} | {r['fastdl'] or '-'} | {r['baseline'] or '-'} | {_fmt(r['fastdl_ms'], '.3f')} | "
-                     f"{_fmt(r['baseline_ms'], '.3f')} | {_fmt(r['ratio'], '.2f')} | {thr} |")
-    return "\n".join(lines)
+    return "\n".join([f"## {suite}", fmt.format(*header), rule] + [fmt.format(*map(str, line)) for line in lines])
 
 
 def write_json(path, environment, all_rows, skipped):

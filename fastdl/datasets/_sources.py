@@ -1,6 +1,6 @@
 """Where data sets are looked for, how files are read safely, and how they are downloaded.
 
-Order (DESIGN.md): an explicit path, $FASTDL_DATA, the Keras cache ($KERAS_HOME or
+Order (README's Data section): an explicit path, $FASTDL_DATA, the Keras cache ($KERAS_HOME or
 ~/.keras, then datasets/), system locations, and only then a download from the data
 set's canonical address, checked against its checksum and moved into the cache
 atomically. When everything fails, the error lists every place and why it failed.

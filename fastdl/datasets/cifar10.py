@@ -30,7 +30,8 @@ NAME = "CIFAR-10"
 def _parse_batch(data, label):
     batch = _sources.load_plain_pickle(data)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise ValueError(f"{label}: not a CIFAR-10 batch (keys {sorted(batch)[:4] if isinstance(batch, dict) else type(batch).__name__})")
+        what = sorted(batch)[:4] if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"{label}: not a CIFAR-10 batch (keys {what})")
     images = np.asarray(batch[b"data"])
     labels = np.asarray(batch[b"labels"])
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072 or len(labels) != len(images):

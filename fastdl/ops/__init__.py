@@ -13,7 +13,8 @@ from fastdl.ops.optim import adagrad_update, adam_update, rmsprop_update, sgd_up
 from fastdl.ops.pool import ARGMAX_NONE, avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
 __all__ = [
-    "ARGMAX_NONE", "activation", "activation_backward", "adagrad_update", "affine_transform_batch", "adam_update", "avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "conv2d_max_pool", "dense",
+    "ARGMAX_NONE", "activation", "activation_backward", "adagrad_update", "affine_transform_batch", "adam_update",
+    "avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "conv2d_max_pool", "dense",
     "dense_backward", "matmul", "max_pool2d", "max_pool2d_backward", "relu",
     "relu_backward", "rmsprop_update", "sgd_update", "softmax", "sparse_categorical_crossentropy",
     "sparse_categorical_crossentropy_backward",

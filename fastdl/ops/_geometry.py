@@ -1,6 +1,6 @@
 """Output sizes and padding of 2-D sliding windows (convolution, pooling) on NHWC input.
 
-Conventions (DESIGN.md): output sizes round down; 'same' gives ceil(size / stride) and
+Conventions (README's Conventions): output sizes round down; 'same' gives ceil(size / stride) and
 puts the odd padding pixel at the bottom/right, as Keras and TensorFlow do.
 """
 from typing import NamedTuple

@@ -5,10 +5,7 @@ from fastdl import _device
 from fastdl._config import backend_module
 from fastdl.ops import _checks
 
-FILL_MODES = ("nearest", "constant", "reflect", "wrap")
-# Source coordinates are clamped to +-COORD_LIMIT before they become indices (far outside
-# any image; a double beyond int64 must never be converted): kernels/augment.pyx agrees.
-COORD_LIMIT = 2.0 ** 31
+from fastdl.backends._spec import COORD_LIMIT, FILL_MODES  # noqa: F401  (shared with the kernels)
 
 
 def affine_transform_batch(images, indices, matrices, *, fill_mode="nearest", cval=0.0, scale=1.0,

@@ -8,7 +8,7 @@ from fastdl.ops._geometry import window
 
 # A saved position (argmax) that names no element: the window passes no gradient. Only
 # conv2d_max_pool after a ReLU writes it, where the window's maximum is 0.
-ARGMAX_NONE = 255
+from fastdl.backends._spec import ARGMAX_NONE  # noqa: E402  (one value for C and Python)
 
 
 def _forward(x, pool_size, strides, padding, out, device=False):

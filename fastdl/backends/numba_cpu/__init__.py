@@ -4,19 +4,20 @@ Imported on first use only (Numba takes ~0.3 s to import and seconds to compile)
 compiled kernels are cached on disk (see _runtime.cache_dir). `warmup()` compiles
 everything ahead of a timed run.
 """
+import sys
+
 import numpy as np
 
 from fastdl._config import get_num_threads
-from fastdl.backends import _compose
-from fastdl.backends import cython as _cython_plan  # block sizing and workspace rules
+from fastdl._kernels import linalg as _linalg
+from fastdl.backends import _compose, _plan, _spec
+from fastdl.backends._spec import ACTIVATION_CODES
 from fastdl.backends._workspace import Workspace
 from fastdl.backends.numba_cpu import _runtime
 from fastdl.ops.losses import EPSILON
 
 numba = _runtime.configure()
 from fastdl.backends.numba_cpu import kernels as _k  # noqa: E402  (after the configuration)
-
-ACTIVATION_CODES = {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 workspace = Workspace()
 
 
@@ -35,7 +36,7 @@ def _scalar(dtype, value):
 def conv2d(x, kernel, bias, out, g, activation):
     threads = _threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
-    rows = _cython_plan._block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
+    rows = _plan.block(g.n * g.oh, g.ow * kk * x.itemsize, threads)
     work = workspace.get("im2col", threads * rows * g.ow * kk, x.dtype)
     has_bias = bias is not None
     _k.conv2d_forward(x, kernel.reshape(kk, f), bias if has_bias else kernel.reshape(-1)[:f],
@@ -54,7 +55,7 @@ def conv2d_backward(dy, x, kernel, g, dx):
     need_dx = dx is not None
     threads = _threads()
     kk, f = g.kh * g.kw * g.c, kernel.shape[3]
-    images = _cython_plan._block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
+    images = _plan.block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
     size = threads * images * g.oh * g.ow * kk
     cols = workspace.get("im2col", size, x.dtype)
     dcols = workspace.get("col2im", size, x.dtype) if need_dx else cols
@@ -97,8 +98,9 @@ def avg_pool2d_backward(dy, g, dx):
 
 
 def matmul(a, b, out, trans_a, trans_b):
-    # numba.np.dot goes to the same single-threaded BLAS; the Cython split runs it in parallel
-    _cython_plan.matmul(a, b, out, trans_a, trans_b)
+    # numba.np.dot goes to the same single-threaded BLAS; the compiled kernel's split runs
+    # it in parallel
+    _linalg.matmul(a, b, out, trans_a, trans_b, get_num_threads())
 
 
 def activation(x, out, name):
@@ -202,19 +204,47 @@ def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
 
 def warmup():
     """Compile (or load from the cache) every kernel for float32 and float64, so that a
-    timed run measures no JIT. Returns the seconds it took."""
+    timed run measures no JIT. Returns the seconds it took. Every op of the backend
+    contract (_spec.NAMES) must be among those run: a new op without its line here is a
+    RuntimeError, not a first call that compiles for half a minute."""
     import time
-
-    from fastdl import ops, use_backend
 
     from fastdl.backends import auto
 
     start = time.perf_counter()
+    module = sys.modules[__name__]
+    originals = {name: getattr(module, name) for name in _spec.NAMES}
+    called = set()
+
+    def counted(name, fn):
+        def run(*args):
+            called.add(name)
+            return fn(*args)
+        return run
+    for name, fn in originals.items():
+        setattr(module, name, counted(name, fn))
+    try:
+        _warm_every_op()
+    finally:
+        for name, fn in originals.items():
+            setattr(module, name, fn)
+    missing = sorted(set(_spec.NAMES) - called)
+    if missing:
+        raise RuntimeError(f"numba_cpu.warmup() runs no {missing}: add a call of each")
+    auto.mark_numba_ready()  # from now on 'auto' measures Numba too
+    return time.perf_counter() - start
+
+
+def _warm_every_op():
+    from fastdl import ops, use_backend
+
     with use_backend("numba"):
         for dtype in (np.float32, np.float64):
             x = np.ones((2, 5, 5, 2), dtype)
             k = np.ones((3, 3, 2, 3), dtype)
             y = ops.conv2d(x, k, np.ones(3, dtype), activation="relu")
+            ops.conv2d_max_pool(x, k, np.ones(3, dtype), activation="relu",
+                                argmax_out=np.empty((2, 1, 1, 3), np.uint8))
             ops.max_pool2d_backward(ops.max_pool2d(y, 2), y, 2, through_relu=True)
             pooled = ops.max_pool2d(y, 2, argmax_out=np.empty((2, 1, 1, 3), np.uint8))
             ops.max_pool2d_backward(pooled, y, 2, argmax=np.zeros((2, 1, 1, 3), np.uint8))
@@ -226,6 +256,7 @@ def warmup():
                 back(pool(x, 3, 1), x, 3, 1)
             d = np.ones((2, 4), dtype)
             w = np.ones((4, 3), dtype)
+            ops.matmul(d, w)
             for act in (None, "relu", "softmax"):
                 out = ops.dense(d, w, np.ones(3, dtype), act)
                 ops.dense_backward(out, d, w, activation=act, output=out)
@@ -243,5 +274,3 @@ def warmup():
             ops.adam_update(p, g, np.zeros(4, dtype), np.zeros(4, dtype), step=1, lr=0.1)
         for images in (np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 4, 4, 1), np.float32)):
             ops.affine_transform_batch(images, [0], np.tile(np.eye(2, 3), (1, 1, 1)))
-    auto.mark_numba_ready()  # from now on 'auto' measures Numba too
-    return time.perf_counter() - start

@@ -11,8 +11,9 @@ def cache_dir():
     if os.environ.get("NUMBA_CACHE_DIR"):
         return os.environ["NUMBA_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    user = os.getuid() if hasattr(os, "getuid") else "user"
     for candidate in (os.path.join(base, "fastdl", "numba"),
-                      os.path.join(tempfile.gettempdir(), f"fastdl-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")):
+                      os.path.join(tempfile.gettempdir(), f"fastdl-numba-{user}")):
         try:
             os.makedirs(candidate, exist_ok=True)
             if os.access(candidate, os.W_OK):

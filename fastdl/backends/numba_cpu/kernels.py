@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastdl.backends import _element_updates as updates
-from fastdl.ops.augment import COORD_LIMIT
+from fastdl.backends._spec import CONSTANT, COORD_LIMIT, RELU, SIGMOID, SOFTMAX, TANH
 
 OPTS = dict(cache=True, nogil=True)
 
@@ -256,14 +256,14 @@ def bias_activation(z, bias, has_bias, code):
             v = z[r, j]
             if has_bias:
                 v += bias[j]
-            if code == 1:
+            if code == RELU:
                 v = 0 if v < 0 else v
-            elif code == 2:
+            elif code == SIGMOID:
                 v = one / (one + np.exp(-v))
-            elif code == 3:
+            elif code == TANH:
                 v = np.tanh(v)
             z[r, j] = v
-        if code == 4:
+        if code == SOFTMAX:
             _softmax_row(z[r])
 
 
@@ -271,7 +271,7 @@ def bias_activation(z, bias, has_bias, code):
 def activation_backward(dy, y, dz, code):
     one = dy.dtype.type(1)
     for r in prange(dy.shape[0]):
-        if code == 4:
+        if code == SOFTMAX:
             dot = dy.dtype.type(0)
             for j in range(dy.shape[1]):
                 dot += dy[r, j] * y[r, j]
@@ -279,11 +279,11 @@ def activation_backward(dy, y, dz, code):
                 dz[r, j] = y[r, j] * (dy[r, j] - dot)
         else:
             for j in range(dy.shape[1]):
-                if code == 1:
+                if code == RELU:
                     dz[r, j] = dy[r, j] if y[r, j] > 0 else 0
-                elif code == 2:
+                elif code == SIGMOID:
                     dz[r, j] = dy[r, j] * y[r, j] * (one - y[r, j])
-                elif code == 3:
+                elif code == TANH:
                     dz[r, j] = dy[r, j] * (one - y[r, j] * y[r, j])
                 else:
                     dz[r, j] = dy[r, j]
@@ -408,7 +408,7 @@ def affine_batch(images, indices, matrices, out, mode, cval, scale):
             for c in range(w):
                 rin = m[0] * r + m[1] * c + m[2]
                 cin = m[3] * r + m[4] * c + m[5]
-                if mode == 1 and (rin < -1e-9 or rin > h - 1 + 1e-9 or cin < -1e-9 or cin > w - 1 + 1e-9):
+                if mode == CONSTANT and (rin < -1e-9 or rin > h - 1 + 1e-9 or cin < -1e-9 or cin > w - 1 + 1e-9):
                     for ch in range(channels):
                         out[b, r, c, ch] = fill
                     continue

@@ -1,0 +1,77 @@
+"""The backend contract, written once: every op a backend implements, its positional
+parameters, which of them it fills, and the constants the compiled kernels share.
+
+fastdl.ops validate and then call `backend.<op>(*params)`; each backend module
+(reference, cython, numba_cpu, cuda) defines one function per op with exactly these
+parameter names (tests/test_spec.py checks every backend against this table, and that
+the C, Cython and Numba copies of the constants agree). 'auto' dispatches every op named
+here, and Numba's warm-up must compile each of them.
+
+Conventions of the parameters:
+- `g` is a fastdl.ops._geometry.Window (sizes, strides, dilation, padding, output size);
+  the kernels receive its first 14 fields in WINDOW_FIELDS order.
+- Arrays are validated, C-contiguous and of one dtype by the time they arrive; `out`-like
+  parameters are allocated by the op (or the caller's out=) and filled in place.
+- Ops listed with `fills=()` return their results as new arrays.
+"""
+from typing import NamedTuple
+
+
+class Op(NamedTuple):
+    name: str
+    params: tuple  # positional parameter names, in order
+    fills: tuple = ()  # the parameters written (the rest are only read)
+    optional: tuple = ()  # trailing parameters with a default of None
+
+
+def _op(name, params, fills="", optional=""):
+    return Op(name, tuple(params.split()), tuple(fills.split()), tuple(optional.split()))
+
+
+OPS = (
+    _op("conv2d", "x kernel bias out g activation", "out"),
+    _op("conv2d_backward", "dy x kernel g dx", "dx"),  # returns (dx, dkernel, dbias)
+    _op("conv2d_max_pool", "x kernel bias conv_out out g activation ph pw argmax",
+        "conv_out out argmax", "argmax"),
+    _op("max_pool2d", "x out g argmax", "out argmax", "argmax"),
+    _op("max_pool2d_backward", "dy x g dx through_relu argmax", "dx", "argmax"),
+    _op("avg_pool2d", "x out g", "out"),
+    _op("avg_pool2d_backward", "dy g dx", "dx"),
+    _op("matmul", "a b out trans_a trans_b", "out"),
+    _op("activation", "x out name", "out"),
+    _op("activation_backward", "dy y name dz", "dz"),
+    _op("dense", "x kernel bias activation out", "out"),
+    _op("dense_backward", "dy x kernel activation output has_bias need_dx"),
+    _op("relu", "x out", "out"),
+    _op("relu_backward", "dy x dx", "dx"),
+    _op("softmax", "x out", "out"),
+    _op("sparse_categorical_crossentropy", "labels outputs from_logits"),
+    _op("sparse_categorical_crossentropy_backward", "labels outputs from_logits dloss"),
+    _op("sgd_update", "p g buf lr momentum dampening l2 decay sign nesterov init keras", "p buf"),
+    _op("adagrad_update", "p g acc lr eps l2 decay eps_inside", "p acc"),
+    _op("rmsprop_update", "p g sq ga buf lr rho eps momentum l2 decay keras", "p sq ga buf"),
+    _op("adam_update", "p g m v vmax step_size eps_hat beta1 beta2 l2 decay sign", "p m v vmax"),
+    _op("affine_transform_batch", "images indices matrices out mode cval scale", "out"),
+)
+NAMES = tuple(op.name for op in OPS)
+BY_NAME = {op.name: op for op in OPS}
+
+# -- constants shared with the compiled kernels ---------------------------------------------
+
+# activation codes: kernels/activations.pyx (DEF RELU ...), the Numba and CUDA kernels
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
+ACTIVATION_CODES = {None: LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+
+# augmentation fill modes, by index: kernels/augment.pyx (DEF NEAREST ...)
+FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+NEAREST, CONSTANT, REFLECT, WRAP = range(4)
+# source coordinates are clamped to +-COORD_LIMIT before they become indices (far outside
+# any image; a double beyond int64 must never be converted): kernels/augment.pyx
+COORD_LIMIT = 2.0 ** 31
+
+# a saved max-pooling position that names no element (no gradient): pool_window.h
+ARGMAX_NONE = 255
+
+# the fields of a window geometry, in the order of the kernels' Window struct
+# (kernels/_geometry.pxd) and of the Numba/CUDA kernels' unpacking of it
+WINDOW_FIELDS = ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow")
