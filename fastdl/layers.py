@@ -340,7 +340,7 @@ class Dropout(Layer):
     """Zeroes a fraction `rate` of inputs while training, scaling the rest by 1/(1 - rate).
 
     The mask is drawn on the host, so a seed gives the same mask on every backend; on
-    the device it is copied there once per step."""
+    the device, ops.multiply copies it there in the forward and the backward pass."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -355,14 +355,12 @@ class Dropout(Layer):
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
         self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
-        if _device.is_device(x):
-            self._mask = _device.to_device(self._mask)
-        return _device.multiply(x, self._mask, self._buffer("y", x.shape, x))
+        return ops.multiply(x, self._mask, out=self._buffer("y", x.shape, x))
 
     def backward(self, dy, need_dx=True):
         if self._mask is None:
             return dy
-        return _device.multiply(dy, self._mask, self._buffer("dx", dy.shape, dy))
+        return ops.multiply(dy, self._mask, out=self._buffer("dx", dy.shape, dy))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

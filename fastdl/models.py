@@ -83,7 +83,7 @@ class Sequential:
         specs = [(layer, spec) for layer in self.layers for spec in layer.weight_specs()]
         self._sizes = [int(np.prod(shape)) for _, (_, shape, _) in specs]
         total = sum(self._sizes)
-        self.on_device = _config.get_backend() == "cuda"
+        self.on_device = _config.backend_module().ARRAYS_ON_DEVICE
         # on a cache line, as the gradients and the optimizer's state: no vector of the
         # update straddles two lines
         self.flat_params = _device.aligned_empty(total, self.dtype)

@@ -118,3 +118,29 @@ def test_backward_out_parameters(backend):
     np.testing.assert_allclose(out, reference(ops.activation_backward, dy, y, "softmax"))
     with pytest.raises(ValueError, match="out must not overlap dy"):
         ops.activation_backward(dy, y, "softmax", out=dy)
+
+
+# -- elementwise arithmetic -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["add", "multiply"])
+@pytest.mark.parametrize("shape", [(1,), (7, 3), (2, 5, 4, 3)])
+def test_elementwise_arithmetic_matches_reference(backend, dtype, name, shape):
+    rng = np.random.default_rng(12)
+    a, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    op = getattr(ops, name)
+    assert_close(op(a, b), reference(op, a, b), dtype)
+    want = getattr(np, name)(a, b)
+    in_place = a.copy()
+    assert op(in_place, b, out=in_place) is in_place
+    assert_close(in_place, want, dtype)
+
+
+def test_elementwise_arithmetic_rejects_mismatches(backend):
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"b must have shape \(2, 3\)"):
+        ops.add(a, np.ones((3, 2), np.float32))
+    with pytest.raises(TypeError, match="arrays must share one dtype"):
+        ops.multiply(a, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="partly overlaps"):
+        buf = np.ones(7, np.float32)
+        ops.add(buf[:6].reshape(2, 3), a, out=buf[1:].reshape(2, 3))

@@ -60,6 +60,12 @@ def test_the_cuda_backend_implements_every_op_with_the_contracts_parameters():
     check_against_spec("cuda", ast_signatures(os.path.join("fastdl", "backends", "cuda.py")))
 
 
+def test_every_backend_says_where_its_arrays_live():
+    for name in BACKENDS + ["auto"]:
+        assert importlib.import_module(f"fastdl.backends.{name}").ARRAYS_ON_DEVICE is False
+    assert re.search(r"^ARRAYS_ON_DEVICE = True$", source("fastdl", "backends", "cuda.py"), re.M)
+
+
 def test_the_contract_is_consistent():
     assert len(set(_spec.NAMES)) == len(_spec.NAMES)
     for op in _spec.OPS:

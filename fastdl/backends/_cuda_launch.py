@@ -500,6 +500,18 @@ def _multiply(a, b, out):
         out[i] = a[i] * b[i]
 
 
+@cuda.jit
+def _add(a, b, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = a[i] + b[i]
+
+
+def add(a, b, out):
+    """out = a + b over flat device arrays of one size."""
+    _launch(_add, out.size, a, b, out)
+
+
 def multiply(a, b, out):
     """out = a * b over flat device arrays of one size."""
     _launch(_multiply, out.size, a, b, out)

@@ -42,6 +42,8 @@ OPS = (
     _op("activation_backward", "dy y name dz", "dz"),
     _op("dense", "x kernel bias activation out", "out"),
     _op("dense_backward", "dy x kernel activation output has_bias need_dx"),
+    _op("add", "a b out", "out"),  # elementwise, flat arrays of one size
+    _op("multiply", "a b out", "out"),
     _op("relu", "x out", "out"),
     _op("relu_backward", "dy x dx", "dx"),
     _op("softmax", "x out", "out"),
@@ -54,6 +56,10 @@ OPS = (
     _op("affine_transform_batch", "images indices matrices out mode cval scale", "out"),
 )
 NAMES = tuple(op.name for op in OPS)
+
+# Where each backend keeps the arrays its ops return: a model built under a backend with
+# ARRAYS_ON_DEVICE = True keeps its parameters, gradients and activations there (every
+# backend module sets the flag; tests/test_spec.py checks it).
 BY_NAME = {op.name: op for op in OPS}
 
 # -- constants shared with the compiled kernels ---------------------------------------------

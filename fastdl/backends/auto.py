@@ -26,6 +26,8 @@ from fastdl import _config
 from fastdl.backends import _spec
 from fastdl.ops._geometry import Window
 
+ARRAYS_ON_DEVICE = False  # NumPy arrays in, NumPy arrays out (_spec.py)
+
 OPS = _spec.NAMES  # every op of the backend contract is dispatched
 
 _lock = threading.Lock()

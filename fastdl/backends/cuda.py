@@ -19,6 +19,11 @@ from fastdl.ops.pool import ARGMAX_NONE
 from fastdl.backends import _compose
 from fastdl.backends._spec import ACTIVATION_CODES
 from fastdl.backends import _cuda_launch as gpu
+# fastdl._device reaches the device through this module: allocations, copies, overlap
+from fastdl.backends._cuda_launch import (  # noqa: F401
+    as_device_array, copy, device_array, full, may_share_memory, same_memory, to_device)
+
+ARRAYS_ON_DEVICE = True
 
 if not gpu.available() and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
     raise RuntimeError("the 'cuda' backend needs an NVIDIA GPU with its driver: numba.cuda.is_available() "
@@ -187,6 +192,18 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
         gpu.column_sums(dz, dbias)
         dbias = _result(dbias, *inputs)
     return dx, _result(dk, *inputs), dbias
+
+
+def add(a, b, out):
+    target = _target(out)
+    gpu.add(_dev(a), _dev(b), target)
+    _finish(target, out)
+
+
+def multiply(a, b, out):
+    target = _target(out)
+    gpu.multiply(_dev(a), _dev(b), target)
+    _finish(target, out)
 
 
 def relu(x, out):

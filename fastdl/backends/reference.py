@@ -9,6 +9,8 @@ from fastdl.backends import _compose
 from fastdl.backends._spec import CONSTANT, COORD_LIMIT, REFLECT, WRAP
 from fastdl.ops.losses import EPSILON
 
+ARRAYS_ON_DEVICE = False  # NumPy arrays in, NumPy arrays out (_spec.py)
+
 
 def _padded(x, g, fill):
     return np.pad(x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)), constant_values=fill)
@@ -183,6 +185,14 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
     dz = _activation_backward(dy, output, activation).astype(dy.dtype, copy=False)
     dx = dz @ kernel.T if need_dx else None
     return dx, x.T @ dz, dz.sum(axis=0) if has_bias else None
+
+
+def add(a, b, out):
+    np.add(a, b, out=out)
+
+
+def multiply(a, b, out):
+    np.multiply(a, b, out=out)
 
 
 def relu(x, out):

@@ -18,6 +18,9 @@ from fastdl.ops.losses import EPSILON
 
 numba = _runtime.configure()
 from fastdl.backends.numba_cpu import kernels as _k  # noqa: E402  (after the configuration)
+
+ARRAYS_ON_DEVICE = False  # NumPy arrays in, NumPy arrays out (_spec.py)
+
 workspace = Workspace()
 
 
@@ -141,6 +144,16 @@ def dense_backward(dy, x, kernel, activation, output, has_bias, need_dx):
     return dx, dkernel, dbias
 
 
+def add(a, b, out):
+    _threads()
+    _k.add(a, b, out)
+
+
+def multiply(a, b, out):
+    _threads()
+    _k.multiply(a, b, out)
+
+
 def relu(x, out):
     _threads()
     _k.relu(x, out)
@@ -262,6 +275,7 @@ def _warm_every_op():
                 ops.dense_backward(out, d, w, activation=act, output=out)
             ops.activation_backward(out, ops.activation(out, "tanh"), "tanh")
             ops.relu_backward(x, ops.relu(x))
+            ops.multiply(ops.add(x, x), x)
             ops.softmax(d)
             for logits in (True, False):
                 ops.sparse_categorical_crossentropy([0, 1], np.full((2, 3), 0.5, dtype), logits)

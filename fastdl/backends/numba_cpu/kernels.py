@@ -219,6 +219,18 @@ def pool_backward(dy, x, dx, g, is_max):
 
 # -- elementwise, activations, losses ------------------------------------------------------
 
+@njit(parallel=True, **OPTS)
+def add(a, b, out):
+    for i in prange(out.size):
+        out[i] = a[i] + b[i]
+
+
+@njit(parallel=True, **OPTS)
+def multiply(a, b, out):
+    for i in prange(out.size):
+        out[i] = a[i] * b[i]
+
+
 @njit(parallel=True, fastmath=False, **OPTS)
 def relu(x, out):
     for i in prange(x.size):
