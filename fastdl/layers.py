@@ -24,7 +24,25 @@ def _snake(name):
                    for i, c in enumerate(name))
 
 
-class Layer:
+class BufferOwner:
+    """Owns reusable output arrays (a layer, or a model's fused step)."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def _buffer(self, key, shape, like, dtype=None):
+        """A reusable output array shaped `shape`, of like's dtype (or `dtype`) and where
+        like lives (host or device): steady-state training allocates no activations."""
+        buf = self._buffers.get(key)
+        device = _device.is_device(like)
+        dtype = like.dtype if dtype is None else np.dtype(dtype)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or _device.is_device(buf) != device:
+            buf = _device.empty(shape, dtype, device)
+            self._buffers[key] = buf
+        return buf
+
+
+class Layer(BufferOwner):
     """Base layer: a name, an optional input_shape (without the batch axis), weights.
 
     Weights are declared by `weight_specs()` once built; the model gives each layer
@@ -36,6 +54,7 @@ class Layer:
             input_shape = tuple(kwargs.pop("batch_input_shape"))[1:]
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected arguments: {sorted(kwargs)}")
+        super().__init__()
         self.name = name or _unique_name(_snake(type(self).__name__))
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
@@ -44,7 +63,6 @@ class Layer:
         self.params = []  # arrays, in weight_specs order
         self.grads = []
         self.output_shape = None
-        self._buffers = {}
 
     # -- building ------------------------------------------------------------------------
 
@@ -71,17 +89,6 @@ class Layer:
 
     def count_params(self):
         return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs())
-
-    def _buffer(self, key, shape, like, dtype=None):
-        """A reusable output array shaped `shape`, of like's dtype (or `dtype`) and where
-        like lives (host or device): steady-state training allocates no activations."""
-        buf = self._buffers.get(key)
-        device = _device.is_device(like)
-        dtype = like.dtype if dtype is None else np.dtype(dtype)
-        if buf is None or buf.shape != shape or buf.dtype != dtype or _device.is_device(buf) != device:
-            buf = _device.empty(shape, dtype, device)
-            self._buffers[key] = buf
-        return buf
 
     # -- computing -----------------------------------------------------------------------
 
@@ -142,11 +149,6 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        # set by the model when the next layer is a MaxPooling2D: it takes the ReLU's
-        # gradient in its backward pass, and (strides = pool size, 'valid') this layer
-        # pools its output in the same pass as the convolution
-        self.relu_gradient_by_next = False
-        self.pool_after = None
 
     def _geometry(self):
         return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
@@ -167,28 +169,13 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         bias = self.params[1] if self.use_bias else None
-        pool = self.pool_after
-        shape = (x.shape[0],) + self.output_shape
-        if pool is None:
-            y = self._buffer("y", shape, x)
-            ops.conv2d(x, self.params[0], bias, activation=self.activation, out=y, **self._geometry())
-            self._x, self._y = x, y
-            return y
-        # with the pooling fused, training keeps where each window's maximum was (after a
-        # ReLU, also where it passes no gradient): the pooling's backward needs no more.
-        # Only another activation's backward reads the convolution's output itself.
-        positions = training and self.activation in (None, "relu")
-        y = self._buffer("y", shape, x) if training and not positions else None
-        pooled = pool._buffer("y", (x.shape[0],) + pool.output_shape, x)
-        argmax = pool._buffer("argmax", pooled.shape, pooled, np.uint8) if positions else None
-        ops.conv2d_max_pool(x, self.params[0], bias, activation=self.activation, pool_size=pool.pool_size,
-                            conv_out=y, out=pooled, argmax_out=argmax, **self._geometry())
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
+        ops.conv2d(x, self.params[0], bias, activation=self.activation, out=y, **self._geometry())
         self._x, self._y = x, y
-        pool._x, pool._argmax = (shape if positions else y), argmax
-        return pooled
+        return y
 
     def backward(self, dy, need_dx=True):
-        if self.activation is not None and not self.relu_gradient_by_next:
+        if self.activation is not None:
             dy = ops.activation_backward(dy, self._y, self.activation,
                                          out=self._buffer("dz", dy.shape, dy))
         dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
@@ -238,29 +225,17 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
-    """Max pooling; in backward the first maximum of a window takes the gradient.
-
-    After a Conv2D with ReLU the model sets `through_relu`: the backward pass then
-    returns the gradient of the ReLU's input too, in the same pass over the data."""
+    """Max pooling; in backward the first maximum of a window takes the gradient. In
+    training it keeps where each window's maximum was (one byte per output), so that its
+    backward pass never reads its input again. (After a Conv2D, a model runs both as one
+    fused step: fastdl.fusion.)"""
     _forward = staticmethod(ops.max_pool2d)
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
-        super().__init__(pool_size, strides, padding, **kwargs)
-        self.through_relu = False
-        self.pooled_by_previous = False  # the Conv2D before it already pooled (forward)
-        # training: the positions of the maxima, and _x the input's shape; else None
-        self._argmax = None
-
     def forward(self, x, training=False):
-        if self.pooled_by_previous:
-            return x
         y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
-        # training saves the maxima's positions so that backward need not read x again
-        # (not through a ReLU: those positions do not record where its gradient stops)
-        positions = training and not self.through_relu
-        self._argmax = self._buffer("argmax", y.shape, y, np.uint8) if positions else None
+        self._argmax = self._buffer("argmax", y.shape, y, np.uint8) if training else None
         ops.max_pool2d(x, self.pool_size, self.strides, self.padding, out=y, argmax_out=self._argmax)
-        self._x = x.shape if positions else x
+        self._x = x.shape if training else x
         return y
 
     def backward(self, dy, need_dx=True):
@@ -268,7 +243,6 @@ class MaxPooling2D(_Pooling2D):
             return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
                                            argmax=self._argmax, out=self._buffer("dx", self._x, dy))
         return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
-                                       through_relu=self.through_relu,
                                        out=self._buffer("dx", self._x.shape, self._x))
 
 
@@ -305,7 +279,6 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.skip_activation = False  # set by the model when the loss takes logits instead
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -317,14 +290,13 @@ class Dense(Layer):
         return specs
 
     def forward(self, x, training=False):
-        activation = None if self.skip_activation else self.activation
         y = self._buffer("y", x.shape[:-1] + (self.units,), x)
-        ops.dense(x, self.params[0], self.params[1] if self.use_bias else None, activation, out=y)
-        self._x, self._y, self._activation_used = x, y, activation
+        ops.dense(x, self.params[0], self.params[1] if self.use_bias else None, self.activation, out=y)
+        self._x, self._y = x, y
         return y
 
     def backward(self, dy, need_dx=True):
-        dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self._activation_used,
+        dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self.activation,
                                                 output=self._y, has_bias=self.use_bias, need_dx=need_dx)
         _device.copy_into(self.grads[0], dkernel)
         if self.use_bias:
@@ -372,10 +344,9 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = _activation(activation)
-        self.skip_activation = False
 
     def forward(self, x, training=False):
-        if self.skip_activation or self.activation is None:
+        if self.activation is None:
             self._y = None
             return x
         self._y = ops.activation(x, self.activation)

@@ -25,8 +25,8 @@ import numpy as np
 
 from fastdl import _atomic, _config, _device
 from fastdl import callbacks as callbacks_module
-from fastdl import losses, metrics as metrics_module, ops, optimizers
-from fastdl.layers import Activation, Conv2D, Dense, InputLayer, Layer, MaxPooling2D
+from fastdl import fusion, losses, metrics as metrics_module, ops, optimizers
+from fastdl.layers import InputLayer, Layer
 from fastdl.utils import new_generator
 
 _COMPILE_NO_OPS = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
@@ -102,26 +102,16 @@ class Sequential:
                 offset += size
             layer.attach(params, grads)
         self._device_batch = None
-        self._fuse_conv_and_pooling()
         self.built = True
         if self.compiled:
             self._configure_output()
+        else:
+            self._plan_steps()
 
-    def _fuse_conv_and_pooling(self):
-        """Conv2D then MaxPooling2D: the convolution pools its output in the same pass
-        (when the pooling's strides are its size and padding is 'valid', as by default),
-        and after a ReLU the pooling's backward pass takes the ReLU's gradient too: each
-        saves a pass over the largest activations."""
-        for layer in self.layers:
-            if isinstance(layer, Conv2D):
-                layer.relu_gradient_by_next, layer.pool_after = False, None
-            elif type(layer) is MaxPooling2D:
-                layer.through_relu = layer.pooled_by_previous = False
-        for layer, after in zip(self.layers, self.layers[1:]):
-            if isinstance(layer, Conv2D) and type(after) is MaxPooling2D:
-                layer.relu_gradient_by_next = after.through_relu = layer.activation == "relu"
-                if after.strides == after.pool_size and after.padding == "valid":
-                    layer.pool_after, after.pooled_by_previous = after, True
+    def _plan_steps(self):
+        """The steps that run the layers (fastdl.fusion): Conv2D + MaxPooling2D fused, and
+        the last layer's logits when the loss takes softmax outputs."""
+        self._steps = fusion.plan(self.layers, logits_last=getattr(self, "_softmax_outputs", False))
 
     def _check_input(self, x, allow_empty=False):
         if _device.is_device(x):
@@ -196,17 +186,11 @@ class Sequential:
     def _configure_output(self):
         """Train on logits when the model ends in softmax and the loss takes probabilities:
         the fused softmax + cross-entropy is exact and stable; predict still applies softmax."""
-        last = self.layers[-1]
-        for layer in self.layers:
-            if isinstance(layer, (Dense, Activation)):
-                layer.skip_activation = False
         self._from_logits = self.loss.from_logits
-        self._softmax_outputs = False
-        if (not self.loss.from_logits and isinstance(last, (Dense, Activation))
-                and last.activation == "softmax"):
-            last.skip_activation = True
+        self._softmax_outputs = not self.loss.from_logits and fusion.ends_in_softmax(self.layers[-1])
+        if self._softmax_outputs:
             self._from_logits = True
-            self._softmax_outputs = True
+        self._plan_steps()
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -217,8 +201,8 @@ class Sequential:
 
     def _forward(self, x, training):
         x = self._device_input(x)
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        for step in self._steps:
+            x = step.forward(x, training)
         return x
 
     def _outputs_to_predictions(self, out):
@@ -259,9 +243,8 @@ class Sequential:
             out = self._forward(x, training=True)
             loss_values, metric_values = self._batch_logs(y, out)
             dy = self.loss.gradient(y, out, self._from_logits)
-            first = 1 if isinstance(self.layers[0], InputLayer) else 0
-            for i in range(len(self.layers) - 1, first - 1, -1):
-                dy = self.layers[i].backward(dy, need_dx=i > first)
+            for i in range(len(self._steps) - 1, -1, -1):
+                dy = self._steps[i].backward(dy, need_dx=i > 0)
             sums = [float(loss_values.sum())] + [float(metric_values[n].sum()) for n in names[1:]]
         else:  # a global batch smaller than the number of ranks leaves this one idle
             self.flat_grads[:] = 0

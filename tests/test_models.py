@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastdl
-from fastdl import callbacks, layers, optimizers, train
+from fastdl import callbacks, fusion, layers, optimizers, train
 from fastdl.models import Sequential
 
 from support import numerical_gradient
@@ -56,7 +56,8 @@ def test_relu_taken_through_max_pooling_keeps_the_gradient_exact(backend):
                         layers.Dense(3, activation="softmax")], dtype="float64")
     model.compile(optimizer=optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
     model.build()
-    assert model.layers[2].through_relu and model.layers[1].relu_gradient_by_next
+    step = model._steps[0]  # one fused step: the ReLU's gradient taken by the pooling
+    assert isinstance(step, fusion.ConvPoolStep) and step.relu and not step.pools_in_pass
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((3, 6, 7, 2)), rng.integers(0, 3, 3)
     grad = model_gradient(model, x, y)
@@ -75,11 +76,11 @@ def test_max_pooling_from_saved_positions_keeps_the_gradient_exact(backend, acti
                         layers.Dense(3, activation="softmax")], dtype="float64")
     model.compile(optimizer=optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
     model.build()
-    assert model.layers[3].pooled_by_previous
+    assert isinstance(model._steps[1], fusion.ConvPoolStep) and model._steps[1].pools_in_pass
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((3, 9, 8, 2)), rng.integers(0, 3, 3)
     grad = model_gradient(model, x, y)
-    assert (model.layers[3]._argmax is None) == (activation == "tanh")
+    assert (model._steps[1]._argmax is None) == (activation == "tanh")
     assert model.layers[1]._argmax is not None
     expected = numerical_gradient(lambda: model.evaluate(x, y, batch_size=3, verbose=0), model.flat_params)
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-8)
@@ -128,7 +129,7 @@ def test_softmax_output_trains_from_logits_and_predicts_probabilities():
     x = np.random.default_rng(3).standard_normal((5, 7, 6, 2)).astype(np.float32)
     probs = model.predict(x)
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
-    assert model.layers[-1].skip_activation  # trained on logits
+    assert isinstance(model._steps[-1], fusion.LogitsStep)  # trained on logits
     # a loss on extreme logits stays finite (the fused softmax + cross-entropy)
     model.layers[-1].params[0][...] *= 1e4
     assert np.isfinite(model.evaluate(x, [0, 1, 2, 0, 1], verbose=0))
@@ -278,3 +279,23 @@ def test_fit_accepts_a_batch_iterator():
     model = small_model(dtype="float32")
     history = model.fit(Batches(), epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
+
+
+def test_a_layer_between_conv_and_pooling_needs_no_knowledge_of_fusion(backend):
+    """Fusion is the model's plan, not the layers' state: any layer placed between a
+    Conv2D and its MaxPooling2D gives plain steps, and the gradient stays exact."""
+    fastdl.utils.set_random_seed(4)
+    model = Sequential([layers.Input(shape=(6, 6, 2)), layers.Conv2D(3, 3, activation="relu"),
+                        layers.Activation("tanh"), layers.MaxPooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")], dtype="float64")
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+    model.build()
+    assert [type(s).__name__ for s in model._steps] == ["LayerStep"] * 4 + ["LogitsStep"]
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((3, 6, 6, 2)), rng.integers(0, 3, 3)
+    grad = model_gradient(model, x, y)
+    expected = numerical_gradient(lambda: model.evaluate(x, y, batch_size=3, verbose=0), model.flat_params)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-8)
+    for layer in model.layers:  # no neighbour flags left on the layers
+        assert not {"pool_after", "through_relu", "pooled_by_previous", "skip_activation",
+                    "relu_gradient_by_next"} & set(vars(layer))

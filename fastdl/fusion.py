@@ -1,0 +1,146 @@
+"""The steps a model runs: each layer alone, or neighbouring layers fused into one op.
+
+A model plans its steps once its layers are built (and again when compile changes the
+loss); the layers themselves know nothing of fusion, so any layer placed between two
+others simply breaks the pattern. Each step has forward(x, training) and
+backward(dy, need_dx), like a layer, and owns the buffers of what it fuses.
+
+- ConvPoolStep: a Conv2D then a MaxPooling2D. After a ReLU the pooling's backward pass
+  takes the ReLU's gradient too; when the pooling's strides are its size and its padding
+  'valid' (the default), the convolution pools its output in the same pass
+  (ops.conv2d_max_pool), and in training keeps where each window's maximum was (after a
+  ReLU, also where it passes no gradient) instead of writing the convolution's output.
+- LogitsStep: the last layer when it ends in softmax and the loss takes probabilities:
+  the model trains on its logits (the fused softmax + cross-entropy is exact and
+  stable) and applies softmax only to predictions.
+"""
+import numpy as np
+
+from fastdl import _device, ops
+from fastdl.layers import Activation, BufferOwner, Conv2D, Dense, InputLayer, MaxPooling2D
+
+
+class LayerStep:
+    """One layer on its own."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.layers = (layer,)
+
+    def forward(self, x, training):
+        return self.layer.forward(x, training)
+
+    def backward(self, dy, need_dx):
+        return self.layer.backward(dy, need_dx)
+
+
+class ConvPoolStep(BufferOwner):
+    """Conv2D then MaxPooling2D as one step (see the module docstring)."""
+
+    def __init__(self, conv, pool):
+        super().__init__()
+        self.conv, self.pool = conv, pool
+        self.layers = (conv, pool)
+        self.relu = conv.activation == "relu"
+        self.pools_in_pass = pool.strides == pool.pool_size and pool.padding == "valid"
+
+    def _conv_args(self):
+        conv = self.conv
+        return dict(strides=conv.strides, padding=conv.padding, dilation_rate=conv.dilation_rate)
+
+    def forward(self, x, training):
+        conv, pool = self.conv, self.pool
+        bias = conv.params[1] if conv.use_bias else None
+        shape = (x.shape[0],) + conv.output_shape
+        pooled = self._buffer("pooled", (x.shape[0],) + pool.output_shape, x)
+        self._x = x
+        if self.pools_in_pass:
+            # only an activation other than ReLU needs the convolution's output to go back
+            positions = training and conv.activation in (None, "relu")
+            y = self._buffer("y", shape, x) if training and not positions else None
+            argmax = self._buffer("argmax", pooled.shape, pooled, np.uint8) if positions else None
+            ops.conv2d_max_pool(x, conv.params[0], bias, activation=conv.activation, pool_size=pool.pool_size,
+                                conv_out=y, out=pooled, argmax_out=argmax, **self._conv_args())
+        else:
+            y = self._buffer("y", shape, x)
+            ops.conv2d(x, conv.params[0], bias, activation=conv.activation, out=y, **self._conv_args())
+            # positions do not record where a ReLU's gradient stops: then the backward
+            # pass reads y instead
+            positions = training and not self.relu
+            argmax = self._buffer("argmax", pooled.shape, pooled, np.uint8) if positions else None
+            ops.max_pool2d(y, pool.pool_size, pool.strides, pool.padding, out=pooled, argmax_out=argmax)
+        self._y, self._argmax, self._shape = y, argmax, shape
+        return pooled
+
+    def backward(self, dy, need_dx):
+        conv, pool = self.conv, self.pool
+        dz = self._buffer("dz", self._shape, dy)
+        if self._argmax is not None:  # after a ReLU, its zero gradients are marked in argmax
+            ops.max_pool2d_backward(dy, self._shape, pool.pool_size, pool.strides, pool.padding,
+                                    argmax=self._argmax, out=dz)
+        else:
+            ops.max_pool2d_backward(dy, self._y, pool.pool_size, pool.strides, pool.padding,
+                                    through_relu=self.relu, out=dz)
+        if conv.activation is not None and not self.relu:
+            dz = ops.activation_backward(dz, self._y, conv.activation, out=self._buffer("da", dz.shape, dz))
+        dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
+        dx, dkernel, dbias = ops.conv2d_backward(dz, self._x, conv.params[0], need_dx=need_dx, dx_out=dx_out,
+                                                 **self._conv_args())
+        _device.copy_into(conv.grads[0], dkernel)
+        if conv.use_bias:
+            _device.copy_into(conv.grads[1], dbias)
+        return dx
+
+
+class LogitsStep(BufferOwner):
+    """The last layer without its softmax: a Dense's logits, or an Activation passing
+    its input through."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        self.layers = (layer,)
+
+    def forward(self, x, training):
+        layer = self.layer
+        if isinstance(layer, Activation):
+            return x
+        y = self._buffer("y", x.shape[:-1] + (layer.units,), x)
+        ops.dense(x, layer.params[0], layer.params[1] if layer.use_bias else None, None, out=y)
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_dx):
+        layer = self.layer
+        if isinstance(layer, Activation):
+            return dy
+        dx, dkernel, dbias = ops.dense_backward(dy, self._x, layer.params[0], activation=None, output=self._y,
+                                                has_bias=layer.use_bias, need_dx=need_dx)
+        _device.copy_into(layer.grads[0], dkernel)
+        if layer.use_bias:
+            _device.copy_into(layer.grads[1], dbias)
+        return dx
+
+
+def ends_in_softmax(layer):
+    return isinstance(layer, (Dense, Activation)) and layer.activation == "softmax"
+
+
+def plan(layers, logits_last=False):
+    """The steps for a stack of built layers (Input layers pass data through and are
+    left out); logits_last: the last layer, ending in softmax, gives its logits."""
+    layers = [layer for layer in layers if not isinstance(layer, InputLayer)]
+    steps, i = [], 0
+    while i < len(layers):
+        layer = layers[i]
+        after = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, Conv2D) and type(after) is MaxPooling2D:
+            steps.append(ConvPoolStep(layer, after))
+            i += 2
+            continue
+        if logits_last and i == len(layers) - 1 and ends_in_softmax(layer):
+            steps.append(LogitsStep(layer))
+        else:
+            steps.append(LayerStep(layer))
+        i += 1
+    return steps
