@@ -102,7 +102,16 @@ class Layer(BufferOwner):
         return self.forward(x, training)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable}
+        """The constructor's arguments: type(layer).from_config(config) makes a layer like
+        this one (before its weights are built)."""
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.dtype != np.float32:
+            config["dtype"] = self.dtype.name
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 class InputLayer(Layer):
@@ -120,6 +129,9 @@ class InputLayer(Layer):
 
     def backward(self, dy, need_dx=True):
         return dy
+
+    def get_config(self):
+        return {**super().get_config(), "shape": self.input_shape}
 
 
 def Input(shape=None, name=None, **kwargs):
@@ -319,6 +331,7 @@ class Dropout(Layer):
         self.rate = _checks.finite_number("rate", rate, 0, 1, inclusive=True)
         if self.rate >= 1:
             raise ValueError(f"rate must be in [0, 1); got {rate!r}")
+        self.seed = seed
         self.rng = new_generator(seed)
 
     def forward(self, x, training=False):
@@ -335,7 +348,7 @@ class Dropout(Layer):
         return ops.multiply(dy, self._mask, out=self._buffer("dx", dy.shape, dy))
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return {**super().get_config(), "rate": self.rate, "noise_shape": None, "seed": self.seed}
 
 
 class Activation(Layer):
@@ -363,9 +376,15 @@ class ReLU(Activation):
     def __init__(self, **kwargs):
         super().__init__("relu", **kwargs)
 
+    def get_config(self):
+        return {k: v for k, v in super().get_config().items() if k != "activation"}
+
 
 class Softmax(Activation):
     def __init__(self, axis=-1, **kwargs):
         if axis != -1:
             raise ValueError(f"Softmax supports axis=-1 (the last axis); got {axis!r}")
         super().__init__("softmax", **kwargs)
+
+    def get_config(self):
+        return {**{k: v for k, v in super().get_config().items() if k != "activation"}, "axis": -1}

@@ -15,6 +15,7 @@ once; they take turns batch by batch. While fit runs, another thread's predict s
 the weights between two steps. One model trains in one fit at a time: a second fit on
 it (from another thread) raises RuntimeError.
 """
+import dataclasses
 import os
 import sys
 import threading
@@ -333,15 +334,14 @@ class Sequential:
                 raise RuntimeError("this model is already training in another fit (another thread?): "
                                    "one model trains in one fit at a time")
             self._fitting = True
+        settings = FitSettings(batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                               shuffle, initial_epoch, steps_per_epoch)
         try:
-            return self._fit_maybe_distributed(x, y, batch_size, epochs, verbose, callbacks,
-                                               validation_split, validation_data, shuffle,
-                                               initial_epoch, steps_per_epoch, distributed)
+            return self._fit_maybe_distributed(x, y, settings, distributed)
         finally:
             self._fitting = False
 
-    def _fit_maybe_distributed(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                               validation_data, shuffle, initial_epoch, steps_per_epoch, distributed):
+    def _fit_maybe_distributed(self, x, y, settings, distributed):
         if distributed:
             from fastdl import distributed as dist
 
@@ -350,17 +350,17 @@ class Sequential:
                                  "(built under the 'cuda' backend)")
             dist.init(required=True)
             try:
-                return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                                 validation_data, shuffle, initial_epoch, steps_per_epoch, dist)
+                return self._fit(x, y, settings, dist)
             except dist.MismatchError:
                 raise  # a start-up mismatch: every rank raises the same error
             except Exception as exc:  # anything else may be one rank only: stop them all
                 dist.abort_on_error(exc)
-        return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                         validation_data, shuffle, initial_epoch, steps_per_epoch, None)
+        return self._fit(x, y, settings, None)
 
-    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-             shuffle, initial_epoch, steps_per_epoch, dist):
+    def _fit(self, x, y, settings, dist):
+        batch_size, epochs, verbose = settings.batch_size, settings.epochs, settings.verbose
+        validation_split, validation_data = settings.validation_split, settings.validation_data
+        shuffle, steps_per_epoch = settings.shuffle, settings.steps_per_epoch
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
         if _device.is_device(x):
@@ -400,7 +400,7 @@ class Sequential:
                 verbose = 0  # only rank 0 prints
         self.is_chief = shard[0] == 0
         history = callbacks_module.History()
-        cbs = list(callbacks or []) + [history]  # after the user's, which may add to the logs
+        cbs = list(settings.callbacks or []) + [history]  # after the user's, which may add to the logs
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
@@ -408,7 +408,7 @@ class Sequential:
         if is_array:
             passes = self._passes(x, y, batch_size, shuffle, shard)
         cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(settings.initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             totals, count = {}, 0
             batches = (next(passes) for _ in range(steps)) if is_array else source.epoch()
@@ -530,6 +530,20 @@ def _steps_per_epoch(value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"steps_per_epoch must be an int >= 1 or None; got {value!r}")
     return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """fit's arguments besides the data, as one value handed down its helpers."""
+    batch_size: int = 32
+    epochs: int = 1
+    verbose: object = "auto"
+    callbacks: object = None
+    validation_split: float = 0.0
+    validation_data: object = None
+    shuffle: bool = True
+    initial_epoch: int = 0
+    steps_per_epoch: object = None
 
 
 class _BatchSource:

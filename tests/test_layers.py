@@ -103,3 +103,28 @@ def test_layer_defaults_follow_keras():
 def test_bad_layer_arguments(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+LAYERS = [
+    lambda: layers.Conv2D(5, (3, 2), strides=2, padding="same", dilation_rate=1, activation="tanh",
+                          use_bias=False, name="c"),
+    lambda: layers.MaxPooling2D(3, strides=2, padding="same"),
+    lambda: layers.AveragePooling2D((2, 3)),
+    lambda: layers.Flatten(),
+    lambda: layers.Dense(7, activation="relu", trainable=False),
+    lambda: layers.Dense(3, dtype="float64"),
+    lambda: layers.Dropout(0.3, seed=5),
+    lambda: layers.Activation("sigmoid"),
+    lambda: layers.ReLU(),
+    lambda: layers.Softmax(),
+    lambda: layers.InputLayer(shape=(4, 5, 2)),
+]
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_get_config_and_from_config_round_trip(make):
+    layer = make()
+    config = layer.get_config()
+    again = type(layer).from_config(config)
+    assert type(again) is type(layer) and again.get_config() == config
+    assert again.dtype == layer.dtype
