@@ -1,0 +1,202 @@
+"""One entry per op of the backend contract (fastdl/backends/_spec.py): how to call it
+through fastdl.ops, samples to run, what the result must be, PyTorch's equivalent where
+there is one, and arguments it must refuse. tests/test_optable.py runs every entry on
+every backend and dtype; a new op gets those tests from its entry here (and
+test_every_contract_op_has_an_entry fails until it has one).
+
+samples(rng, dtype) -> [(args, kwargs)]: odd sizes, batch 1, strides, padding.
+call(*args, **kwargs) -> the op's result(s) (ops.<name> unless given); ops that update
+their arguments in place return those arguments.
+torch(torch, *args, **kwargs) -> the expected results as numpy arrays, or None.
+invalid: [(call, exception, message regex)].
+"""
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+
+from fastdl import ops
+
+
+class OpInfo(NamedTuple):
+    name: str
+    samples: Callable
+    call: Optional[Callable] = None
+    torch: Optional[Callable] = None
+    invalid: tuple = ()
+    scale: float = 1.0  # tolerance scale: sums of many terms
+
+    def run(self, *args, **kwargs):
+        return (self.call or getattr(ops, self.name))(*args, **kwargs)
+
+
+def normal(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _nchw(torch, x):
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
+
+
+def _nhwc(t):
+    return t.permute(0, 2, 3, 1).detach().numpy()
+
+
+CONV_GEOMETRIES = [dict(x=(1, 7, 5, 3), k=(3, 2, 3, 4), strides=1, padding="valid"),
+                   dict(x=(2, 9, 8, 2), k=(3, 3, 2, 5), strides=2, padding="same"),
+                   dict(x=(3, 4, 6, 1), k=(1, 1, 1, 3), strides=1, padding=((0, 2), (1, 0))),
+                   dict(x=(2, 10, 10, 16), k=(3, 3, 16, 16), strides=1, padding="same")]
+
+
+def conv_samples(rng, dtype):
+    return [((normal(rng, g["x"], dtype), normal(rng, g["k"], dtype), normal(rng, g["k"][3], dtype)),
+             dict(strides=g["strides"], padding=g["padding"])) for g in CONV_GEOMETRIES]
+
+
+def conv_backward_samples(rng, dtype):
+    out = []
+    for (x, k, _), kw in conv_samples(rng, dtype):
+        y = ops.conv2d(x, k, **kw)
+        out.append(((normal(rng, y.shape, dtype), x, k), kw))
+    return out
+
+
+def torch_conv(torch, x, k, b, strides, padding):
+    if not isinstance(padding, str):
+        return None
+    t = torch.nn.functional.conv2d(_nchw(torch, x), torch.from_numpy(k).permute(3, 2, 0, 1),
+                                   torch.from_numpy(b), stride=strides, padding=padding if strides == 1 else 0)
+    return _nhwc(t) if padding == "valid" or strides == 1 else None
+
+
+POOLS = [dict(pool_size=2), dict(pool_size=3, strides=2, padding="same"), dict(pool_size=(2, 3), strides=1)]
+
+
+def pool_samples(rng, dtype):
+    return [((normal(rng, shape, dtype),), kw) for shape, kw in zip([(1, 6, 7, 3), (2, 9, 8, 5), (3, 5, 6, 2)], POOLS)]
+
+
+def pool_backward_samples(forward):
+    def samples(rng, dtype):
+        return [((normal(rng, forward(x, **kw).shape, dtype), x), kw) for (x,), kw in pool_samples(rng, dtype)]
+    return samples
+
+
+def torch_max_pool(torch, x, pool_size=2, strides=None, padding="valid"):
+    if padding != "valid":
+        return None
+    return _nhwc(torch.nn.functional.max_pool2d(_nchw(torch, x), pool_size, strides or pool_size))
+
+
+def matmul_samples(rng, dtype):
+    return [((normal(rng, (m, k), dtype), normal(rng, (k, n), dtype)), {}) for m, k, n in [(1, 5, 3), (17, 9, 33)]]
+
+
+def dense_samples(rng, dtype):
+    return [((normal(rng, (4, 6), dtype), normal(rng, (6, 5), dtype), normal(rng, 5, dtype)), dict(activation=a))
+            for a in (None, "relu", "softmax")]
+
+
+def dense_backward_samples(rng, dtype):
+    out = []
+    for (x, k, b), kw in dense_samples(rng, dtype):
+        y = ops.dense(x, k, b, **kw)
+        out.append(((normal(rng, y.shape, dtype), x, k), dict(activation=kw["activation"], output=y)))
+    return out
+
+
+def unary_samples(rng, dtype):
+    return [((normal(rng, s, dtype),), {}) for s in [(1,), (7, 5), (2, 3, 4)]]
+
+
+def binary_samples(rng, dtype):
+    return [((normal(rng, s, dtype), normal(rng, s, dtype)), {}) for s in [(1,), (7, 5), (2, 3, 4)]]
+
+
+def activation_samples(rng, dtype):
+    return [((normal(rng, (5, 4), dtype), a), {}) for a in ("relu", "sigmoid", "tanh", "softmax", "linear")]
+
+
+def activation_backward_samples(rng, dtype):
+    return [((normal(rng, (5, 4), dtype), ops.activation(normal(rng, (5, 4), dtype), a), a), {})
+            for a in ("relu", "sigmoid", "tanh", "softmax")]
+
+
+def ce_samples(rng, dtype):
+    return [((rng.integers(0, 4, 6), normal(rng, (6, 4), dtype)), dict(from_logits=True)),
+            ((rng.integers(0, 4, 6), rng.uniform(0.1, 1, (6, 4)).astype(dtype)), dict(from_logits=False))]
+
+
+def optimizer_samples(make_state, **hyper):
+    def samples(rng, dtype):
+        p, g = normal(rng, (33,), dtype), normal(rng, (33,), dtype)
+        return [((p, g) + make_state(p), dict(hyper))]
+    return samples
+
+
+def updated(op):
+    """Run an in-place update and return the arrays it updated."""
+    def call(*args, **kwargs):
+        op(*args, **kwargs)
+        return tuple(a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+    return call
+
+
+def affine_samples(rng, dtype):
+    images = rng.integers(0, 256, (3, 6, 5, 2)).astype(np.uint8)
+    theta = 0.3
+    matrix = np.array([[np.cos(theta), -np.sin(theta), 1.0], [np.sin(theta), np.cos(theta), -0.5]])
+    return [((images, np.array([2, 0]), np.stack([matrix, np.eye(2, 3)])), dict(fill_mode=m, scale=1 / 255))
+            for m in ("nearest", "constant", "reflect", "wrap")]
+
+
+X4 = np.zeros((1, 4, 4, 1), np.float32)
+
+TABLE = [
+    OpInfo("conv2d", conv_samples, torch=torch_conv, scale=6,
+           invalid=((lambda: ops.conv2d(X4, np.zeros((2, 2, 3, 1), np.float32)), ValueError, "kernel"),
+                    (lambda: ops.conv2d(X4, np.zeros((2, 2, 1, 1), np.float32), strides=0), ValueError,
+                     "strides must be >= 1"))),
+    OpInfo("conv2d_backward", conv_backward_samples, scale=30,
+           invalid=((lambda: ops.conv2d_backward(np.zeros((1, 2, 2, 1), np.float32), X4,
+                                                 np.zeros((2, 2, 1, 1), np.float32)), ValueError, "dy"),)),
+    OpInfo("conv2d_max_pool", lambda rng, dtype: [((x, k, b), dict(kw, activation="relu", pool_size=2))
+                                                  for (x, k, b), kw in conv_samples(rng, dtype)[1:2]
+                                                  + conv_samples(rng, dtype)[3:]], scale=6),
+    OpInfo("max_pool2d", pool_samples, torch=torch_max_pool,
+           invalid=((lambda: ops.max_pool2d(X4, 5), ValueError, "larger than the padded input"),)),
+    OpInfo("max_pool2d_backward", pool_backward_samples(ops.max_pool2d)),
+    OpInfo("avg_pool2d", pool_samples),
+    OpInfo("avg_pool2d_backward", pool_backward_samples(ops.avg_pool2d)),
+    OpInfo("matmul", matmul_samples, torch=lambda torch, a, b: (torch.from_numpy(a) @ torch.from_numpy(b)).numpy(),
+           scale=4, invalid=((lambda: ops.matmul(np.ones((2, 3)), np.ones((2, 3))), ValueError, "b"),)),
+    OpInfo("activation", activation_samples,
+           invalid=((lambda: ops.activation(X4, "gelu"), ValueError, "activation must be one of"),)),
+    OpInfo("activation_backward", activation_backward_samples),
+    OpInfo("dense", dense_samples, scale=3),
+    OpInfo("dense_backward", dense_backward_samples, scale=3),
+    OpInfo("add", binary_samples, torch=lambda torch, a, b: (torch.from_numpy(a) + torch.from_numpy(b)).numpy(),
+           invalid=((lambda: ops.add(np.ones(3), np.ones(4)), ValueError, "b must have shape"),)),
+    OpInfo("multiply", binary_samples, torch=lambda torch, a, b: (torch.from_numpy(a) * torch.from_numpy(b)).numpy(),
+           invalid=((lambda: ops.multiply(np.ones(3), np.ones(3, np.float32)), TypeError, "share one dtype"),)),
+    OpInfo("relu", unary_samples, torch=lambda torch, x: torch.relu(torch.from_numpy(x)).numpy(),
+           invalid=((lambda: ops.relu(np.ones(3, np.int32)), TypeError, "float32 or float64"),)),
+    OpInfo("relu_backward", binary_samples),
+    OpInfo("softmax", unary_samples, torch=lambda torch, x: torch.softmax(torch.from_numpy(x), -1).numpy()),
+    OpInfo("sparse_categorical_crossentropy", ce_samples,
+           invalid=((lambda: ops.sparse_categorical_crossentropy([0, 5], np.zeros((2, 3))), ValueError, "got 5"),)),
+    OpInfo("sparse_categorical_crossentropy_backward", ce_samples),
+    OpInfo("sgd_update", optimizer_samples(lambda p: (), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+           call=lambda p, g, **kw: updated(ops.sgd_update)(p, g, velocity=np.zeros_like(p), **kw),
+           invalid=((lambda: ops.sgd_update(np.ones(3), np.ones(3), lr=-1), ValueError, "lr"),)),
+    OpInfo("adagrad_update", optimizer_samples(lambda p: (np.full_like(p, 0.1),), lr=0.1, step=3),
+           call=updated(ops.adagrad_update)),
+    OpInfo("rmsprop_update", optimizer_samples(lambda p: (np.zeros_like(p),), lr=0.01, centered=True, momentum=0.5),
+           call=lambda p, g, s, **kw: updated(ops.rmsprop_update)(p, g, s, grad_avg=np.zeros_like(p),
+                                                                  momentum_buffer=np.zeros_like(p), **kw)),
+    OpInfo("adam_update", optimizer_samples(lambda p: (np.zeros_like(p), np.zeros_like(p)), step=1, lr=0.01,
+                                            amsgrad=False), call=updated(ops.adam_update)),
+    OpInfo("affine_transform_batch", affine_samples,
+           invalid=((lambda: ops.affine_transform_batch(np.zeros((1, 4, 4, 1), np.uint8), [1], np.zeros((1, 2, 3))),
+                     ValueError, "indices must be in"),)),
+]
+BY_NAME = {info.name: info for info in TABLE}

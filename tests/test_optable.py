@@ -1,0 +1,57 @@
+"""Every op of the backend contract, from its entry in tests/optable.py: every backend
+against the reference on the entry's samples, PyTorch's equivalent where the entry gives
+one, and the invalid arguments it must refuse (with the backend fixture's guard pages)."""
+import copy
+
+import numpy as np
+import pytest
+
+from fastdl.backends import _spec
+
+from optable import BY_NAME, TABLE
+from support import assert_close, reference
+
+NAMES = [info.name for info in TABLE]
+
+
+def results(value):
+    """An op's result(s) as a list of arrays (None entries kept)."""
+    if isinstance(value, tuple):
+        return list(value)
+    return [value]
+
+
+def test_every_contract_op_has_an_entry():
+    assert sorted(NAMES) == sorted(_spec.NAMES) and len(set(NAMES)) == len(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_op_matches_the_reference(backend, dtype, name):
+    info = BY_NAME[name]
+    for args, kwargs in info.samples(np.random.default_rng(0), dtype):
+        got = results(info.run(*copy.deepcopy(args), **copy.deepcopy(kwargs)))
+        want = results(reference(info.run, *copy.deepcopy(args), **copy.deepcopy(kwargs)))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            if w is None:
+                assert g is None
+            else:
+                assert_close(np.asarray(g), np.asarray(w), np.asarray(w).dtype, info.scale)
+
+
+@pytest.mark.parametrize("name", [info.name for info in TABLE if info.torch])
+def test_the_op_matches_torch(backend, torch, name):
+    info = BY_NAME[name]
+    for args, kwargs in info.samples(np.random.default_rng(1), np.float64):
+        want = info.torch(torch, *copy.deepcopy(args), **kwargs)
+        if want is None:
+            continue  # a case torch spells differently
+        got = results(info.run(*copy.deepcopy(args), **kwargs))[0]
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * info.scale)
+
+
+@pytest.mark.parametrize("name", [info.name for info in TABLE if info.invalid])
+def test_the_op_refuses_invalid_arguments(backend, name):
+    for call, error, message in BY_NAME[name].invalid:
+        with pytest.raises(error, match=message):
+            call()
