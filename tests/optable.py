@@ -9,6 +9,8 @@ call(*args, **kwargs) -> the op's result(s) (ops.<name> unless given); ops that 
 their arguments in place return those arguments.
 torch(torch, *args, **kwargs) -> the expected results as numpy arrays, or None.
 invalid: [(call, exception, message regex)].
+grad(args, kwargs) -> [(name, analytic, numerical)]: the op's backward against central
+differences of its forward, run in float64 on the entry's first (small) sample.
 """
 from typing import Callable, NamedTuple, Optional
 
@@ -24,6 +26,7 @@ class OpInfo(NamedTuple):
     torch: Optional[Callable] = None
     invalid: tuple = ()
     scale: float = 1.0  # tolerance scale: sums of many terms
+    grad: Optional[Callable] = None
 
     def run(self, *args, **kwargs):
         return (self.call or getattr(ops, self.name))(*args, **kwargs)
@@ -149,10 +152,61 @@ def affine_samples(rng, dtype):
             for m in ("nearest", "constant", "reflect", "wrap")]
 
 
+def _numerical(f, x):
+    from support import numerical_gradient
+    return numerical_gradient(f, x)
+
+
+def _weighted(forward, dy):
+    """The scalar sum(forward() * dy), whose gradient a backward pass computes from dy."""
+    return lambda: float((forward() * dy).sum())
+
+
+def conv_grad(args, kwargs):
+    x, k, b = args
+    y = ops.conv2d(x, k, b, **kwargs)
+    dy = np.random.default_rng(5).standard_normal(y.shape)
+    dx, dk, db = ops.conv2d_backward(dy, x, k, **kwargs)
+    f = _weighted(lambda: ops.conv2d(x, k, b, **kwargs), dy)
+    return [("dx", dx, _numerical(f, x)), ("dkernel", dk, _numerical(f, k)), ("dbias", db, _numerical(f, b))]
+
+
+def pool_grad(forward, backward):
+    def grad(args, kwargs):
+        (x,) = args
+        dy = np.random.default_rng(6).standard_normal(forward(x, **kwargs).shape)
+        return [("dx", backward(dy, x, **kwargs), _numerical(_weighted(lambda: forward(x, **kwargs), dy), x))]
+    return grad
+
+
+def dense_grad(args, kwargs):
+    x, k, b = args
+    y = ops.dense(x, k, b, **kwargs)
+    dy = np.random.default_rng(7).standard_normal(y.shape)
+    dx, dk, db = ops.dense_backward(dy, x, k, activation=kwargs["activation"], output=y)
+    f = _weighted(lambda: ops.dense(x, k, b, **kwargs), dy)
+    return [("dx", dx, _numerical(f, x)), ("dkernel", dk, _numerical(f, k)), ("dbias", db, _numerical(f, b))]
+
+
+def activation_grad(args, kwargs):
+    x, name = args
+    y = ops.activation(x, name)
+    dy = np.random.default_rng(8).standard_normal(y.shape)
+    analytic = ops.activation_backward(dy, y, name)
+    return [("dx", analytic, _numerical(_weighted(lambda: ops.activation(x, name), dy), x))]
+
+
+def ce_grad(args, kwargs):
+    labels, outputs = args
+    analytic = ops.sparse_categorical_crossentropy_backward(labels, outputs, **kwargs)
+    mean = lambda: float(ops.sparse_categorical_crossentropy(labels, outputs, **kwargs).mean())  # noqa: E731
+    return [("doutputs", analytic, _numerical(mean, outputs))]
+
+
 X4 = np.zeros((1, 4, 4, 1), np.float32)
 
 TABLE = [
-    OpInfo("conv2d", conv_samples, torch=torch_conv, scale=6,
+    OpInfo("conv2d", conv_samples, torch=torch_conv, scale=6, grad=conv_grad,
            invalid=((lambda: ops.conv2d(X4, np.zeros((2, 2, 3, 1), np.float32)), ValueError, "kernel"),
                     (lambda: ops.conv2d(X4, np.zeros((2, 2, 1, 1), np.float32), strides=0), ValueError,
                      "strides must be >= 1"))),
@@ -162,17 +216,17 @@ TABLE = [
     OpInfo("conv2d_max_pool", lambda rng, dtype: [((x, k, b), dict(kw, activation="relu", pool_size=2))
                                                   for (x, k, b), kw in conv_samples(rng, dtype)[1:2]
                                                   + conv_samples(rng, dtype)[3:]], scale=6),
-    OpInfo("max_pool2d", pool_samples, torch=torch_max_pool,
+    OpInfo("max_pool2d", pool_samples, torch=torch_max_pool, grad=pool_grad(ops.max_pool2d, ops.max_pool2d_backward),
            invalid=((lambda: ops.max_pool2d(X4, 5), ValueError, "larger than the padded input"),)),
     OpInfo("max_pool2d_backward", pool_backward_samples(ops.max_pool2d)),
-    OpInfo("avg_pool2d", pool_samples),
+    OpInfo("avg_pool2d", pool_samples, grad=pool_grad(ops.avg_pool2d, ops.avg_pool2d_backward)),
     OpInfo("avg_pool2d_backward", pool_backward_samples(ops.avg_pool2d)),
     OpInfo("matmul", matmul_samples, torch=lambda torch, a, b: (torch.from_numpy(a) @ torch.from_numpy(b)).numpy(),
            scale=4, invalid=((lambda: ops.matmul(np.ones((2, 3)), np.ones((2, 3))), ValueError, "b"),)),
-    OpInfo("activation", activation_samples,
+    OpInfo("activation", activation_samples, grad=activation_grad,
            invalid=((lambda: ops.activation(X4, "gelu"), ValueError, "activation must be one of"),)),
     OpInfo("activation_backward", activation_backward_samples),
-    OpInfo("dense", dense_samples, scale=3),
+    OpInfo("dense", dense_samples, scale=3, grad=dense_grad),
     OpInfo("dense_backward", dense_backward_samples, scale=3),
     OpInfo("add", binary_samples, torch=lambda torch, a, b: (torch.from_numpy(a) + torch.from_numpy(b)).numpy(),
            invalid=((lambda: ops.add(np.ones(3), np.ones(4)), ValueError, "b must have shape"),)),
@@ -182,7 +236,7 @@ TABLE = [
            invalid=((lambda: ops.relu(np.ones(3, np.int32)), TypeError, "float32 or float64"),)),
     OpInfo("relu_backward", binary_samples),
     OpInfo("softmax", unary_samples, torch=lambda torch, x: torch.softmax(torch.from_numpy(x), -1).numpy()),
-    OpInfo("sparse_categorical_crossentropy", ce_samples,
+    OpInfo("sparse_categorical_crossentropy", ce_samples, grad=ce_grad,
            invalid=((lambda: ops.sparse_categorical_crossentropy([0, 5], np.zeros((2, 3))), ValueError, "got 5"),)),
     OpInfo("sparse_categorical_crossentropy_backward", ce_samples),
     OpInfo("sgd_update", optimizer_samples(lambda p: (), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),

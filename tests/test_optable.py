@@ -50,6 +50,14 @@ def test_the_op_matches_torch(backend, torch, name):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * info.scale)
 
 
+@pytest.mark.parametrize("name", [info.name for info in TABLE if info.grad])
+def test_the_ops_backward_matches_finite_differences(backend, name):
+    info = BY_NAME[name]
+    args, kwargs = info.samples(np.random.default_rng(2), np.float64)[0]
+    for what, analytic, numerical in info.grad(args, kwargs):
+        np.testing.assert_allclose(analytic, numerical, rtol=1e-5, atol=1e-7, err_msg=f"{name}: {what}")
+
+
 @pytest.mark.parametrize("name", [info.name for info in TABLE if info.invalid])
 def test_the_op_refuses_invalid_arguments(backend, name):
     for call, error, message in BY_NAME[name].invalid:
