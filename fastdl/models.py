@@ -121,8 +121,10 @@ class Sequential:
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         if not self.built:
-            # a declared input shape wins; otherwise the first data decides
-            self.build(None if self.input_shape is not None else x.shape[1:])
+            with self._lock:  # two threads' first calls build once
+                if not self.built:
+                    # a declared input shape wins; otherwise the first data decides
+                    self.build(None if self.input_shape is not None else x.shape[1:])
         expected = self.layers[0].input_shape
         if x.ndim != len(expected) + 1 or x.shape[1:] != expected:
             raise ValueError(f"input shape mismatch: the model expects (batch,) + {expected}; got {x.shape}")
