@@ -95,6 +95,13 @@ def backend_module(name=None):
     return module
 
 
+def user_cache_dir():
+    """fastdl's per-user cache folder ($XDG_CACHE_HOME/fastdl, else ~/.cache/fastdl): auto's
+    measurements, Numba's compiled kernels, the data sets already verified."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastdl")
+
+
 def _available_cores():
     try:
         return len(os.sched_getaffinity(0))

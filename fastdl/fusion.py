@@ -16,7 +16,7 @@ backward(dy, need_dx), like a layer, and owns the buffers of what it fuses.
 """
 import numpy as np
 
-from fastdl import _device, ops
+from fastdl import ops
 from fastdl.layers import Activation, BufferOwner, Conv2D, Dense, InputLayer, MaxPooling2D
 
 
@@ -44,10 +44,6 @@ class ConvPoolStep(BufferOwner):
         self.relu = conv.activation == "relu"
         self.pools_in_pass = pool.strides == pool.pool_size and pool.padding == "valid"
 
-    def _conv_args(self):
-        conv = self.conv
-        return dict(strides=conv.strides, padding=conv.padding, dilation_rate=conv.dilation_rate)
-
     def forward(self, x, training):
         conv, pool = self.conv, self.pool
         bias = conv.params[1] if conv.use_bias else None
@@ -60,10 +56,10 @@ class ConvPoolStep(BufferOwner):
             y = self._buffer("y", shape, x) if training and not positions else None
             argmax = self._buffer("argmax", pooled.shape, pooled, np.uint8) if positions else None
             ops.conv2d_max_pool(x, conv.params[0], bias, activation=conv.activation, pool_size=pool.pool_size,
-                                conv_out=y, out=pooled, argmax_out=argmax, **self._conv_args())
+                                conv_out=y, out=pooled, argmax_out=argmax, **conv._geometry())
         else:
             y = self._buffer("y", shape, x)
-            ops.conv2d(x, conv.params[0], bias, activation=conv.activation, out=y, **self._conv_args())
+            ops.conv2d(x, conv.params[0], bias, activation=conv.activation, out=y, **conv._geometry())
             # positions do not record where a ReLU's gradient stops: then the backward
             # pass reads y instead
             positions = training and not self.relu
@@ -83,43 +79,18 @@ class ConvPoolStep(BufferOwner):
                                     through_relu=self.relu, out=dz)
         if conv.activation is not None and not self.relu:
             dz = ops.activation_backward(dz, self._y, conv.activation, out=self._buffer("da", dz.shape, dz))
-        dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
-        dx, dkernel, dbias = ops.conv2d_backward(dz, self._x, conv.params[0], need_dx=need_dx, dx_out=dx_out,
-                                                 **self._conv_args())
-        _device.copy_into(conv.grads[0], dkernel)
-        if conv.use_bias:
-            _device.copy_into(conv.grads[1], dbias)
-        return dx
+        return conv.gradients(dz, self._x, need_dx)
 
 
-class LogitsStep(BufferOwner):
+class LogitsStep(LayerStep):
     """The last layer without its softmax: a Dense's logits, or an Activation passing
     its input through."""
 
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-        self.layers = (layer,)
-
     def forward(self, x, training):
-        layer = self.layer
-        if isinstance(layer, Activation):
-            return x
-        y = self._buffer("y", x.shape[:-1] + (layer.units,), x)
-        ops.dense(x, layer.params[0], layer.params[1] if layer.use_bias else None, None, out=y)
-        self._x, self._y = x, y
-        return y
+        return x if isinstance(self.layer, Activation) else self.layer.forward(x, training, activation=None)
 
     def backward(self, dy, need_dx):
-        layer = self.layer
-        if isinstance(layer, Activation):
-            return dy
-        dx, dkernel, dbias = ops.dense_backward(dy, self._x, layer.params[0], activation=None, output=self._y,
-                                                has_bias=layer.use_bias, need_dx=need_dx)
-        _device.copy_into(layer.grads[0], dkernel)
-        if layer.use_bias:
-            _device.copy_into(layer.grads[1], dbias)
-        return dx
+        return dy if isinstance(self.layer, Activation) else self.layer.backward(dy, need_dx)
 
 
 def ends_in_softmax(layer):

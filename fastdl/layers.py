@@ -24,6 +24,9 @@ def _snake(name):
                    for i, c in enumerate(name))
 
 
+_OWN = object()  # Dense.forward's default: the layer's own activation
+
+
 class BufferOwner:
     """Owns reusable output arrays (a layer, or a model's fused step)."""
 
@@ -190,8 +193,13 @@ class Conv2D(Layer):
         if self.activation is not None:
             dy = ops.activation_backward(dy, self._y, self.activation,
                                          out=self._buffer("dz", dy.shape, dy))
-        dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
-        dx, dkernel, dbias = ops.conv2d_backward(dy, self._x, self.params[0], need_dx=need_dx,
+        return self.gradients(dy, self._x, need_dx)
+
+    def gradients(self, dz, x, need_dx=True):
+        """The weights' gradients (into grads) and dx from dz, the gradient of the
+        convolution's output before its activation, for the input x."""
+        dx_out = self._buffer("dx", x.shape, x) if need_dx else None
+        dx, dkernel, dbias = ops.conv2d_backward(dz, x, self.params[0], need_dx=need_dx,
                                                  dx_out=dx_out, **self._geometry())
         _device.copy_into(self.grads[0], dkernel)
         if self.use_bias:
@@ -301,14 +309,16 @@ class Dense(Layer):
             specs.append(("bias", (self.units,), self.bias_initializer))
         return specs
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, activation=_OWN):
+        """activation: the layer's own by default; a model training on logits passes None."""
+        activation = self.activation if activation is _OWN else activation
         y = self._buffer("y", x.shape[:-1] + (self.units,), x)
-        ops.dense(x, self.params[0], self.params[1] if self.use_bias else None, self.activation, out=y)
-        self._x, self._y = x, y
+        ops.dense(x, self.params[0], self.params[1] if self.use_bias else None, activation, out=y)
+        self._x, self._y, self._applied = x, y, activation
         return y
 
     def backward(self, dy, need_dx=True):
-        dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self.activation,
+        dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self._applied,
                                                 output=self._y, has_bias=self.use_bias, need_dx=need_dx)
         _device.copy_into(self.grads[0], dkernel)
         if self.use_bias:

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from fastdl import _config
+from fastdl import _atomic, _config
 from fastdl.backends import _spec
 from fastdl.ops._geometry import Window
 
@@ -66,12 +66,11 @@ def _build_id():
 
 
 def cache_path():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     import fastdl
 
     machine = (f"{platform.machine()}-{os.cpu_count()}cpu-{_config.get_num_threads()}thr"
                f"-fastdl{fastdl.__version__}-{_build_id()}")
-    return os.path.join(base, "fastdl", f"auto-{machine}.json")
+    return os.path.join(_config.user_cache_dir(), f"auto-{machine}.json")
 
 
 def _numba_marker():
@@ -117,12 +116,10 @@ def _load():
 
 def _save():
     path = cache_path()
+    text = json.dumps(_choices, indent=0, sort_keys=True).encode()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(_choices, f, indent=0, sort_keys=True)
-        os.replace(tmp, path)
+        _atomic.write(path, lambda f: f.write(text))
     except OSError:
         pass  # a read-only home only costs re-measuring next time
 

@@ -11,11 +11,13 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import threading
 import urllib.request
 
 import numpy as np
+
+from fastdl import _atomic
+from fastdl._config import user_cache_dir
 
 _verified_lock = threading.Lock()
 
@@ -80,8 +82,7 @@ def arrays_digest(arrays):
 
 
 def _verified_path():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "fastdl", "verified-data.json")
+    return os.path.join(user_cache_dir(), "verified-data.json")
 
 
 def _file_stats(paths):
@@ -129,37 +130,30 @@ def check_known(name, paths, digests, label):
         data = _load_verified()
         entries = data.get(name) if isinstance(data.get(name), list) else []
         data[name] = [e for e in entries if e != stats][-15:] + [stats]
+        text = json.dumps(data).encode()
         try:
-            path = _verified_path()
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(data, f)
-            os.replace(tmp, path)
+            os.makedirs(os.path.dirname(_verified_path()), exist_ok=True)
+            _atomic.write(_verified_path(), lambda f: f.write(text))
         except OSError:
             pass  # an unwritable cache only costs hashing again next time
 
 
 def download(url, destination, algorithm, expected, timeout=60):
-    """Fetch url into destination (atomically) if its checksum matches; else raise
-    ValueError and leave nothing behind."""
-    directory = os.path.dirname(destination)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fastdl-download-", dir=directory)
-    try:
+    """Fetch url into destination (atomically, fastdl._atomic) if its checksum matches;
+    else raise ValueError and leave nothing behind."""
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+
+    def fetch(out):
         digest = hashlib.new(algorithm)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
                 digest.update(block)
                 out.write(block)
-        if digest.hexdigest() != expected:
+        if digest.hexdigest() != expected:  # raised before the rename: nothing is kept
             raise ValueError(f"checksum mismatch for {url}: {algorithm} {digest.hexdigest()}, "
                              f"expected {expected}; the download was rejected")
-        os.replace(tmp, destination)
-        return destination
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _atomic.write(destination, fetch)
+    return destination
 
 
 def read_idx(path):

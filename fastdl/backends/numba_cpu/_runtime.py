@@ -10,9 +10,10 @@ def cache_dir():
     is not (Numba's default writes beside the sources, and fails at import there)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return os.environ["NUMBA_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    from fastdl._config import user_cache_dir
+
     user = os.getuid() if hasattr(os, "getuid") else "user"
-    for candidate in (os.path.join(base, "fastdl", "numba"),
+    for candidate in (os.path.join(user_cache_dir(), "numba"),
                       os.path.join(tempfile.gettempdir(), f"fastdl-numba-{user}")):
         try:
             os.makedirs(candidate, exist_ok=True)
