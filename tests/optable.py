@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
+import fastdl
 from fastdl import ops
 
 
@@ -47,24 +48,27 @@ def _nhwc(t):
 CONV_GEOMETRIES = [dict(x=(1, 7, 5, 3), k=(3, 2, 3, 4), strides=1, padding="valid"),
                    dict(x=(2, 9, 8, 2), k=(3, 3, 2, 5), strides=2, padding="same"),
                    dict(x=(3, 4, 6, 1), k=(1, 1, 1, 3), strides=1, padding=((0, 2), (1, 0))),
-                   dict(x=(2, 10, 10, 16), k=(3, 3, 16, 16), strides=1, padding="same")]
+                   dict(x=(2, 10, 10, 16), k=(3, 3, 16, 16), strides=1, padding="same"),
+                   dict(x=(2, 6, 5, 2), k=(3, 2, 2, 3), strides=(2, 1), padding=((1, 0), (2, 1)),
+                        dilation_rate=(1, 2), activation="relu")]
 
 
 def conv_samples(rng, dtype):
     return [((normal(rng, g["x"], dtype), normal(rng, g["k"], dtype), normal(rng, g["k"][3], dtype)),
-             dict(strides=g["strides"], padding=g["padding"])) for g in CONV_GEOMETRIES]
+             {key: value for key, value in g.items() if key not in ("x", "k")}) for g in CONV_GEOMETRIES]
 
 
 def conv_backward_samples(rng, dtype):
     out = []
     for (x, k, _), kw in conv_samples(rng, dtype):
+        kw.pop("activation", None)  # the backward takes dy after the activation's own
         y = ops.conv2d(x, k, **kw)
         out.append(((normal(rng, y.shape, dtype), x, k), kw))
     return out
 
 
-def torch_conv(torch, x, k, b, strides, padding):
-    if not isinstance(padding, str):
+def torch_conv(torch, x, k, b, strides, padding, dilation_rate=1, activation=None):
+    if not isinstance(padding, str) or dilation_rate != 1 or activation:
         return None
     t = torch.nn.functional.conv2d(_nchw(torch, x), torch.from_numpy(k).permute(3, 2, 0, 1),
                                    torch.from_numpy(b), stride=strides, padding=padding if strides == 1 else 0)
@@ -84,7 +88,31 @@ def pool_backward_samples(forward):
     return samples
 
 
-def torch_max_pool(torch, x, pool_size=2, strides=None, padding="valid"):
+def max_pool_samples(rng, dtype):
+    """pool_samples, and each again with argmax_out (the window offsets the fused
+    convolution keeps for the backward)."""
+    plain = pool_samples(rng, dtype)
+    return plain + [((x,), dict(kw, argmax_out=np.empty(ops.max_pool2d(x, **kw).shape, np.uint8)))
+                    for (x,), kw in plain]
+
+
+def max_pool_call(x, **kwargs):
+    y = ops.max_pool2d(x, **kwargs)
+    return (y, kwargs["argmax_out"]) if "argmax_out" in kwargs else y
+
+
+def max_pool_backward_samples(rng, dtype):
+    """The backward from the input, and from its shape and the reference's argmax."""
+    out = pool_backward_samples(ops.max_pool2d)(rng, dtype)
+    for (dy, x), kw in list(out):
+        argmax = np.empty(dy.shape, np.uint8)
+        with fastdl.use_backend("reference"):
+            ops.max_pool2d(x, **kw, argmax_out=argmax)
+        out.append(((dy, x.shape), dict(kw, argmax=argmax)))
+    return out
+
+
+def torch_max_pool(torch, x, pool_size=2, strides=None, padding="valid", argmax_out=None):
     if padding != "valid":
         return None
     return _nhwc(torch.nn.functional.max_pool2d(_nchw(torch, x), pool_size, strides or pool_size))
@@ -129,18 +157,25 @@ def ce_samples(rng, dtype):
             ((rng.integers(0, 4, 6), rng.uniform(0.1, 1, (6, 4)).astype(dtype)), dict(from_logits=False))]
 
 
-def optimizer_samples(make_state, **hyper):
+def optimizer_samples(make_state, *variants):
+    """One sample per dict of hyper-parameters; make_state(p) -> (positional state
+    arrays, keyword state arrays), fresh for each sample."""
     def samples(rng, dtype):
-        p, g = normal(rng, (33,), dtype), normal(rng, (33,), dtype)
-        return [((p, g) + make_state(p), dict(hyper))]
+        out = []
+        for hyper in variants:
+            p, g = normal(rng, (33,), dtype), normal(rng, (33,), dtype)
+            state, keyword_state = make_state(p)
+            out.append(((p, g) + state, {**hyper, **{k: v for k, v in keyword_state.items() if k in hyper}}))
+        return out
     return samples
 
 
 def updated(op):
-    """Run an in-place update and return the arrays it updated."""
+    """Run an in-place update and return the arrays it updated (positional ones first)."""
     def call(*args, **kwargs):
         op(*args, **kwargs)
-        return tuple(a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+        arrays = list(args) + [kwargs[k] for k in sorted(kwargs)]
+        return tuple(a for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f")
     return call
 
 
@@ -215,10 +250,11 @@ TABLE = [
                                                  np.zeros((2, 2, 1, 1), np.float32)), ValueError, "dy"),)),
     OpInfo("conv2d_max_pool", lambda rng, dtype: [((x, k, b), dict(kw, activation="relu", pool_size=2))
                                                   for (x, k, b), kw in conv_samples(rng, dtype)[1:2]
-                                                  + conv_samples(rng, dtype)[3:]], scale=6),
-    OpInfo("max_pool2d", pool_samples, torch=torch_max_pool, grad=pool_grad(ops.max_pool2d, ops.max_pool2d_backward),
+                                                  + conv_samples(rng, dtype)[3:4]], scale=6),
+    OpInfo("max_pool2d", max_pool_samples, call=max_pool_call, torch=torch_max_pool,
+           grad=pool_grad(ops.max_pool2d, ops.max_pool2d_backward),
            invalid=((lambda: ops.max_pool2d(X4, 5), ValueError, "larger than the padded input"),)),
-    OpInfo("max_pool2d_backward", pool_backward_samples(ops.max_pool2d)),
+    OpInfo("max_pool2d_backward", max_pool_backward_samples),
     OpInfo("avg_pool2d", pool_samples, grad=pool_grad(ops.avg_pool2d, ops.avg_pool2d_backward)),
     OpInfo("avg_pool2d_backward", pool_backward_samples(ops.avg_pool2d)),
     OpInfo("matmul", matmul_samples, torch=lambda torch, a, b: (torch.from_numpy(a) @ torch.from_numpy(b)).numpy(),
@@ -239,16 +275,26 @@ TABLE = [
     OpInfo("sparse_categorical_crossentropy", ce_samples, grad=ce_grad,
            invalid=((lambda: ops.sparse_categorical_crossentropy([0, 5], np.zeros((2, 3))), ValueError, "got 5"),)),
     OpInfo("sparse_categorical_crossentropy_backward", ce_samples),
-    OpInfo("sgd_update", optimizer_samples(lambda p: (), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
-           call=lambda p, g, **kw: updated(ops.sgd_update)(p, g, velocity=np.zeros_like(p), **kw),
+    OpInfo("sgd_update", optimizer_samples(lambda p: ((), dict(velocity=np.full_like(p, 0.2))),
+                                           dict(lr=0.1), dict(lr=0.1, momentum=0.9, velocity=None, step=2),
+                                           dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01,
+                                                velocity=None)),
+           call=updated(ops.sgd_update),
            invalid=((lambda: ops.sgd_update(np.ones(3), np.ones(3), lr=-1), ValueError, "lr"),)),
-    OpInfo("adagrad_update", optimizer_samples(lambda p: (np.full_like(p, 0.1),), lr=0.1, step=3),
+    OpInfo("adagrad_update", optimizer_samples(lambda p: ((np.full_like(p, 0.1),), {}), dict(lr=0.1, step=3),
+                                              dict(lr=0.1, step=1, convention="keras")),
            call=updated(ops.adagrad_update)),
-    OpInfo("rmsprop_update", optimizer_samples(lambda p: (np.zeros_like(p),), lr=0.01, centered=True, momentum=0.5),
-           call=lambda p, g, s, **kw: updated(ops.rmsprop_update)(p, g, s, grad_avg=np.zeros_like(p),
-                                                                  momentum_buffer=np.zeros_like(p), **kw)),
-    OpInfo("adam_update", optimizer_samples(lambda p: (np.zeros_like(p), np.zeros_like(p)), step=1, lr=0.01,
-                                            amsgrad=False), call=updated(ops.adam_update)),
+    OpInfo("rmsprop_update", optimizer_samples(
+        lambda p: ((np.full_like(p, 0.3),), dict(grad_avg=np.full_like(p, 0.1), momentum_buffer=np.full_like(p, 0.2))),
+        dict(lr=0.01), dict(lr=0.01, centered=True, grad_avg=None, momentum=0.5, momentum_buffer=None),
+        dict(lr=0.01, convention="keras")),
+        call=updated(ops.rmsprop_update)),
+    OpInfo("adam_update", optimizer_samples(
+        lambda p: ((np.full_like(p, 0.1), np.full_like(p, 0.2)), dict(v_max=np.full_like(p, 0.3))),
+        dict(step=1, lr=0.01), dict(step=3, lr=0.01, amsgrad=True, v_max=None, weight_decay=0.01),
+        dict(step=2, lr=0.01, convention="keras"),
+        dict(step=2, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+        call=updated(ops.adam_update)),
     OpInfo("affine_transform_batch", affine_samples,
            invalid=((lambda: ops.affine_transform_batch(np.zeros((1, 4, 4, 1), np.uint8), [1], np.zeros((1, 2, 3))),
                      ValueError, "indices must be in"),)),

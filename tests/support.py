@@ -2,13 +2,17 @@
 import ctypes
 import importlib.util
 import mmap
+import os
 
 import numpy as np
 
 import fastdl
 
 # Every compiled backend is checked against the 'reference' backend (the oracle).
-COMPILED_BACKENDS = ["cython"] + (["numba"] if importlib.util.find_spec("numba") else [])
+# FASTDL_TEST_BACKENDS names others instead: tests/test_cuda.py runs the op table with
+# "cuda" under the simulator, in a process of its own.
+COMPILED_BACKENDS = (os.environ["FASTDL_TEST_BACKENDS"].split(",") if os.environ.get("FASTDL_TEST_BACKENDS")
+                     else ["cython"] + (["numba"] if importlib.util.find_spec("numba") else []))
 ALL_BACKENDS = ["reference"] + COMPILED_BACKENDS
 DTYPES = [np.float32, np.float64]
 

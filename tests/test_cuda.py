@@ -1,4 +1,5 @@
-"""The CUDA backend: its kernels' tests run under the CUDA simulator in a separate pytest
+"""The CUDA backend: the op table (tests/test_optable.py, with 'cuda' as the backend) and
+the device-array tests in tests_cuda run under the CUDA simulator in a separate pytest
 process (NUMBA_ENABLE_CUDASIM must be set before Numba is imported), and asking for it
 without a GPU is a clear error."""
 import importlib.util
@@ -12,13 +13,18 @@ import fastdl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+CUDA_TESTS = ["tests/test_optable.py", "tests_cuda"]
+
+
+def run_cuda_tests(env, *extra):
+    env = {**env, "FASTDL_TEST_BACKENDS": "cuda"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TESTS, *extra],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 @needs_numba
 def test_cuda_kernels_under_the_simulator():
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_cuda"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_cuda_tests({**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
 
@@ -48,7 +54,5 @@ def test_cuda_kernels_on_a_real_gpu():
         pytest.skip("no CUDA GPU here (the simulator run above covers the same tests)")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["FASTDL_REAL_GPU"] = "1"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_cuda",
-                           "-k", "not simulator"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = run_cuda_tests(env, "-k", "not simulator")
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
