@@ -161,6 +161,10 @@ def cuda_available():
     """True only with a real NVIDIA GPU and driver (never under the CUDA simulator)."""
     if importlib.util.find_spec("numba") is None or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return False
-    from fastdl.backends import _cuda_launch
+    # numba.cuda directly: importing the backend package raises where there is no GPU
+    from numba import cuda
 
-    return _cuda_launch.available()
+    try:
+        return bool(cuda.is_available())
+    except Exception:
+        return False

@@ -57,13 +57,13 @@ def test_every_backend_implements_every_op_with_the_contracts_parameters(name):
 
 
 def test_the_cuda_backend_implements_every_op_with_the_contracts_parameters():
-    check_against_spec("cuda", ast_signatures(os.path.join("fastdl", "backends", "cuda.py")))
+    check_against_spec("cuda", ast_signatures(os.path.join("fastdl", "backends", "cuda", "__init__.py")))
 
 
 def test_every_backend_says_where_its_arrays_live():
     for name in BACKENDS + ["auto"]:
         assert importlib.import_module(f"fastdl.backends.{name}").ARRAYS_ON_DEVICE is False
-    assert re.search(r"^ARRAYS_ON_DEVICE = True$", source("fastdl", "backends", "cuda.py"), re.M)
+    assert re.search(r"^ARRAYS_ON_DEVICE = True$", source("fastdl", "backends", "cuda", "__init__.py"), re.M)
 
 
 def test_the_contract_is_consistent():
@@ -112,7 +112,7 @@ def test_activation_codes_agree_with_the_compiled_kernels():
     assert _spec.ACTIVATION_CODES == {None: 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
     values = defs(source("kernels", "activations.pyx"), ["RELU", "SIGMOID", "TANH", "SOFTMAX"])
     assert values == {"RELU": _spec.RELU, "SIGMOID": _spec.SIGMOID, "TANH": _spec.TANH, "SOFTMAX": _spec.SOFTMAX}
-    for path in (("fastdl", "backends", "numba_cpu", "kernels.py"), ("fastdl", "backends", "_cuda_launch.py")):
+    for path in (("fastdl", "backends", "numba_cpu", "kernels.py"), ("fastdl", "backends", "cuda", "kernels.py")):
         assert not re.search(r"code == \d", source(*path)), f"{path}: a bare activation code"
 
 
@@ -122,7 +122,7 @@ def test_fill_modes_and_the_coordinate_limit_agree_with_the_compiled_kernels():
     assert [values[m.upper()] for m in _spec.FILL_MODES] == [0, 1, 2, 3]
     assert (_spec.NEAREST, _spec.CONSTANT, _spec.REFLECT, _spec.WRAP) == (0, 1, 2, 3)
     assert values["COORD_LIMIT"] == _spec.COORD_LIMIT
-    for path in (("fastdl", "backends", "numba_cpu", "kernels.py"), ("fastdl", "backends", "_cuda_launch.py"),
+    for path in (("fastdl", "backends", "numba_cpu", "kernels.py"), ("fastdl", "backends", "cuda", "kernels.py"),
                  ("fastdl", "backends", "reference.py"), ("fastdl", "backends", "_element_updates.py")):
         assert not re.search(r"mode == \d", source(*path)), f"{path}: a bare fill mode"
 
@@ -142,7 +142,7 @@ def test_the_window_field_order_agrees_everywhere():
     unpack = re.search(r"\(win\.n,.*?\) = g", source("kernels", "_geometry.pxd"), re.S).group(0)
     assert tuple(re.findall(r"win\.(\w+)", unpack)) == _spec.WINDOW_FIELDS
     expected = ", ".join(_spec.WINDOW_FIELDS)
-    for path in (("fastdl", "backends", "numba_cpu", "kernels.py"), ("fastdl", "backends", "_cuda_launch.py")):
+    for path in (("fastdl", "backends", "numba_cpu", "kernels.py"), ("fastdl", "backends", "cuda", "kernels.py")):
         lines = [line.strip() for line in source(*path).splitlines() if line.strip().endswith("= g")]
         assert lines, path
         for line in lines:

@@ -1,6 +1,6 @@
 """The CUDA backend (numba.cuda): every kernel of fastdl.ops on an NVIDIA GPU.
 
-All kernels and launches live in _cuda_launch.py. fastdl.ops hands this module device
+All kernels and launches live in kernels.py beside this file. fastdl.ops hands this module device
 arrays, host arrays or a mix: device arrays are used where they are, host arrays are
 copied to the device once per call. Results go into the caller's output array wherever
 it lives; new results (gradients, losses) stay on the device when any input came from
@@ -18,9 +18,9 @@ from fastdl.ops.pool import ARGMAX_NONE
 
 from fastdl.backends import _compose
 from fastdl.backends._spec import ACTIVATION_CODES
-from fastdl.backends import _cuda_launch as gpu
+from fastdl.backends.cuda import kernels as gpu
 # fastdl._device reaches the device through this module: allocations, copies, overlap
-from fastdl.backends._cuda_launch import (  # noqa: F401
+from fastdl.backends.cuda.kernels import (  # noqa: F401
     as_device_array, copy, device_array, full, may_share_memory, same_memory, to_device)
 
 ARRAYS_ON_DEVICE = True
