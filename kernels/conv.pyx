@@ -432,6 +432,62 @@ def conv2d_max_pool_forward(const floating[:, :, :, ::1] x, const floating[:, ::
                          pw_out, ph, pw, g.ow * f, f, relu)
 
 
+cdef void kernel_grad_block(const floating *x, const floating *dy, floating *dk, floating *cols,
+                            Window g, Py_ssize_t f, Py_ssize_t i0, Py_ssize_t ni,
+                            bint pointwise) noexcept nogil:
+    """dk (KH*KW*C, F) += cols^T @ dy over images i0 .. i0 + ni - 1, with cols the im2col
+    columns written into the thread's slot (a pointwise convolution's columns are x)."""
+    cdef Py_ssize_t kk = g.kh * g.kw * g.c, rows = ni * g.oh * g.ow
+    cdef const floating *c = x + i0 * g.h * g.w * g.c
+    if not pointwise:
+        im2col(x, cols, g, i0 * g.oh, ni * g.oh)
+        c = cols
+    gemm(True, False, kk, f, rows, <floating> 1, c, kk, dy + i0 * g.oh * g.ow * f, f,
+         <floating> 1, dk, f)
+
+
+cdef void input_grad_block(const floating *dy, const floating *kernel_t, floating *dx,
+                           floating *dcols, Window g, Py_ssize_t f, Py_ssize_t i0,
+                           Py_ssize_t ni, bint pointwise) noexcept nogil:
+    """dx of images i0 .. i0 + ni - 1: dcols = dy @ kernel^T in the thread's slot, then
+    scatter-added back by col2im (a pointwise convolution's dcols are dx itself)."""
+    cdef Py_ssize_t kk = g.kh * g.kw * g.c, rows = ni * g.oh * g.ow
+    cdef const floating *dy_block = dy + i0 * g.oh * g.ow * f
+    if pointwise:
+        gemm(False, False, rows, kk, f, <floating> 1, dy_block, f, kernel_t, kk,
+             <floating> 0, dx + i0 * g.h * g.w * g.c, kk)
+    else:
+        gemm(False, False, rows, kk, f, <floating> 1, dy_block, f, kernel_t, kk,
+             <floating> 0, dcols, kk)
+        col2im(dcols, dx, g, i0, ni)
+
+
+cdef void sum_partials(floating *dkernel, const floating *dk_partial, floating *dbias,
+                       const double *db_partial, WinogradGrad wg, Py_ssize_t parts,
+                       Py_ssize_t kk, Py_ssize_t f, Py_ssize_t c, int num_threads) noexcept nogil:
+    """The threads' partial gradients added in thread order (so results do not depend on
+    timing): dkernel from the im2col partials, or from the Winograd dU as G^T dU G."""
+    cdef Py_ssize_t t, j
+    cdef double total
+    if wg.du != NULL:
+        for t in range(1, num_threads):
+            for j in range(wg.du_slot):
+                wg.du[j] += wg.du[t * wg.du_slot + j]
+        if floating is float:
+            fastdl_wino_kernel_grad(wg.du, c * f, dkernel, c * f, c * f)
+    else:
+        for j in range(kk * f):
+            dkernel[j] = dk_partial[j]
+        for t in range(1, parts):
+            for j in range(kk * f):
+                dkernel[j] += dk_partial[t * kk * f + j]
+    for j in range(f):
+        total = 0
+        for t in range(parts):
+            total = total + db_partial[t * f + j]
+        dbias[j] = <floating> total
+
+
 def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                     const floating[:, ::1] kernel_t, floating[:, :, :, ::1] dx,
                     floating[:, ::1] dkernel, floating[:, :, ::1] dkernel_partial,
@@ -460,7 +516,7 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef Py_ssize_t f = kernel_t.shape[0], kk = kernel_t.shape[1]
     cdef Py_ssize_t slot = images_per_block * g.oh * g.ow * kk
     cdef Py_ssize_t blocks = (g.n + images_per_block - 1) // images_per_block
-    cdef Py_ssize_t b, i0, ni, rows, r, t, j, parts = dkernel_partial.shape[0]
+    cdef Py_ssize_t b, i0, ni, parts = dkernel_partial.shape[0]
     cdef bint pointwise = is_pointwise(g)
     cdef bint want_dx = dx is not None
     cdef const floating *xp = &x[0, 0, 0, 0]
@@ -471,9 +527,6 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
     cdef floating *dkp = &dkernel_partial[0, 0, 0]
     cdef floating *dkout = &dkernel[0, 0]
     cdef double *dbp = &dbias_partial[0, 0]
-    cdef double total
-    cdef const floating *cols
-    cdef const floating *dy_block
     cdef Winograd w
     cdef Window gt = g  # dx as a convolution of dy: rows of dx are its output rows
     gt.h, gt.w, gt.c, gt.pt, gt.pl, gt.oh, gt.ow = g.oh, g.ow, f, 2 - g.pt, 2 - g.pl, g.h, g.w
@@ -494,51 +547,22 @@ def conv2d_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1
             memset(dkp, 0, parts * kk * f * sizeof(floating))
         memset(dbp, 0, parts * f * sizeof(double))
     for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
+        # one block's kernel, bias and input gradients while its dy is in cache
         i0 = b * images_per_block
         ni = min(images_per_block, g.n - i0)
-        rows = ni * g.oh * g.ow
-        dy_block = dyp + i0 * g.oh * g.ow * f
         if floating is float:
             if wg.du != NULL:
                 winograd_kernel_grad(xp, dyp, wg, g, f, i0, ni, threadid())
         if wg.du == NULL:
-            if pointwise:
-                cols = xp + i0 * g.h * g.w * g.c
-            else:
-                im2col(xp, wc + threadid() * slot, g, i0 * g.oh, ni * g.oh)
-                cols = wc + threadid() * slot
-            # this thread's dkernel += cols^T @ dy
-            gemm(True, False, kk, f, rows, <floating> 1, cols, kk,
-                 dy_block, f, <floating> 1, dkp + threadid() * kk * f, f)
-        add_rows(dbp + threadid() * f, dy_block, rows, f)
+            kernel_grad_block(xp, dyp, dkp + threadid() * kk * f, wc + threadid() * slot
+                              if wc != NULL else NULL, g, f, i0, ni, pointwise)
+        add_rows(dbp + threadid() * f, dyp + i0 * g.oh * g.ow * f, ni * g.oh * g.ow, f)
         if floating is float:
             if w.u != NULL:
                 winograd_rows(dyp, w, NULL, dxp + i0 * g.h * g.w * g.c, gt, g.c, i0 * g.h,
                               ni * g.h, False, threadid())
         if want_dx and w.u == NULL:
-            if pointwise:
-                gemm(False, False, rows, kk, f, <floating> 1, dy_block, f,
-                     &kernel_t[0, 0], kk, <floating> 0, dxp + i0 * g.h * g.w * g.c, kk)
-            else:
-                # dcols = dy @ kernel^T, then scatter-add back into dx
-                gemm(False, False, rows, kk, f, <floating> 1, dy_block, f,
-                     &kernel_t[0, 0], kk, <floating> 0, wd + threadid() * slot, kk)
-                col2im(wd + threadid() * slot, dxp, g, i0, ni)
+            input_grad_block(dyp, &kernel_t[0, 0], dxp, wd + threadid() * slot
+                             if wd != NULL else NULL, g, f, i0, ni, pointwise)
     with nogil:
-        if wg.du != NULL:  # the threads' dU in thread order, then dk = G^T dU G
-            for t in range(1, num_threads):
-                for j in range(wg.du_slot):
-                    wg.du[j] += wg.du[t * wg.du_slot + j]
-            if floating is float:
-                fastdl_wino_kernel_grad(wg.du, g.c * f, dkout, g.c * f, g.c * f)
-        else:
-            for j in range(kk * f):
-                dkout[j] = dkp[j]
-            for t in range(1, parts):
-                for j in range(kk * f):
-                    dkout[j] += dkp[t * kk * f + j]
-        for j in range(f):
-            total = 0
-            for t in range(parts):
-                total = total + dbp[t * f + j]
-            dbias[j] = <floating> total
+        sum_partials(dkout, dkp, &dbias[0], dbp, wg, parts, kk, f, g.c, num_threads)
