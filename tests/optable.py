@@ -18,6 +18,7 @@ import numpy as np
 
 import fastdl
 from fastdl import ops
+from fastdl.backends import _spec
 
 
 class OpInfo(NamedTuple):
@@ -157,6 +158,87 @@ def ce_samples(rng, dtype):
             ((rng.integers(0, 4, 6), rng.uniform(0.1, 1, (6, 4)).astype(dtype)), dict(from_logits=False))]
 
 
+def _away_from(rng, shape, low, high):
+    """Magnitudes in [low, high) with random signs: differences clear of a loss's kinks."""
+    return rng.uniform(low, high, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def _loss_sample(rng, name, shape):
+    """(y_true, y_pred, kwargs) for one loss, its values clear of kinks, clips and ties."""
+    y = rng.uniform(0.2, 1.0, shape)
+    if name in ("mean_squared_error", "log_cosh"):
+        return rng.standard_normal(shape), rng.standard_normal(shape), {}
+    if name in ("mean_absolute_error", "mean_absolute_percentage_error"):
+        y = _away_from(rng, shape, 0.5, 2.0)
+        return y, y + _away_from(rng, shape, 0.1, 0.8), {}
+    if name == "mean_squared_logarithmic_error":
+        return rng.uniform(0.1, 3, shape), rng.uniform(0.1, 3, shape), {}
+    if name == "huber":  # both sides of delta = 0.5
+        e = np.where(rng.random(shape) < 0.5, _away_from(rng, shape, 0.1, 0.4), _away_from(rng, shape, 0.6, 1.5))
+        return y, y + e, dict(delta=0.5)
+    if name == "binary_crossentropy":
+        return rng.random(shape), rng.uniform(0.05, 0.95, shape), {}
+    if name == "binary_crossentropy_from_logits":
+        return rng.random(shape), 2 * rng.standard_normal(shape), {}
+    if name == "poisson":
+        return rng.integers(0, 5, shape).astype(float), rng.uniform(0.2, 3, shape), {}
+    if name in ("hinge", "squared_hinge"):  # {0, 1} labels; margins clear of 1
+        p = np.where(rng.random(shape) < 0.5, _away_from(rng, shape, 0.1, 0.8), _away_from(rng, shape, 1.2, 2))
+        return rng.integers(0, 2, shape).astype(float), p, {}
+    if name == "kl_divergence":
+        softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
+        return softmax(rng.standard_normal(shape)), softmax(rng.standard_normal(shape)), {}
+    onehot = np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]  # categorical hinge
+    return onehot, 1.5 * rng.standard_normal(shape), {}
+
+
+LOSS_SHAPES = [(5, 3), (1, 4), (2, 3, 4), (6,)]
+
+
+def loss_samples(rng, dtype):
+    """Every loss on every shape (2-D, batch 1, 3-D, 1-D)."""
+    out = []
+    for shape in LOSS_SHAPES:
+        for name in _spec.LOSSES:
+            y, p, kwargs = _loss_sample(rng, name, shape)
+            out.append(((name, y.astype(dtype), p.astype(dtype)), kwargs))
+    return out
+
+
+def loss_backward_samples(rng, dtype):
+    out = loss_samples(rng, dtype)
+    name, y, p = out[0][0]
+    return out + [((name, y, p, rng.uniform(0.5, 2, len(p)).astype(dtype)), {})]
+
+
+def torch_loss(torch, name, y, p, delta=1.0):
+    """Each sample's loss as PyTorch computes it, for the losses PyTorch has."""
+    F = torch.nn.functional
+    k = p.shape[-1] if p.ndim > 1 else 1  # a 1-D prediction: one value a sample
+    y, p = torch.from_numpy(y).reshape(len(p), -1, k), torch.from_numpy(p).reshape(len(p), -1, k)
+    terms = {"mean_squared_error": lambda: F.mse_loss(p, y, reduction="none"),
+             "mean_absolute_error": lambda: F.l1_loss(p, y, reduction="none"),
+             "huber": lambda: F.huber_loss(p, y, reduction="none", delta=delta),
+             "binary_crossentropy": lambda: F.binary_cross_entropy(p, y, reduction="none"),
+             "binary_crossentropy_from_logits": lambda: F.binary_cross_entropy_with_logits(p, y, reduction="none"),
+             "poisson": lambda: F.poisson_nll_loss(p, y, log_input=False, eps=1e-7, reduction="none"),
+             "kl_divergence": lambda: F.kl_div(p.log(), y, reduction="none").sum(-1, keepdim=True)}
+    if name not in terms:
+        return None
+    return terms[name]().reshape(len(p), -1).mean(1).numpy()
+
+
+def loss_grad(args, kwargs):
+    """Every loss's gradient on a (3, 2, 4) sample, against the mean loss's differences."""
+    rng = np.random.default_rng(9)
+    checks = []
+    for name in _spec.LOSSES:
+        y, p, kw = _loss_sample(rng, name, (3, 2, 4))
+        mean = lambda: float(ops.loss(name, y, p, **kw).mean())  # noqa: E731
+        checks.append((name, ops.loss_backward(name, y, p, **kw), _numerical(mean, p)))
+    return checks
+
+
 def optimizer_samples(make_state, *variants):
     """One sample per dict of hyper-parameters; make_state(p) -> (positional state
     arrays, keyword state arrays), fresh for each sample."""
@@ -275,6 +357,16 @@ TABLE = [
     OpInfo("sparse_categorical_crossentropy", ce_samples, grad=ce_grad,
            invalid=((lambda: ops.sparse_categorical_crossentropy([0, 5], np.zeros((2, 3))), ValueError, "got 5"),)),
     OpInfo("sparse_categorical_crossentropy_backward", ce_samples),
+    OpInfo("loss", loss_samples, torch=torch_loss, scale=3, grad=loss_grad,
+           invalid=((lambda: ops.loss("mse", np.zeros(2), np.zeros(2)), ValueError, "name must be one of"),
+                    (lambda: ops.loss("huber", np.zeros(3), np.zeros(2)), ValueError, r"y_true must have the shape"),
+                    (lambda: ops.loss("huber", np.zeros(2), np.zeros(2), delta=0), ValueError, "delta"),
+                    (lambda: ops.loss("poisson", np.zeros(2), np.zeros(2, int)), TypeError, "y_pred"),
+                    (lambda: ops.loss("poisson", ["a"], np.zeros(1)), TypeError, "y_true"))),
+    OpInfo("loss_backward", loss_backward_samples, scale=3,
+           invalid=((lambda: ops.loss_backward("hinge", np.zeros(2), np.zeros(2), np.ones(3)), ValueError, "dloss"),
+                    (lambda: ops.loss_backward("hinge", np.zeros(2), np.zeros(2), np.ones(2, np.float32)),
+                     TypeError, "dtype"))),
     OpInfo("sgd_update", optimizer_samples(lambda p: ((), dict(velocity=np.full_like(p, 0.2))),
                                            dict(lr=0.1), dict(lr=0.1, momentum=0.9, velocity=None, step=2),
                                            dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01,

@@ -127,6 +127,19 @@ def test_fill_modes_and_the_coordinate_limit_agree_with_the_compiled_kernels():
         assert not re.search(r"mode == \d", source(*path)), f"{path}: a bare fill mode"
 
 
+LOSS_CONSTANTS = ["MSE", "MAE", "MAPE", "MSLE", "HUBER", "LOG_COSH", "BCE", "BCE_LOGITS", "POISSON", "HINGE",
+                  "SQUARED_HINGE", "KLD", "CATEGORICAL_HINGE"]
+
+
+def test_loss_codes_agree_with_the_compiled_kernels():
+    assert [getattr(_spec, name) for name in LOSS_CONSTANTS] == list(range(len(_spec.LOSSES)))
+    assert [_spec.LOSS_CODES[name] for name in _spec.LOSSES] == list(range(len(_spec.LOSSES)))
+    values = defs(source("kernels", "losses.pyx"), LOSS_CONSTANTS)
+    assert values == {name: getattr(_spec, name) for name in LOSS_CONSTANTS}
+    assert _spec.ROW_LOSSES == (_spec.KLD, _spec.CATEGORICAL_HINGE)
+    assert "kind == KLD or kind == CATEGORICAL_HINGE" in source("kernels", "losses.pyx")
+
+
 def test_argmax_none_agrees_with_the_compiled_kernels():
     assert defs(source("kernels", "pool_window.h"), ["FASTDL_ARGMAX_NONE"]) == {"FASTDL_ARGMAX_NONE": _spec.ARGMAX_NONE}
     from fastdl import ops

@@ -49,6 +49,9 @@ OPS = (
     _op("softmax", "x out", "out"),
     _op("sparse_categorical_crossentropy", "labels outputs from_logits"),
     _op("sparse_categorical_crossentropy_backward", "labels outputs from_logits dloss"),
+    # y_true, y_pred (N, R, K): per-sample loss (N,), its gradient (N, R, K) scaled by dloss
+    _op("loss", "name y_true y_pred delta"),
+    _op("loss_backward", "name y_true y_pred delta dloss"),
     _op("sgd_update", "p g buf lr momentum dampening l2 decay sign nesterov init keras", "p buf"),
     _op("adagrad_update", "p g acc lr eps l2 decay eps_inside", "p acc"),
     _op("rmsprop_update", "p g sq ga buf lr rho eps momentum l2 decay keras", "p sq ga buf"),
@@ -67,6 +70,18 @@ BY_NAME = {op.name: op for op in OPS}
 # activation codes: kernels/activations.pyx (DEF RELU ...), the Numba and CUDA kernels
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
 ACTIVATION_CODES = {None: LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+
+# the losses of ops.loss, by index: kernels/losses.pyx (DEF MSE ...) and the formulas of
+# _element_losses.py. Each is a sum of per-element terms averaged over a sample's
+# elements, except the ROW_LOSSES: a value per row of the last axis, averaged over rows.
+LOSSES = ("mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+          "mean_squared_logarithmic_error", "huber", "log_cosh", "binary_crossentropy",
+          "binary_crossentropy_from_logits", "poisson", "hinge", "squared_hinge", "kl_divergence",
+          "categorical_hinge")
+(MSE, MAE, MAPE, MSLE, HUBER, LOG_COSH, BCE, BCE_LOGITS, POISSON, HINGE, SQUARED_HINGE, KLD,
+ CATEGORICAL_HINGE) = range(len(LOSSES))
+LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
+ROW_LOSSES = (KLD, CATEGORICAL_HINGE)
 
 # augmentation fill modes, by index: kernels/augment.pyx (DEF NEAREST ...)
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")

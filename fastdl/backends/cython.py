@@ -10,7 +10,7 @@ from fastdl._kernels import losses as _losses
 from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
 from fastdl.backends import _compose
-from fastdl.backends._spec import ACTIVATION_CODES
+from fastdl.backends._spec import ACTIVATION_CODES, LOSS_CODES
 from fastdl.backends._plan import IM2COL_BLOCK_BYTES
 from fastdl.backends._plan import block as _block
 from fastdl.backends._workspace import Workspace
@@ -239,6 +239,18 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
     else:
         _losses.sparse_ce_from_probs_backward(outputs, labels, dloss, grad, EPSILON,
                                               get_num_threads())
+    return grad
+
+
+def loss(name, y_true, y_pred, delta):
+    out = np.empty(y_pred.shape[0], y_pred.dtype)
+    _losses.loss(LOSS_CODES[name], y_true, y_pred, delta, EPSILON, out, get_num_threads())
+    return out
+
+
+def loss_backward(name, y_true, y_pred, delta, dloss):
+    grad = np.empty_like(y_pred)
+    _losses.loss_backward(LOSS_CODES[name], y_true, y_pred, delta, EPSILON, dloss, grad, get_num_threads())
     return grad
 
 

@@ -5,7 +5,7 @@ of the input: each offset is a strided slice, so no index arithmetic can go wron
 """
 import numpy as np
 
-from fastdl.backends import _compose
+from fastdl.backends import _compose, _spec
 from fastdl.backends._spec import CONSTANT, COORD_LIMIT, REFLECT, WRAP
 from fastdl.ops.losses import EPSILON
 
@@ -237,6 +237,70 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
     grad = np.repeat((p * g)[:, None], outputs.shape[1], axis=1)
     grad[rows, labels] -= g
     return grad.astype(outputs.dtype)
+
+
+# Losses of ops.loss: each kind's terms over whole arrays (N, R, K), in float64.
+
+def _loss_terms(kind, y, p, delta):
+    """(terms (N, R, K) or per-row values (N, R), d terms / dp (N, R, K))."""
+    eps = EPSILON
+    e = p - y
+    if kind == _spec.MSE:
+        return e * e, 2 * e
+    if kind == _spec.MAE:
+        return np.abs(e), np.sign(e)
+    if kind == _spec.MAPE:
+        scale = 100 / np.maximum(np.abs(y), eps)
+        return np.abs(e) * scale, np.sign(e) * scale
+    if kind == _spec.MSLE:
+        a = np.log(np.maximum(p, eps) + 1) - np.log(np.maximum(y, eps) + 1)
+        return a * a, np.where(p >= eps, 2 * a / (p + 1), 0)
+    if kind == _spec.HUBER:
+        small = np.abs(e) <= delta
+        return (np.where(small, 0.5 * e * e, delta * np.abs(e) - 0.5 * delta * delta),
+                np.where(small, e, delta * np.sign(e)))
+    if kind == _spec.LOG_COSH:
+        return np.logaddexp(e, -e) - np.log(2), np.tanh(e)
+    if kind == _spec.BCE:
+        q = np.clip(p, eps, 1 - eps)
+        inside = (p >= eps) & (p <= 1 - eps)
+        return (-(y * np.log(q) + (1 - y) * np.log(1 - q)),
+                np.where(inside, (q - y) / (q * (1 - q)), 0))
+    if kind == _spec.BCE_LOGITS:
+        return np.logaddexp(0, p) - p * y, 0.5 * (1 + np.tanh(p / 2)) - y
+    if kind == _spec.POISSON:
+        return p - y * np.log(p + eps), 1 - y / (p + eps)
+    if kind in (_spec.HINGE, _spec.SQUARED_HINGE):
+        h = np.maximum(1 - y * p, 0)
+        if kind == _spec.HINGE:
+            return h, np.where(h > 0, -y, 0)
+        return h * h, -2 * y * h
+    if kind == _spec.KLD:
+        yc = np.clip(y, eps, 1)
+        inside = (p >= eps) & (p <= 1)
+        return ((yc * np.log(yc / np.clip(p, eps, 1))).sum(axis=-1),
+                np.where(inside, -yc / np.where(inside, p, 1), 0))
+    # categorical hinge: per row, max(max((1 - y) p) - sum(y p) + 1, 0)
+    neg = (1 - y) * p
+    at = neg.argmax(axis=-1)
+    value = np.maximum(np.take_along_axis(neg, at[..., None], -1)[..., 0] - (y * p).sum(axis=-1) + 1, 0)
+    onehot = np.arange(p.shape[-1]) == at[..., None]
+    grad = np.where((value > 0)[..., None], -y + (1 - y) * onehot, 0)
+    return value, grad
+
+
+def loss(name, y_true, y_pred, delta):
+    kind = _spec.LOSS_CODES[name]
+    value, _ = _loss_terms(kind, y_true.astype(np.float64), y_pred.astype(np.float64), delta)
+    return value.reshape(len(value), -1).mean(axis=1).astype(y_pred.dtype)
+
+
+def loss_backward(name, y_true, y_pred, delta, dloss):
+    kind = _spec.LOSS_CODES[name]
+    _, grad = _loss_terms(kind, y_true.astype(np.float64), y_pred.astype(np.float64), delta)
+    n, rows, k = y_pred.shape
+    count = rows if kind in _spec.ROW_LOSSES else rows * k
+    return (grad * (dloss.astype(np.float64) / count)[:, None, None]).astype(y_pred.dtype)
 
 
 # Optimizer updates: the formulas of fastdl.ops.optim, one NumPy expression at a time.

@@ -17,7 +17,7 @@ from fastdl.ops.losses import EPSILON
 from fastdl.ops.pool import ARGMAX_NONE
 
 from fastdl.backends import _compose
-from fastdl.backends._spec import ACTIVATION_CODES
+from fastdl.backends._spec import ACTIVATION_CODES, LOSS_CODES
 from fastdl.backends.cuda import kernels as gpu
 # fastdl._device reaches the device through this module: allocations, copies, overlap
 from fastdl.backends.cuda.kernels import (  # noqa: F401
@@ -246,6 +246,23 @@ def sparse_categorical_crossentropy(labels, outputs, from_logits):
 
 def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss):
     return _ce(labels, outputs, from_logits, dloss, True)
+
+
+def _loss(name, y_true, y_pred, delta, dloss, want_grad):
+    n = y_pred.shape[0]
+    loss = gpu.device_array((n,), y_pred.dtype)
+    grad = gpu.device_array(y_pred.shape if want_grad else (1, 1, 1), y_pred.dtype)
+    dl = _dev(dloss) if dloss is not None else loss  # read only when want_grad
+    gpu.loss(LOSS_CODES[name], _dev(y_true), _dev(y_pred), float(delta), EPSILON, dl, loss, grad, want_grad)
+    return _result(grad if want_grad else loss, y_true, y_pred, dloss)
+
+
+def loss(name, y_true, y_pred, delta):
+    return _loss(name, y_true, y_pred, delta, None, False)
+
+
+def loss_backward(name, y_true, y_pred, delta, dloss):
+    return _loss(name, y_true, y_pred, delta, dloss, True)
 
 
 def _update(kernel, p, g, states, scalars):

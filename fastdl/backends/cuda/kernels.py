@@ -9,8 +9,9 @@ import math
 
 from numba import cuda
 
+from fastdl.backends import _element_losses as element_losses
 from fastdl.backends import _element_updates as updates
-from fastdl.backends._spec import CONSTANT, COORD_LIMIT, RELU, SIGMOID, SOFTMAX, TANH
+from fastdl.backends._spec import CATEGORICAL_HINGE, CONSTANT, COORD_LIMIT, KLD, RELU, SIGMOID, SOFTMAX, TANH
 
 TILE = 16  # the shared-memory matmul's tile edge: blocks of TILE x TILE threads
 THREADS = 256  # threads per block of the one-dimensional kernels
@@ -437,6 +438,42 @@ def _sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
 
 def sparse_ce(outputs, labels, from_logits, eps, dloss, loss, grad, want_grad):
     _launch(_sparse_ce, outputs.shape[0], outputs, labels, from_logits, eps, dloss, loss, grad, want_grad)
+
+
+_term = cuda.jit(device=True)(element_losses.term)
+_term_grad = cuda.jit(device=True)(element_losses.term_grad)
+_categorical_hinge = cuda.jit(device=True)(element_losses.categorical_hinge)
+
+
+@cuda.jit
+def _loss(kind, y_true, y_pred, delta, eps, dloss, loss, grad, want_grad):
+    """Sample i's loss (each thread a sample: losses are small beside the layers) and,
+    when want_grad, its gradient scaled by dloss[i]."""
+    i = cuda.grid(1)
+    if i >= y_pred.shape[0]:
+        return
+    rows, k = y_pred.shape[1], y_pred.shape[2]
+    count = rows if kind == KLD or kind == CATEGORICAL_HINGE else rows * k
+    total = 0.0
+    scale = dloss[i] / count if want_grad else 0.0
+    for r in range(rows):
+        if kind == CATEGORICAL_HINGE:
+            value, at = _categorical_hinge(y_true, y_pred, i, r)
+            total += value
+            if want_grad:
+                for j in range(k):
+                    hit = 1.0 if j == at else 0.0
+                    grad[i, r, j] = scale * (-y_true[i, r, j] + (1.0 - y_true[i, r, j]) * hit) if value > 0 else 0.0
+        else:
+            for j in range(k):
+                total += _term(kind, y_true[i, r, j], y_pred[i, r, j], delta, eps)
+                if want_grad:
+                    grad[i, r, j] = scale * _term_grad(kind, y_true[i, r, j], y_pred[i, r, j], delta, eps)
+    loss[i] = total / count
+
+
+def loss(kind, y_true, y_pred, delta, eps, dloss, out, grad, want_grad):
+    _launch(_loss, y_pred.shape[0], kind, y_true, y_pred, delta, eps, dloss, out, grad, want_grad)
 
 
 # -- optimizer updates -----------------------------------------------------------------------

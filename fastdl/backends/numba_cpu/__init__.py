@@ -183,6 +183,20 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits, dloss
     return grad
 
 
+def loss(name, y_true, y_pred, delta):
+    _threads()
+    out = np.empty(y_pred.shape[0], y_pred.dtype)
+    _k.loss(_spec.LOSS_CODES[name], y_true, y_pred, float(delta), EPSILON, out)
+    return out
+
+
+def loss_backward(name, y_true, y_pred, delta, dloss):
+    _threads()
+    grad = np.empty_like(y_pred)
+    _k.loss_backward(_spec.LOSS_CODES[name], y_true, y_pred, float(delta), EPSILON, dloss, grad)
+    return grad
+
+
 def sgd_update(p, g, buf, lr, momentum, dampening, l2, decay, sign, nesterov, init, keras):
     _threads()
     s = p.dtype.type
@@ -280,6 +294,10 @@ def _warm_every_op():
             for logits in (True, False):
                 ops.sparse_categorical_crossentropy([0, 1], np.full((2, 3), 0.5, dtype), logits)
                 ops.sparse_categorical_crossentropy_backward([0, 1], np.full((2, 3), 0.5, dtype), logits)
+            target, prediction = np.full((2, 1, 3), 0.5, dtype), np.full((2, 1, 3), 0.25, dtype)
+            for name in ("mean_squared_error", "categorical_hinge"):  # one compilation for every kind
+                ops.loss_backward(name, target, prediction)
+                ops.loss(name, target, prediction)
             p, g = np.ones(4, dtype), np.ones(4, dtype)
             ops.sgd_update(p, g, lr=0.1)
             ops.sgd_update(p, g, lr=0.1, momentum=0.9, velocity=np.zeros(4, dtype))

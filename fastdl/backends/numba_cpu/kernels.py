@@ -10,8 +10,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from fastdl.backends import _element_losses as element_losses
 from fastdl.backends import _element_updates as updates
-from fastdl.backends._spec import CONSTANT, COORD_LIMIT, RELU, SIGMOID, SOFTMAX, TANH
+from fastdl.backends._spec import CATEGORICAL_HINGE, CONSTANT, COORD_LIMIT, KLD, RELU, SIGMOID, SOFTMAX, TANH
 
 OPTS = dict(cache=True, nogil=True)
 
@@ -362,6 +363,44 @@ def sparse_ce_backward(outputs, labels, from_logits, eps, dloss, grad):
                 for j in range(row.size):
                     grad[r, j] = p * gval
                 grad[r, labels[r]] -= gval
+
+
+_term = njit(inline="always")(element_losses.term)
+_term_grad = njit(inline="always")(element_losses.term_grad)
+_categorical_hinge = njit(inline="always")(element_losses.categorical_hinge)
+
+
+@njit(parallel=True, **OPTS)
+def loss(kind, y_true, y_pred, delta, eps, out):
+    """out (N,): each sample's terms averaged over its elements (row losses: over rows)."""
+    n, rows, k = y_pred.shape
+    count = rows if kind == KLD or kind == CATEGORICAL_HINGE else rows * k
+    for i in prange(n):
+        total = 0.0
+        for r in range(rows):
+            if kind == CATEGORICAL_HINGE:
+                total += _categorical_hinge(y_true, y_pred, i, r)[0]
+            else:
+                for j in range(k):
+                    total += _term(kind, y_true[i, r, j], y_pred[i, r, j], delta, eps)
+        out[i] = total / count
+
+
+@njit(parallel=True, **OPTS)
+def loss_backward(kind, y_true, y_pred, delta, eps, dloss, grad):
+    n, rows, k = y_pred.shape
+    count = rows if kind == KLD or kind == CATEGORICAL_HINGE else rows * k
+    for i in prange(n):
+        scale = dloss[i] / count
+        for r in range(rows):
+            if kind == CATEGORICAL_HINGE:
+                value, at = _categorical_hinge(y_true, y_pred, i, r)
+                for j in range(k):
+                    hit = 1.0 if j == at else 0.0
+                    grad[i, r, j] = scale * (-y_true[i, r, j] + (1.0 - y_true[i, r, j]) * hit) if value > 0 else 0.0
+            else:
+                for j in range(k):
+                    grad[i, r, j] = scale * _term_grad(kind, y_true[i, r, j], y_pred[i, r, j], delta, eps)
 
 
 # -- optimizer updates ---------------------------------------------------------------------
