@@ -3,12 +3,19 @@
     import fastdl
     y = fastdl.ops.conv2d(x, kernel, bias, padding="same")   # NHWC, HWIO
 
+    import fastdl as keras                                   # Keras 3's names
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+
 Backends: 'auto' (the default: per op and shape, the faster of 'cython' and 'numba' as
 measured on this machine), 'cython' (compiled OpenMP kernels), 'numba' (the same, JIT),
 'cuda' (numba.cuda on an NVIDIA GPU) and 'reference' (plain NumPy, the test oracle).
+
+Submodules and the Keras-shaped names are imported on first use, so `import fastdl`
+loads only the configuration.
 """
-from fastdl import ops
-from fastdl import callbacks, initializers, layers, losses, metrics, models, optimizers, utils
+import importlib
+
 from fastdl._config import (
     BACKENDS,
     cuda_available,
@@ -18,12 +25,28 @@ from fastdl._config import (
     set_num_threads,
     use_backend,
 )
-from fastdl._info import show_config
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKENDS", "callbacks", "cuda_available", "get_backend", "get_num_threads", "initializers", "layers",
-    "losses", "metrics", "models", "ops", "optimizers", "set_backend", "set_num_threads",
-    "show_config", "use_backend", "utils",
-]
+_SUBMODULES = ("callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models", "ops",
+               "optimizers", "preprocessing", "utils")
+# Keras 3's top-level names: where each lives in fastdl
+_NAMES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "show_config": "fastdl._info"}
+
+__all__ = ["BACKENDS", "cuda_available", "get_backend", "get_num_threads", "set_backend", "set_num_threads",
+           "use_backend", *_SUBMODULES, *_NAMES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"fastdl.{name}")
+    elif name in _NAMES:
+        module = getattr(importlib.import_module(_NAMES[name]), name)
+    else:
+        raise AttributeError(f"module 'fastdl' has no attribute {name!r}")
+    globals()[name] = module  # found directly from now on
+    return module
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

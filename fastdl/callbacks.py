@@ -115,12 +115,27 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the weights after each epoch to filepath (formatted with epoch and logs, e.g.
-    'ckpt-{epoch:02d}-{val_loss:.2f}.npz'); with save_best_only, only on improvement."""
+    'ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5' or '... .npz'); with save_best_only, only
+    on improvement. save_weights_only defaults to what the file name says; whole-model
+    '.keras' files are not written yet, so asking for one is an error, not weights under
+    that name."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=True, mode="auto"):
+                 save_weights_only=None, mode="auto"):
         super().__init__()
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        weights_file = self.filepath.endswith((".weights.h5", ".npz"))
+        if save_weights_only is None:
+            save_weights_only = weights_file or not self.filepath.endswith(".keras")
+        if not save_weights_only:
+            raise ValueError(f"ModelCheckpoint({self.filepath!r}, save_weights_only=False) would save the "
+                             f"whole model, which fastdl cannot write yet (no .keras files); save the "
+                             f"weights instead: a filepath ending in '.weights.h5' or '.npz' with "
+                             f"save_weights_only=True")
+        if not weights_file:
+            raise ValueError(f"ModelCheckpoint's filepath must end in '.weights.h5' or '.npz' to save "
+                             f"weights; got {self.filepath!r}")
+        self.save_weights_only = True
         self.save_best_only = save_best_only
         self.better, self.mode = _improvement(mode, monitor)
 

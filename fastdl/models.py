@@ -20,11 +20,10 @@ import os
 import sys
 import threading
 import warnings
-import zipfile
 
 import numpy as np
 
-from fastdl import _atomic, _config, _device
+from fastdl import _config, _device, _weights_io
 from fastdl import callbacks as callbacks_module
 from fastdl import fusion, losses, metrics as metrics_module, ops, optimizers
 from fastdl.layers import InputLayer, Layer
@@ -181,7 +180,7 @@ class Sequential:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
-        self.metrics = [metrics_module.get(m, self.loss.sparse) for m in (metrics or [])]
+        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
         self.compiled = True
         if self.built:
             self._configure_output()
@@ -190,7 +189,8 @@ class Sequential:
         """Train on logits when the model ends in softmax and the loss takes probabilities:
         the fused softmax + cross-entropy is exact and stable; predict still applies softmax."""
         self._from_logits = self.loss.from_logits
-        self._softmax_outputs = not self.loss.from_logits and fusion.ends_in_softmax(self.layers[-1])
+        self._softmax_outputs = (self.loss.fuses_softmax and not self.loss.from_logits
+                                 and fusion.ends_in_softmax(self.layers[-1]))
         if self._softmax_outputs:
             self._from_logits = True
         self._plan_steps()
@@ -217,48 +217,49 @@ class Sequential:
             raise ValueError(f"x and y must have the same number of samples; got {n} and {len(y)}")
         return y
 
-    def _batch_logs(self, y, out):
-        """(loss values, {metric: values}) per sample of a batch, on the host."""
+    def _batch_totals(self, y, out):
+        """{'loss' and each metric's name: (numerator, denominator)} of one batch: the
+        loss's sum over samples and their number, each metric's totals (fastdl.metrics)
+        from the predictions on the host."""
         loss_values = _device.to_host(self.loss.per_sample(y, out, self._from_logits))
+        totals = {"loss": (float(loss_values.sum()), float(len(loss_values)))}
         if self.metrics:
-            out = _device.to_host(out)
-        values = {name: fn(y, out) for name, fn in self.metrics}
-        return loss_values, values
+            predictions = _device.to_host(self._outputs_to_predictions(out))
+            totals.update((metric.name, metric.totals(y, predictions)) for metric in self.metrics)
+        return totals
 
     def train_on_batch(self, x, y, return_dict=False):
         """One step: forward, loss, backward, one fused optimizer update."""
         self._require_compiled("training")
         x = self._as_batch(self._check_input(x))
         y = self._check_labels(y, len(x))
-        logs, _ = self._train_step(x, y)
+        logs = _ratios(self._train_step(x, y))
         return logs if return_dict else _as_list(logs)
 
     def _train_step(self, x, y, dist=None):
         """Forward, loss, backward, update. With dist: x is this rank's shard of the
         global batch; gradients and logs are averaged over the whole global batch.
-        Returns the logs and the number of samples they average over."""
+        Returns the batch's totals (_batch_totals), over every rank's share."""
         with self._lock:
             return self._locked_train_step(x, y, dist)
 
     def _locked_train_step(self, x, y, dist):
-        names = ["loss"] + [name for name, _ in self.metrics]
+        names = ["loss"] + [metric.name for metric in self.metrics]
         if len(x):
             out = self._forward(x, training=True)
-            loss_values, metric_values = self._batch_logs(y, out)
+            totals = self._batch_totals(y, out)
             dy = self.loss.gradient(y, out, self._from_logits)
             for i in range(len(self._steps) - 1, -1, -1):
                 dy = self._steps[i].backward(dy, need_dx=i > 0)
-            sums = [float(loss_values.sum())] + [float(metric_values[n].sum()) for n in names[1:]]
         else:  # a global batch smaller than the number of ranks leaves this one idle
             self.flat_grads[:] = 0
-            sums = [0.0] * len(names)
-        n = len(x)
+            totals = {name: (0.0, 0.0) for name in names}
         if dist is not None:
-            totals = dist.allreduce_sum([n] + sums)
-            n, sums = int(totals[0]), list(totals[1:])
-            dist.allreduce_mean_(self.flat_grads, len(x), n)  # the one Allreduce of the step
+            summed = dist.allreduce_sum([len(x)] + [v for name in names for v in totals[name]])
+            dist.allreduce_mean_(self.flat_grads, len(x), int(summed[0]))  # the one Allreduce of the step
+            totals = {name: (summed[1 + 2 * i], summed[2 + 2 * i]) for i, name in enumerate(names)}
         self._apply_gradients()
-        return {name: value / n for name, value in zip(names, sums)}, n
+        return totals
 
     def _apply_gradients(self):
         self.optimizer.apply_flat(self.flat_grads, self.flat_params, self._sizes)
@@ -268,15 +269,21 @@ class Sequential:
         x = self._check_input(x)
         y = self._check_labels(y, len(x))
         with self._lock:
-            loss_values, metric_values = self._batch_logs(y, self._forward(self._as_batch(x), training=False))
-        logs = {"loss": float(loss_values.mean()), **{k: float(v.mean()) for k, v in metric_values.items()}}
+            logs = _ratios(self._batch_totals(y, self._forward(self._as_batch(x), training=False)))
         return logs if return_dict else _as_list(logs)
 
-    def predict_on_batch(self, x):
+    def __call__(self, x, training=False):
+        """The model on one batch, as Keras's model(x): predictions for x (N, ...); with
+        training=True, in training mode (Dropout active), changing no weight."""
+        if isinstance(training, np.ndarray) or training not in (True, False, None):
+            raise TypeError(f"training must be True, False or None; got {training!r}")
         x = self._check_input(x)
         with self._lock:  # the outputs live in the layers' buffers until copied out
             return _device.host_copy(self._outputs_to_predictions(
-                self._forward(self._as_batch(x), training=False)))
+                self._forward(self._as_batch(x), training=bool(training))))
+
+    def predict_on_batch(self, x):
+        return self(x, training=False)
 
     def predict(self, x, batch_size=32, verbose="auto"):
         """Outputs for every sample of x, in batches of batch_size."""
@@ -288,14 +295,11 @@ class Sequential:
     def evaluate(self, x, y=None, batch_size=32, verbose="auto", return_dict=False):
         """Mean loss (and metrics) over all samples: [loss, metric, ...], or a dict."""
         self._require_compiled("evaluating")
-        totals, count = {}, 0
+        totals = {}
         for xb, yb in self._batches(x, y, batch_size, shuffle=False):
             with self._lock:
-                loss_values, metric_values = self._batch_logs(yb, self._forward(xb, training=False))
-            for k, v in {"loss": loss_values, **metric_values}.items():
-                totals[k] = totals.get(k, 0.0) + float(v.sum())
-            count += len(xb)
-        logs = {k: v / count for k, v in totals.items()}
+                _accumulate(totals, self._batch_totals(yb, self._forward(xb, training=False)))
+        logs = _ratios(totals)
         return logs if return_dict else _as_list(logs)
 
     def _batches(self, x, y, batch_size, shuffle, shard=(0, 1)):
@@ -412,7 +416,7 @@ class Sequential:
         cb.on_train_begin()
         for epoch in range(settings.initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
-            totals, count = {}, 0
+            totals = {}
             batches = (next(passes) for _ in range(steps)) if is_array else source.epoch()
             for step, (xb, yb) in enumerate(batches):
                 cb.on_train_batch_begin(step)
@@ -421,18 +425,15 @@ class Sequential:
                     # batch adds no gradient and no samples
                     xb = self._as_batch(self._check_input(xb, allow_empty=shard[1] > 1))
                     yb = self._check_labels(yb, len(xb))
-                logs, n = self._train_step(xb, yb, dist if shard[1] > 1 else None)
-                for k, v in logs.items():
-                    totals[k] = totals.get(k, 0.0) + v * n
-                count += n
-                cb.on_train_batch_end(step, {k: v / count for k, v in totals.items()})
+                _accumulate(totals, self._train_step(xb, yb, dist if shard[1] > 1 else None))
+                cb.on_train_batch_end(step, _ratios(totals))
                 if self.stop_training:
                     break
             if not is_array and source.exhausted:
                 self.stop_training = True
-                if not count:
+                if not totals or not totals["loss"][1]:
                     break
-            epoch_logs = {k: v / count for k, v in totals.items()}
+            epoch_logs = _ratios(totals)
             if validation_data is not None:
                 val = self.evaluate(*_split_validation(validation_data), batch_size=batch_size,
                                     return_dict=True)
@@ -505,26 +506,21 @@ class Sequential:
             _device.copy_into(p, w)
 
     def save_weights(self, filepath):
-        """Write every weight to an .npz file atomically (fastdl._atomic: a crash
-        mid-save leaves the old file or the new one; a symlink's target is replaced;
-        the file's permissions are kept)."""
+        """Write every weight to filepath: '.weights.h5' as HDF5 in Keras 3's layout (needs
+        h5py), '.npz' as a NumPy archive; atomically (fastdl._atomic: a crash mid-save
+        leaves the old file or the new one; a symlink's target is replaced; the file's
+        permissions are kept)."""
         if not self.built:
             self.build()
-        arrays = {f"{i:04d}": w for i, w in enumerate(self.get_weights())}
-        _atomic.write(filepath, lambda f: np.savez(f, **arrays))
+        _weights_io.save(filepath, self.name,
+                         [(layer.name, [_device.host_copy(p) for p in layer.params]) for layer in self.layers])
 
     def load_weights(self, filepath):
-        """Load weights saved by save_weights; on any mismatch nothing changes."""
+        """Load weights saved by save_weights (or by Keras 3 into a .weights.h5 file for a
+        model of the same layers); on any mismatch nothing changes."""
         if not self.built:
             self.build()
-        try:
-            with np.load(os.fspath(filepath), allow_pickle=False) as data:
-                keys = sorted(data.files)
-                weights = [data[k] for k in keys]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"cannot read weights from {os.fspath(filepath)!r}: {exc}") from None
-        if keys != [f"{i:04d}" for i in range(len(keys))]:
-            raise ValueError(f"{filepath!r} is not a fastdl weights file (keys {keys[:5]}...)")
+        weights = _weights_io.load(filepath, [(layer.name, len(layer.params)) for layer in self.layers])
         self._assign(self._converted(weights, repr(os.fspath(filepath))))
 
 
@@ -596,6 +592,19 @@ def _shard_iterator(iterator, dist):
                          f"got {type(iterator).__name__}")
     iterator.set_shard(dist.rank(), dist.size(), dist.broadcast_object(
         int(np.random.default_rng().integers(2 ** 62)) if dist.is_chief() else None))
+
+
+def _accumulate(totals, batch):
+    """Add a batch's (numerator, denominator) pairs to the running ones."""
+    for name, (num, den) in batch.items():
+        before = totals.get(name, (0.0, 0.0))
+        totals[name] = (before[0] + num, before[1] + den)
+
+
+def _ratios(totals):
+    """Logs from totals: each numerator over its denominator (0 where that is 0, as
+    Keras's Precision with nothing predicted positive)."""
+    return {name: num / den if den else 0.0 for name, (num, den) in totals.items()}
 
 
 def _as_list(logs):

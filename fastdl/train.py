@@ -21,17 +21,23 @@ from fastdl.preprocessing.image import ImageDataGenerator
 DATASETS = ("cifar10", "mnist", "fashion_mnist")
 
 
+class CommandLineError(Exception):
+    """A problem the command line reports in one line, with its fix."""
+
+
 def add_arguments(parser):
-    parser.add_argument("--dataset", default="cifar10", choices=DATASETS)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--backend", default=None, help="fastdl backend (default: the active one)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dataset", default="cifar10", choices=DATASETS,
+                        help="the data set (cifar10 is downloaded on first use)")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step")
+    parser.add_argument("--backend", default=None, help="fastdl backend; unset: the active one (auto)")
+    parser.add_argument("--threads", type=int, default=None, help="threads; unset: every core")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N samples only")
     parser.add_argument("--no-augment", action="store_true", help="skip ImageDataGenerator")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="seed for weights, shuffling and augmentation")
     parser.add_argument("--data-path", default=None, help="where the data set lies (load_data's path)")
-    parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2))
+    parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
+                        help="Keras's verbose; unset: a progress bar on a terminal, a line an epoch otherwise")
     parser.add_argument("--distributed", action="store_true",
                         help="data-parallel over MPI ranks (run under mpirun); --batch-size is global")
 
@@ -78,7 +84,14 @@ def run(args):
         fastdl.set_num_threads(args.threads)
     if args.seed is not None:
         fastdl.utils.set_random_seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = load(args.dataset, args.data_path, args.limit)
+    try:
+        (x_train, y_train), (x_test, y_test) = load(args.dataset, args.data_path, args.limit)
+    except datasets.DatasetNotFoundError as exc:
+        lines = str(exc).splitlines()  # "could not load X. Looked in:", the places, the fix
+        failed = [line.strip(" -") for line in lines if "download" in line and "failed" in line]
+        raise CommandLineError(f"{lines[0].split('. Looked in')[0]} ({failed[0] if failed else 'not found'}). "
+                               f"{lines[-1].rstrip('.')}. Or train on data that is on the machine: "
+                               f"--dataset fashion_mnist (apt-get install dataset-fashion-mnist)") from None
     say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
           f"{x_train.shape[1:]}; backend {fastdl.get_backend()}, {fastdl.get_num_threads()} threads")
     model = seed_cnn(x_train.shape[1:], classes=int(y_train.max()) + 1)
@@ -97,6 +110,5 @@ def run(args):
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     say(f"trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / max(args.epochs, 1):.1f} s/epoch)")
-    say(f"Test loss: {loss:.4f}")
-    say("Accuracy: %.2f" % (accuracy * 100))
+    say(f"Test loss: {loss:.4f} - test accuracy: {accuracy:.4f}")
     return loss, accuracy
