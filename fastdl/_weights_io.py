@@ -1,12 +1,15 @@
 """Weight files, named for what they hold: `.weights.h5` is HDF5 in Keras 3's layout
-(layers/<layer name>/vars/<i>, through h5py), `.npz` is fastdl's built-in format (arrays
+(layers/<layer path>/vars/<i>, through h5py), `.npz` is fastdl's built-in format (arrays
 0000, 0001, ... in the model's order). Both are written through fastdl._atomic.
 
 A Keras 3 model and a fastdl model of the same layers read each other's .weights.h5
 files: Conv2D kernels are HWIO and Dense kernels (in, out) in both, and Flatten reads
-NHWC in the same order.
+NHWC in the same order. Keras addresses a layer not by its name (counted per session)
+but by its class, snake_cased and numbered within the model: conv2d, conv2d_1, dense...;
+so does this module, and the Input is no entry (Keras's Sequential does not list it).
 """
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -14,6 +17,21 @@ import numpy as np
 from fastdl import _atomic
 
 H5_SUFFIX, NPZ_SUFFIX = ".weights.h5", ".npz"
+
+
+def layer_paths(layers):
+    """Each layer's group under layers/ (None for the Input, which has no entry)."""
+    used, paths = {}, []
+    for layer in layers:
+        name = type(layer).__name__
+        if name == "InputLayer":
+            paths.append(None)
+            continue
+        # Keras's snake case: a capital starting a word, or after a lower-case letter, gets "_"
+        key = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)).lower()
+        used[key] = used.get(key, -1) + 1
+        paths.append(key if used[key] == 0 else f"{key}_{used[key]}")
+    return paths
 
 
 def _format(filepath, action):
@@ -36,7 +54,7 @@ def _h5py():
 
 
 def save(filepath, model_name, layers):
-    """layers: [(layer name, [host arrays])] in the model's order."""
+    """layers: [(layer object, [host arrays])] in the model's order."""
     if _format(filepath, "save") == "npz":
         arrays = {f"{i:04d}": w for i, w in enumerate(w for _, ws in layers for w in ws)}
         return _atomic.write(filepath, lambda f: np.savez(f, **arrays))
@@ -46,41 +64,43 @@ def save(filepath, model_name, layers):
         with h5py.File(f, "w", track_order=True) as h5:  # layers read back in this order
             h5.create_group("vars").attrs["name"] = model_name
             group = h5.create_group("layers", track_order=True)
-            for name, weights in layers:
-                variables = group.create_group(name).create_group("vars")
-                variables.attrs["name"] = name
+            for (layer, weights), path in zip(layers, layer_paths([layer for layer, _ in layers])):
+                if path is None:
+                    continue
+                variables = group.create_group(path).create_group("vars")
+                variables.attrs["name"] = layer.name
                 for i, w in enumerate(weights):
                     variables.create_dataset(str(i), data=w)
     return _atomic.write(filepath, write)
 
 
 def load(filepath, layers):
-    """The arrays of a weights file, in the order of layers: [(name, number of arrays)].
-    An .h5 file's layers are matched by name, or when the names differ (a model built
-    in another session counts its layers differently) in the file's order."""
+    """The arrays of a weights file for layers [(layer object, number of arrays)], in
+    their order; an .h5 file's groups are found by layer_paths."""
     path = os.fspath(filepath)
     if _format(filepath, "load") == "npz":
         return _load_npz(path)
     h5py = _h5py()
+    paths = layer_paths([layer for layer, _ in layers])
+    weights = []
     try:
         with h5py.File(path, "r") as h5:
-            if "layers" not in h5:
+            stored = h5.get("layers")
+            if stored is None:
                 raise ValueError(f"{path!r} has no 'layers' group: not a Keras 3 or fastdl weights file")
-            stored = [(name, group.get("vars")) for name, group in h5["layers"].items()]
-            stored = [(name, [np.asarray(v[str(i)]) for i in range(len(v))] if v is not None else [])
-                      for name, v in stored]
+            for (layer, count), key in zip(layers, paths):
+                if not count:
+                    continue
+                variables = stored.get(f"{key}/vars")
+                found = len(variables) if variables is not None else 0
+                if found != count:
+                    raise ValueError(f"{path!r} holds {found} arrays at layers/{key}/vars for layer "
+                                     f"{layer.name!r}, which has {count} (weights of another "
+                                     f"architecture? the file has {sorted(stored)})")
+                weights += [np.asarray(variables[str(i)]) for i in range(count)]
     except (OSError, KeyError) as exc:
         raise ValueError(f"cannot read weights from {path!r}: {exc}") from None
-    by_name = dict(stored)
-    wanted = [name for name, count in layers if count]
-    if all(name in by_name for name in wanted):
-        return [w for name, count in layers if count for w in by_name[name]]
-    weighted = [ws for _, ws in stored if ws]
-    if len(weighted) != len(wanted):
-        missing = [name for name in wanted if name not in by_name]
-        raise ValueError(f"{path!r} has weights for layers {[n for n, ws in stored if ws]}; this model has "
-                         f"{wanted} (missing by name: {missing})")
-    return [w for ws in weighted for w in ws]
+    return weights
 
 
 def _load_npz(path):

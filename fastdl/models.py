@@ -513,14 +513,14 @@ class Sequential:
         if not self.built:
             self.build()
         _weights_io.save(filepath, self.name,
-                         [(layer.name, [_device.host_copy(p) for p in layer.params]) for layer in self.layers])
+                         [(layer, [_device.host_copy(p) for p in layer.params]) for layer in self.layers])
 
     def load_weights(self, filepath):
         """Load weights saved by save_weights (or by Keras 3 into a .weights.h5 file for a
         model of the same layers); on any mismatch nothing changes."""
         if not self.built:
             self.build()
-        weights = _weights_io.load(filepath, [(layer.name, len(layer.params)) for layer in self.layers])
+        weights = _weights_io.load(filepath, [(layer, len(layer.params)) for layer in self.layers])
         self._assign(self._converted(weights, repr(os.fspath(filepath))))
 
 

@@ -50,6 +50,8 @@ def _load(name, threads):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
+    if keras.backend.backend() != "tensorflow":  # e.g. imported earlier with KERAS_BACKEND=numpy
+        raise ImportError(f"keras runs on its {keras.backend.backend()!r} backend in this process, not TensorFlow")
     return keras
 
 
