@@ -4,6 +4,7 @@ import pytest
 
 import fastdl
 from fastdl import ops
+from fastdl.backends import _spec
 
 from support import ALL_BACKENDS, assert_close, numerical_gradient, reference
 
@@ -144,3 +145,13 @@ def test_elementwise_arithmetic_rejects_mismatches(backend):
     with pytest.raises(ValueError, match="partly overlaps"):
         buf = np.ones(7, np.float32)
         ops.add(buf[:6].reshape(2, 3), a, out=buf[1:].reshape(2, 3))
+
+
+@pytest.mark.parametrize("name", _spec.LOSSES)
+def test_a_nan_prediction_gives_a_nan_loss(backend, name):
+    """Clips keep NaN (as NumPy's clip does): a NaN output must not train on as a finite
+    loss, or TerminateOnNaN could never see it."""
+    y = np.array([[0.0, 1.0, 0.5], [1.0, 0.0, 0.5]])
+    p = np.array([[0.3, np.nan, 0.2], [0.6, 0.2, 0.2]])
+    value = ops.loss(name, y, p)
+    assert np.isnan(value[0]) and np.isfinite(value[1]), value

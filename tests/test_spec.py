@@ -87,6 +87,20 @@ def test_the_numba_backend_imports_no_other_backend():
         assert not {"fastdl.backends.cython", "fastdl.backends.reference", "fastdl.backends.cuda"} & imported
 
 
+def test_numbas_cache_is_named_for_every_module_its_kernels_compile_in():
+    pytest.importorskip("numba")
+    from fastdl.backends.numba_cpu import _runtime
+
+    tree = ast.parse(source("fastdl", "backends", "numba_cpu", "kernels.py"))
+    compiled_in = {f"{a.name}.py" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   and node.module == "fastdl.backends" for a in node.names}
+    compiled_in |= {"_spec.py"} if any(isinstance(node, ast.ImportFrom) and node.module == "fastdl.backends._spec"
+                                       for node in ast.walk(tree)) else set()
+    assert compiled_in <= set(_runtime._COMPILED_IN)  # Numba would not notice their changes
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        assert _runtime._sources_digest() in _runtime.cache_dir()
+
+
 def test_numba_warmup_runs_every_op(monkeypatch, tmp_path):
     pytest.importorskip("numba")
     from fastdl.backends import numba_cpu

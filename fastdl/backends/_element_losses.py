@@ -12,6 +12,7 @@ from fastdl.backends._spec import (
     BCE, BCE_LOGITS, HINGE, HUBER, KLD, LOG_COSH, MAE, MAPE, MSE, MSLE, POISSON, SQUARED_HINGE)
 
 LOG2 = math.log(2.0)
+# As in the C: min/max and selects of ready values rather than branches on the data.
 # no helper functions: a jitted function may only call what is itself compiled, and these
 # are compiled by whoever imports them
 
@@ -26,9 +27,10 @@ def term(kind, y, p, delta, eps):
     if kind == MSLE:
         a = math.log(max(p, eps) + 1.0) - math.log(max(y, eps) + 1.0)
         return a * a
-    if kind == HUBER:
+    if kind == HUBER:  # a = min(|e|, delta): e^2 / 2 inside, delta |e| - delta^2 / 2 beyond
         e = abs(p - y)
-        return 0.5 * e * e if e <= delta else delta * e - 0.5 * delta * delta
+        a = min(e, delta)
+        return a * (e - 0.5 * a)
     if kind == LOG_COSH:
         e = abs(p - y)  # log(cosh(e)) = |e| + log1p(exp(-2|e|)) - log 2, stable for any e
         return e + math.log1p(math.exp(-2.0 * e)) - LOG2
@@ -55,7 +57,7 @@ def term_grad(kind, y, p, delta, eps):
     if kind == MSE:
         return 2.0 * (p - y)
     e = p - y
-    sign = 1.0 if e > 0 else (-1.0 if e < 0 else 0.0)
+    sign = (1.0 if e > 0 else 0.0) - (1.0 if e < 0 else 0.0)  # selects (numba has no float(bool))
     if kind == MAE:
         return sign
     if kind == MAPE:
@@ -65,7 +67,7 @@ def term_grad(kind, y, p, delta, eps):
             return 0.0
         return 2.0 * (math.log(p + 1.0) - math.log(max(y, eps) + 1.0)) / (p + 1.0)
     if kind == HUBER:
-        return e if abs(e) <= delta else delta * sign
+        return min(max(e, -delta), delta)
     if kind == LOG_COSH:
         return math.tanh(p - y)
     if kind == BCE:
@@ -73,8 +75,8 @@ def term_grad(kind, y, p, delta, eps):
             return 0.0
         return (p - y) / (p * (1.0 - p))
     if kind == BCE_LOGITS:
-        s = 1.0 / (1.0 + math.exp(-p)) if p >= 0 else math.exp(p) / (1.0 + math.exp(p))
-        return s - y
+        q = math.exp(-abs(p))  # sigmoid(p) from exp(-|p|), which cannot overflow
+        return (1.0 if p >= 0 else q) / (1.0 + q) - y
     if kind == POISSON:
         return 1.0 - y / (p + eps)
     if kind == HINGE:

@@ -77,7 +77,9 @@ def _numba_marker():
     """The file warmup() leaves once Numba's kernels are compiled and cached on disk."""
     from importlib.metadata import version
 
-    return os.path.join(os.path.dirname(cache_path()), f"numba-{version('numba')}-compiled")
+    from fastdl.backends.numba_cpu._runtime import _sources_digest
+
+    return os.path.join(os.path.dirname(cache_path()), f"numba-{version('numba')}-{_sources_digest()}-compiled")
 
 
 def numba_ready():

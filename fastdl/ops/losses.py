@@ -47,15 +47,20 @@ def sparse_categorical_crossentropy_backward(labels, outputs, from_logits=False,
     (default 1/N each: the gradient of the mean). From logits this is the fused
     (softmax - onehot) * dloss."""
     labels, outputs = _prepare(labels, outputs)
+    return backend_module().sparse_categorical_crossentropy_backward(
+        labels, outputs, bool(from_logits), _dloss(dloss, outputs))
+
+
+def _dloss(dloss, outputs, outputs_name="outputs"):
+    """The per-sample gradients (N,) of a backward pass: 1/N each by default (the mean's),
+    else checked to have one value per sample in the outputs' dtype."""
     n = outputs.shape[0]
     if dloss is None:
-        dloss = _device.full((n,), outputs.dtype, 1.0 / n, _checks.on_device(outputs))
-    else:
-        dloss = _checks.float_array("dloss", dloss, 1, "(batch,)")
-        _checks.same_dtype(outputs=outputs, dloss=dloss)
-        _checks.shape_is("dloss", dloss, (n,), "one value per sample")
-    return backend_module().sparse_categorical_crossentropy_backward(
-        labels, outputs, bool(from_logits), dloss)
+        return _device.full((n,), outputs.dtype, 1.0 / n, _checks.on_device(outputs))
+    dloss = _checks.float_array("dloss", dloss, 1, "(batch,)")
+    _checks.same_dtype(**{outputs_name: outputs}, dloss=dloss)
+    _checks.shape_is("dloss", dloss, (n,), "one value per sample")
+    return dloss
 
 
 # Each loss as Keras 3 defines it, y the target and p the prediction, eps = EPSILON; a
@@ -79,7 +84,8 @@ _HINGES = ("hinge", "squared_hinge")
 
 
 def _prepare_loss(name, y_true, y_pred, delta):
-    """name, y_true and y_pred as (N, R, K) arrays of one dtype, delta as a float."""
+    """y_true and y_pred as (N, R, K) arrays of one dtype, delta as a float, and
+    y_pred's own shape."""
     if not isinstance(name, str) or name not in LOSSES:
         raise ValueError(f"name must be one of {', '.join(LOSSES)}; got {name!r}")
     y_pred = _checks.float_array("y_pred", y_pred)
@@ -102,14 +108,14 @@ def _prepare_loss(name, y_true, y_pred, delta):
     delta = _checks.finite_number("delta", delta, minimum=0, inclusive=False)
     n = y_pred.shape[0]
     k = y_pred.shape[-1] if y_pred.ndim > 1 else 1
-    return (np.ascontiguousarray(y_true).reshape(n, -1, k), y_pred.reshape(n, -1, k), delta)
+    return np.ascontiguousarray(y_true).reshape(n, -1, k), y_pred.reshape(n, -1, k), delta, y_pred.shape
 
 
 def loss(name, y_true, y_pred, *, delta=1.0):
     """Per-sample loss (N,) of the Keras loss `name` (one of LOSSES, formulas in
     LOSS_FORMULAS): its terms over y_pred (N, ...) averaged over each sample; `delta` is
     Huber's threshold. y_true has y_pred's shape (or lacks/adds a trailing axis of 1)."""
-    y_true, y_pred, delta = _prepare_loss(name, y_true, y_pred, delta)
+    y_true, y_pred, delta, _ = _prepare_loss(name, y_true, y_pred, delta)
     return backend_module().loss(name, y_true, y_pred, delta)
 
 
@@ -117,14 +123,5 @@ def loss_backward(name, y_true, y_pred, dloss=None, *, delta=1.0):
     """d(loss)/d(y_pred), shaped as y_pred, where dloss (N,) is the gradient of each
     sample's loss (default 1/N each: the gradient of the mean). Where a clip of y_pred is
     active the gradient is zero, as the clip's own gradient is."""
-    y_true_b, y_pred_b, delta = _prepare_loss(name, y_true, y_pred, delta)
-    y_pred = _checks.float_array("y_pred", y_pred)
-    n = y_pred.shape[0]
-    if dloss is None:
-        dloss = _device.full((n,), y_pred.dtype, 1.0 / n, _checks.on_device(y_pred))
-    else:
-        dloss = _checks.float_array("dloss", dloss, 1, "(batch,)")
-        _checks.same_dtype(y_pred=y_pred, dloss=dloss)
-        _checks.shape_is("dloss", dloss, (n,), "one value per sample")
-    grad = backend_module().loss_backward(name, y_true_b, y_pred_b, delta, dloss)
-    return grad.reshape(y_pred.shape)
+    y_true, y_pred, delta, shape = _prepare_loss(name, y_true, y_pred, delta)
+    return backend_module().loss_backward(name, y_true, y_pred, delta, _dloss(dloss, y_pred, "y_pred")).reshape(shape)

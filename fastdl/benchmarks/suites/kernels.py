@@ -208,6 +208,41 @@ def layout_case(batch, libs, rng):
                 8.0 * x.size, "GB/s")
 
 
+# losses of ops.loss and PyTorch's functional equivalents, forward and backward
+LOSSES = {"mean_squared_error": "mse_loss", "binary_crossentropy_from_logits": "binary_cross_entropy_with_logits",
+          "huber": "huber_loss"}
+
+
+def loss_case(name, batch, width, libs, rng):
+    """The mean loss and its gradient over (batch, width) outputs; GB/s of y, p and grad."""
+    y = rng.random((batch, width)).astype(np.float32)
+    p = rng.standard_normal((batch, width)).astype(np.float32)
+    result = {}
+
+    def run():
+        result["fastdl"] = (ops.loss(name, y, p).mean(), ops.loss_backward(name, y, p))
+    candidates = {"fastdl": run}
+    if "numpy" in libs:
+        candidates["numpy"] = _reference(lambda: (ops.loss(name, y, p).mean(), ops.loss_backward(name, y, p)))
+    torch = libs.get("torch")
+    if torch is not None:
+        fn = getattr(torch.nn.functional, LOSSES[name])
+        ty = torch.from_numpy(y)
+
+        def run_torch():
+            tp = torch.from_numpy(p).requires_grad_()
+            value = fn(tp, ty)  # the mean over every element: fastdl's mean of per-sample means
+            value.backward()
+            result["torch"] = (value.item(), tp.grad.numpy())
+        candidates["torch"] = run_torch
+
+    def check():
+        if "torch" in result:
+            _close(np.asarray(result["fastdl"][0]), result["torch"][0], f"{name} value")
+            _close(result["fastdl"][1], result["torch"][1], f"{name} gradient", atol=1e-6)
+    return Case("kernels", f"loss {name} fwd+bwd", f"b{batch} x{width}", candidates, 3.0 * y.nbytes, "GB/s", check)
+
+
 def cases(quick, batches, libs):
     rng = np.random.default_rng(0)
     out = []
@@ -221,6 +256,8 @@ def cases(quick, batches, libs):
                 out.append(pool_case(*spec[:1], batch, *spec[1:], backward=backward, libs=libs, rng=rng))
         out.append(matmul_case(batch, 2304, 128, libs, rng, activation="relu",
                                label=f"dense 2304->128 relu b{batch}"))
+        for name in LOSSES if not quick else ("mean_squared_error",):
+            out.append(loss_case(name, batch, 1000, libs, rng))
         layout = layout_case(batch, libs, rng)
         if layout is not None:
             out.append(layout)
