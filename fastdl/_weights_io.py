@@ -9,12 +9,12 @@ but by its class, snake_cased and numbered within the model: conv2d, conv2d_1, d
 so does this module, and the Input is no entry (Keras's Sequential does not list it).
 """
 import os
-import re
 import zipfile
 
 import numpy as np
 
 from fastdl import _atomic
+from fastdl.layers import InputLayer, _snake
 
 H5_SUFFIX, NPZ_SUFFIX = ".weights.h5", ".npz"
 
@@ -23,12 +23,10 @@ def layer_paths(layers):
     """Each layer's group under layers/ (None for the Input, which has no entry)."""
     used, paths = {}, []
     for layer in layers:
-        name = type(layer).__name__
-        if name == "InputLayer":
+        if isinstance(layer, InputLayer):
             paths.append(None)
             continue
-        # Keras's snake case: a capital starting a word, or after a lower-case letter, gets "_"
-        key = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)).lower()
+        key = _snake(type(layer).__name__)
         used[key] = used.get(key, -1) + 1
         paths.append(key if used[key] == 0 else f"{key}_{used[key]}")
     return paths

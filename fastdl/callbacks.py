@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 
+from fastdl import _weights_io
+
 
 class Callback:
     """Hooks called by Model.fit; `self.model` is set before training starts."""
@@ -124,7 +126,7 @@ class ModelCheckpoint(Callback):
                  save_weights_only=None, mode="auto"):
         super().__init__()
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
-        weights_file = self.filepath.endswith((".weights.h5", ".npz"))
+        weights_file = self.filepath.endswith((_weights_io.H5_SUFFIX, _weights_io.NPZ_SUFFIX))
         if save_weights_only is None:
             save_weights_only = weights_file or not self.filepath.endswith(".keras")
         if not save_weights_only:

@@ -3,6 +3,8 @@ fastdl.ops only: `forward(x, training)` keeps what its `backward(dy)` needs, and
 `backward` writes weight gradients into the layer's gradient arrays (views into the
 model's flat gradient buffer) and returns the gradient with respect to its input.
 """
+import re
+
 import numpy as np
 
 from fastdl import _device, initializers, ops
@@ -19,9 +21,10 @@ def _unique_name(prefix):
 
 
 def _snake(name):
-    """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d (Keras's default layer names)."""
-    return "".join("_" + c.lower() if c.isupper() and i and name[i - 1].islower() else c.lower()
-                   for i, c in enumerate(name))
+    """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, Conv2DTranspose -> conv2d_transpose:
+    Keras's default layer names (and its weight files' group names), by Keras's rule: "_"
+    before a capital that starts a word, and between a lower-case letter and a capital."""
+    return re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)).lower()
 
 
 _OWN = object()  # Dense.forward's default: the layer's own activation

@@ -18,7 +18,6 @@ class Loss:
     """Mean of the per-sample losses over the batch (Keras's 'sum_over_batch_size')."""
 
     name = "loss"
-    sparse = False  # labels are class indices, not rows of the outputs' shape
     fuses_softmax = False
 
     def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
@@ -49,7 +48,6 @@ class SparseCategoricalCrossentropy(Loss):
     """-log p[label], labels (N,) or (N, 1) integers."""
 
     name = "sparse_categorical_crossentropy"
-    sparse = True
     fuses_softmax = True
 
     @staticmethod
@@ -118,6 +116,9 @@ class _OpLoss(Loss):
 
     kind = None  # the ops.loss name
 
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        super().__init__(False, name, reduction)
+
     def _kind(self, from_logits):
         return self.kind
 
@@ -139,12 +140,7 @@ class _OpLoss(Loss):
 
 
 def _op_loss(class_name, kind, doc):
-    return type(class_name, (_OpLoss,), {"name": kind, "kind": kind, "__doc__": doc,
-                                         "__init__": _no_logits_init})
-
-
-def _no_logits_init(self, name=None, reduction="sum_over_batch_size"):
-    Loss.__init__(self, False, name, reduction)
+    return type(class_name, (_OpLoss,), {"name": kind, "kind": kind, "__doc__": doc})
 
 
 MeanSquaredError = _op_loss("MeanSquaredError", "mean_squared_error", "mean((y_pred - y_true)^2)")
@@ -211,9 +207,9 @@ ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "mape": "m
 _BY_NAME = {cls.name: cls for cls in _CLASSES} | {cls.__name__: cls for cls in _CLASSES}
 
 
-def _function(cls, **fixed):
+def _function(cls):
     def per_sample(y_true, y_pred, **kwargs):
-        loss = cls(**fixed, **kwargs)
+        loss = cls(**kwargs)
         return _device.to_host(loss.per_sample(y_true, y_pred, loss.from_logits))
     per_sample.__name__ = per_sample.__qualname__ = cls.name
     per_sample.__doc__ = f"Per-sample loss (N,): {cls.__doc__}"

@@ -87,10 +87,7 @@ def run(args):
     try:
         (x_train, y_train), (x_test, y_test) = load(args.dataset, args.data_path, args.limit)
     except datasets.DatasetNotFoundError as exc:
-        lines = str(exc).splitlines()  # "could not load X. Looked in:", the places, the fix
-        failed = [line.strip(" -") for line in lines if "download" in line and "failed" in line]
-        raise CommandLineError(f"{lines[0].split('. Looked in')[0]} ({failed[0] if failed else 'not found'}). "
-                               f"{lines[-1].rstrip('.')}. Or train on data that is on the machine: "
+        raise CommandLineError(f"{exc.one_line()} Or train on data that is on the machine: "
                                f"--dataset fashion_mnist (apt-get install dataset-fashion-mnist)") from None
     say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
           f"{x_train.shape[1:]}; backend {fastdl.get_backend()}, {fastdl.get_num_threads()} threads")

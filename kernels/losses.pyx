@@ -300,7 +300,7 @@ def loss(int kind, const floating[:, :, ::1] y_true, const floating[:, :, ::1] y
     """out (N,): each sample's loss, its terms averaged over the sample's R*K elements
     (the row losses: each row's value averaged over the R rows)."""
     cdef Py_ssize_t n = y_pred.shape[0], rows = y_pred.shape[1], k = y_pred.shape[2]
-    cdef Py_ssize_t i, r, j, at
+    cdef Py_ssize_t i, r, at
     cdef double total
     cdef bint by_row = kind == KLD or kind == CATEGORICAL_HINGE
     for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):

@@ -278,8 +278,8 @@ def test_missing_data_and_an_unbuilt_source_tree_are_one_line_errors(monkeypatch
 
     def offline(path=None):
         raise datasets.DatasetNotFoundError(
-            "could not load CIFAR-10. Looked in:\n  - download from https://x: failed (URLError: offline)\n"
-            "To use it offline: put it in ~/.keras/datasets/.")
+            "CIFAR-10", [("Keras cache", "not found (~/.keras)"),
+                         ("download from https://x", "failed (URLError: offline)")], "put it in ~/.keras/datasets/.")
 
     monkeypatch.setattr(datasets.cifar10, "load_data", offline)
     with pytest.raises(SystemExit) as exit_info:

@@ -23,7 +23,19 @@ _verified_lock = threading.Lock()
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    pass
+    """No place held the data set: `tried` is [(place, what happened)] in the order tried,
+    `how_to_get` the way to get it offline."""
+
+    def __init__(self, name, tried, how_to_get):
+        self.name, self.tried, self.how_to_get = name, list(tried), how_to_get
+        places = "\n".join(f"  - {where}: {outcome}" for where, outcome in self.tried)
+        super().__init__(f"could not load {name}. Looked in:\n{places}\nTo use it offline: {how_to_get}")
+
+    def one_line(self):
+        """The error in one line: the download's failure if one was tried, and the fix."""
+        failed = [f"{where}: {outcome}" for where, outcome in self.tried if outcome.startswith("failed")]
+        return (f"could not load {self.name} ({failed[-1] if failed else 'not found'}). "
+                f"To use it offline: {self.how_to_get.rstrip('.')}.")
 
 
 def keras_cache_dir():
@@ -49,13 +61,12 @@ def search(name, places, how_to_get):
         try:
             return loader()
         except FileNotFoundError as exc:
-            tried.append(f"  - {where}: not found ({exc})")
+            tried.append((where, f"not found ({exc})"))
         except (ValueError, EOFError) as exc:
             raise ValueError(f"{name} at {where} is corrupt or unreadable: {exc}") from exc
         except OSError as exc:
-            tried.append(f"  - {where}: failed ({type(exc).__name__}: {exc})")
-    raise DatasetNotFoundError(f"could not load {name}. Looked in:\n" + "\n".join(tried)
-                               + f"\nTo use it offline: {how_to_get}")
+            tried.append((where, f"failed ({type(exc).__name__}: {exc})"))
+    raise DatasetNotFoundError(name, tried, how_to_get)
 
 
 def require_file(path):
