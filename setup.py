@@ -1,10 +1,12 @@
 """Build the Cython kernels in kernels/ into the extension modules fastdl._kernels.*."""
+import importlib.util
 import os
 import sys
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment", "runtime"]
 
@@ -21,12 +23,34 @@ compile_args += os.environ.get("FASTDL_EXTRA_CFLAGS", "").split()
 # rounding in one place and not the other.
 own_args = {} if sys.platform == "win32" else {"optim": ["-ffp-contract=off"]}
 
+
+def kernels_digest():
+    """fastdl/_kernels/_digest.py's digest of kernels/, loaded by path (fastdl is not importable yet)."""
+    spec = importlib.util.spec_from_file_location("_digest", os.path.join("fastdl", "_kernels", "_digest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.kernels_digest("kernels")
+
+
+# The runtime module carries the digest of the sources it was built from (runtime.source_digest()).
+own_macros = {"runtime": [("FASTDL_SOURCE_DIGEST", f'"{kernels_digest()}"')]}
+
+
+class ParallelBuildExt(build_ext):
+    """Compiles the extensions side by side on every core (pip and `python -m build` ask
+    for one at a time) unless --parallel / -j says otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
 extensions = [
     Extension(
         f"fastdl._kernels.{name}",
         [f"kernels/{name}.pyx"],
         include_dirs=[numpy.get_include(), "kernels"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + own_macros.get(name, []),
         extra_compile_args=compile_args + own_args.get(name, []),
         extra_link_args=link_args,
     )
@@ -34,6 +58,7 @@ extensions = [
 ]
 
 setup(
+    cmdclass={"build_ext": ParallelBuildExt},
     ext_modules=cythonize(
         extensions,
         include_path=["kernels"],

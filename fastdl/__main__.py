@@ -1,4 +1,4 @@
-"""The command line: `python -m fastdl train | bench | info`."""
+"""The command line: `fastdl train | bench | info` (or `python -m fastdl ...`)."""
 import argparse
 import os
 import sys
@@ -12,14 +12,20 @@ def _not_built(exc):
     """The one-line message for running a source tree whose kernels are not compiled."""
     source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return (f"fastdl's compiled kernels are not built in {source} ({exc}). Python found this source "
-            f"tree before the installed package: run from another directory, or build in place with "
-            f"`pip install -e .` (or `python setup.py build_ext --inplace`).")
+            f"tree before the installed package (whose kernels it uses only when they were built from these "
+            f"sources): run from another directory, or build in place with `pip install -e .` (or "
+            f"`python setup.py build_ext --inplace`).")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastdl", description=__doc__, formatter_class=_Help)
+    import fastdl
+
+    prog = "fastdl" if os.path.basename(sys.argv[0]) == "fastdl" else "python -m fastdl"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"fastdl {fastdl.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="print versions, threads, OpenMP, BLAS and backends")
+    commands.add_parser("info", help="print versions, the CPU features the kernels use, threads, OpenMP, BLAS "
+                                     "and backends")
     from fastdl import train
     from fastdl.benchmarks import cli as bench_cli
 

@@ -36,6 +36,7 @@ def config_info():
     try:
         from fastdl._kernels import runtime
 
+        info["cpu"] = {"model": cpu_model(), **runtime.cpu_features()}
         info["openmp"] = {"version": runtime.openmp_version(),
                           "max_threads": runtime.openmp_max_threads()}
     except ImportError as exc:
@@ -50,6 +51,18 @@ def config_info():
     except ImportError:
         info["blas"] = "threadpoolctl not installed"
     return info
+
+
+def cpu_model():
+    """The CPU's model name, as /proc/cpuinfo (or the platform module) gives it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def show_config(file=None):

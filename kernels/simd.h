@@ -14,6 +14,7 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define FASTDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FASTDL_CLONES_BUILT 1
 #else
 #define FASTDL_CLONES
 #endif

@@ -1,7 +1,6 @@
 """`python -m fastdl bench`: run suites, print tables, write results.json and plots."""
 import importlib
 import os
-import platform
 import time
 
 import numpy as np
@@ -24,17 +23,6 @@ def add_arguments(parser):
     parser.add_argument("--backends", default=None,
                         help="fastdl backends to time side by side, e.g. cython,numba,auto "
                              "(default: the active one)")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure_peaks(threads):
@@ -80,7 +68,7 @@ def run(args):
             raise SystemExit(f"suite {name!r} is not available in this version of fastdl")
     os.makedirs(args.out, exist_ok=True)
 
-    from fastdl._info import config_info
+    from fastdl._info import config_info, cpu_model
 
     environment = {"fastdl_config": config_info(), "cpu": cpu_model(), "threads": threads,
                    "baselines": baselines.versions(libs), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
