@@ -61,6 +61,7 @@ setup(
     cmdclass={"build_ext": ParallelBuildExt},
     ext_modules=cythonize(
         extensions,
+        nthreads=os.cpu_count() or 1,
         include_path=["kernels"],
         compiler_directives={
             "language_level": 3,

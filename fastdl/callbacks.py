@@ -224,8 +224,8 @@ class CSVLogger(Callback):
 
 
 class ProgbarLogger(Callback):
-    """Keras-style progress: a live bar on a terminal (verbose=1), one line per epoch
-    otherwise (verbose=2), nothing with verbose=0."""
+    """Keras-style progress: a live bar with the ETA and samples per second on a terminal
+    (verbose=1), one line per epoch otherwise (verbose=2), nothing with verbose=0."""
 
     def __init__(self, verbose=1, stream=None):
         super().__init__()
@@ -235,8 +235,12 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
         self._last_draw = 0.0
+        self._samples = 0
         if self.verbose:
             print(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}", file=self.stream)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._samples += (logs or {}).get("size", 0)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.verbose != 1:
@@ -247,7 +251,8 @@ class ProgbarLogger(Callback):
             return
         self._last_draw = now
         done = batch + 1
-        per_step = (now - self._start) / done
+        elapsed = now - self._start
+        per_step = elapsed / done
         if steps:
             width = 30
             filled = int(width * done / steps)
@@ -256,15 +261,19 @@ class ProgbarLogger(Callback):
             head = f"{done}/{steps} [{bar}] - ETA: {eta:.0f}s"
         else:
             head = f"{done}"
-        print(f"\r{head} - {_format(logs)}", end="", file=self.stream, flush=True)
+        print(f"\r{head}{self._throughput(elapsed)} - {_format(logs)}", end="", file=self.stream, flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.verbose:
             return
         elapsed = time.perf_counter() - self._start
         steps = self.params.get("steps") or 1
-        line = f"{steps}/{steps} - {elapsed:.0f}s {1000 * elapsed / steps:.0f}ms/step - {_format(logs)}"
+        line = (f"{steps}/{steps} - {elapsed:.0f}s {1000 * elapsed / steps:.0f}ms/step"
+                f"{self._throughput(elapsed)} - {_format(logs)}")
         print(("\r" if self.verbose == 1 else "") + line, file=self.stream, flush=True)
+
+    def _throughput(self, elapsed):
+        return f" - {self._samples / elapsed:,.0f} samples/s" if self._samples and elapsed > 0 else ""
 
 
 def _format(logs):

@@ -419,12 +419,12 @@ class Sequential:
             totals = {}
             batches = (next(passes) for _ in range(steps)) if is_array else source.epoch()
             for step, (xb, yb) in enumerate(batches):
-                cb.on_train_batch_begin(step)
                 if not is_array:
                     # every rank takes part in every step: an empty share of a short last
                     # batch adds no gradient and no samples
                     xb = self._as_batch(self._check_input(xb, allow_empty=shard[1] > 1))
                     yb = self._check_labels(yb, len(xb))
+                cb.on_train_batch_begin(step, {"size": len(xb) * shard[1]})  # as Keras 2 did: for throughput
                 _accumulate(totals, self._train_step(xb, yb, dist if shard[1] > 1 else None))
                 cb.on_train_batch_end(step, _ratios(totals))
                 if self.stop_training:

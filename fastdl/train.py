@@ -40,6 +40,9 @@ def add_arguments(parser):
                         help="Keras's verbose; unset: a progress bar on a terminal, a line an epoch otherwise")
     parser.add_argument("--distributed", action="store_true",
                         help="data-parallel over MPI ranks (run under mpirun); --batch-size is global")
+    parser.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="write the loss and accuracy curves (training, and the test set after each "
+                             "epoch) to this PNG, and each epoch's figures to the CSV file beside it")
 
 
 def seed_cnn(input_shape, classes=10, dtype="float32"):
@@ -70,6 +73,40 @@ def load(name, path=None, limit=None):
     return (x_train, y_train), (x_test, y_test)
 
 
+def plot_history(history, path):
+    """Loss and accuracy per epoch (training and validation) side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, label in ((metric, "training"), (f"val_{metric}", "test")):
+            if key in history:
+                epochs = range(1, len(history[key]) + 1)
+                ax.plot(epochs, history[key], marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_files(path):
+    """(png, csv) for --plot, checked before training starts."""
+    if not path.lower().endswith(".png"):
+        raise CommandLineError(f"--plot takes a .png file name; got {path!r}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CommandLineError("--plot needs matplotlib: pip install matplotlib "
+                               "(or pip install 'fastdl[bench]')") from None
+    return path, path[:-4] + ".csv"
+
+
 def run(args):
     chief = True
     if args.distributed:
@@ -95,17 +132,22 @@ def run(args):
     model.compile(optimizer=Adam(learning_rate=0.001), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     verbose = ("auto" if args.verbose is None else args.verbose) if chief else 0
+    extra = {"epochs": args.epochs, "verbose": verbose, "distributed": args.distributed}
+    if args.plot:
+        png, csv = _plot_files(args.plot)
+        extra.update(validation_data=(x_test, y_test), callbacks=[fastdl.callbacks.CSVLogger(csv)])
     start = time.perf_counter()
     if args.no_augment:
-        model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=verbose,
-                  distributed=args.distributed)
+        history = model.fit(x_train, y_train, batch_size=args.batch_size, **extra)
     else:
         datagen = ImageDataGenerator(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1,
                                      horizontal_flip=True, seed=args.seed)
-        model.fit(datagen.flow(x_train, y_train, batch_size=args.batch_size, seed=args.seed),
-                  epochs=args.epochs, verbose=verbose, distributed=args.distributed)
+        history = model.fit(datagen.flow(x_train, y_train, batch_size=args.batch_size, seed=args.seed), **extra)
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     say(f"trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / max(args.epochs, 1):.1f} s/epoch)")
     say(f"Test loss: {loss:.4f} - test accuracy: {accuracy:.4f}")
+    if args.plot and chief:
+        plot_history(history.history, png)
+        say(f"wrote {png} and {csv}")
     return loss, accuracy
