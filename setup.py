@@ -14,6 +14,9 @@ KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment"
 # -march=native or -ffast-math in a distributed build.
 if sys.platform == "win32":
     compile_args, link_args = ["/O2", "/openmp"], []
+elif sys.platform == "darwin":  # Apple's clang: OpenMP from Homebrew's libomp (see pyproject's cibuildwheel)
+    compile_args = ["-O3", "-fno-math-errno", "-Xpreprocessor", "-fopenmp", "-g0"]
+    link_args = ["-lomp"]
 else:
     compile_args = ["-O3", "-fno-math-errno", "-fopenmp", "-g0"]
     link_args = ["-fopenmp"]

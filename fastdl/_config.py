@@ -103,6 +103,11 @@ def user_cache_dir():
 
 
 def _available_cores():
+    """The default thread count: OMP_NUM_THREADS when it is a positive int (as PyTorch and
+    NumPy's BLAS read it), else the cores this process may run on."""
+    requested = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if requested.isdigit() and int(requested) >= 1:
+        return int(requested)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -1,4 +1,5 @@
 """Backend selection, threads, show_config, and a light `import fastdl`."""
+import os
 import subprocess
 import sys
 import threading
@@ -58,6 +59,15 @@ def test_set_num_threads_drives_kernels_and_blas():
     finally:
         fastdl.set_num_threads(before)
     np.testing.assert_allclose(fastdl.ops.conv2d(x, k), single, rtol=1e-12)
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("3", 3), ("0", None), ("two", None), ("", None)])
+def test_omp_num_threads_sets_the_default_thread_count(value, expected):
+    code = "import os, fastdl; print(fastdl.get_num_threads(), len(os.sched_getaffinity(0)))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": value},
+                         capture_output=True, text=True, check=True)
+    threads, cores = map(int, out.stdout.split())
+    assert threads == (expected if expected is not None else cores)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])

@@ -1,7 +1,7 @@
 """The Keras-shaped surface: the lazy top-level namespace, fastdl.losses and
 fastdl.metrics (against Keras 3 itself where it is installed, KERAS_BACKEND=numpy),
 callable models, weight files named for what they hold (and read by Keras), ModelCheckpoint,
-fastdl.utils and the command line's errors."""
+and fastdl.utils."""
 import os
 import subprocess
 import sys
@@ -259,39 +259,3 @@ def test_to_categorical_and_normalize_match_keras():
     x = np.random.default_rng(11).standard_normal((5, 4))
     np.testing.assert_allclose(fastdl.utils.normalize(x, order=1), keras.utils.normalize(x, order=1))
     np.testing.assert_allclose(fastdl.utils.normalize(x), keras.utils.normalize(x))
-
-
-# -- the command line ----------------------------------------------------------------------------
-
-def test_train_help_shows_the_defaults(capsys):
-    from fastdl.__main__ import main
-
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    out = capsys.readouterr().out
-    assert "(default: 10)" in out and "(default: cifar10)" in out and "(default: 32)" in out
-
-
-def test_missing_data_and_an_unbuilt_source_tree_are_one_line_errors(monkeypatch, capsys):
-    from fastdl import datasets
-    from fastdl.__main__ import main
-
-    def offline(path=None):
-        raise datasets.DatasetNotFoundError(
-            "CIFAR-10", [("Keras cache", "not found (~/.keras)"),
-                         ("download from https://x", "failed (URLError: offline)")], "put it in ~/.keras/datasets/.")
-
-    monkeypatch.setattr(datasets.cifar10, "load_data", offline)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--epochs", "1"])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
-    assert "could not load CIFAR-10 (download from https://x: failed (URLError: offline))" in err
-    assert "--dataset fashion_mnist" in err
-
-    monkeypatch.setitem(sys.modules, "fastdl._kernels.conv", None)  # as in a source tree never built
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--dataset", "mnist"])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
-    assert "compiled kernels are not built" in err and "pip install -e ." in err

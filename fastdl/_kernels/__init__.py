@@ -11,24 +11,33 @@ import os
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _built_here():
-    return any(name.startswith("runtime.") and name.endswith((".so", ".pyd")) for name in os.listdir(_HERE))
+def _built(folder):
+    return os.path.isdir(folder) and any(name.startswith("runtime.") and name.endswith((".so", ".pyd"))
+                                         for name in os.listdir(folder))
+
+
+def _installed_folder():
+    """The _kernels folder of an installed fastdl with compiled modules, other than this one
+    (the tree's own egg-info, which a `pip install .` leaves, names this folder)."""
+    import importlib.metadata
+
+    for dist in importlib.metadata.distributions(name="fastdl"):
+        folder = os.path.abspath(str(dist.locate_file(os.path.join("fastdl", "_kernels"))))
+        if folder != _HERE and _built(folder):
+            return folder
+    return None
 
 
 def _borrow_installed():
     """Add the installed fastdl's _kernels folder to __path__ when its build matches kernels/ here."""
     import importlib
-    import importlib.metadata
     import sys
 
     from fastdl._kernels._digest import kernels_digest
 
     sources = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "kernels")
-    try:
-        folder = os.path.abspath(str(importlib.metadata.distribution("fastdl").locate_file("fastdl/_kernels")))
-    except importlib.metadata.PackageNotFoundError:
-        return
-    if not os.path.isdir(sources) or not os.path.isdir(folder) or folder == _HERE:
+    folder = _installed_folder() if os.path.isdir(sources) else None
+    if folder is None:
         return
     __path__.append(folder)
     try:
@@ -40,5 +49,5 @@ def _borrow_installed():
         sys.modules.pop(f"{__name__}.runtime", None)
 
 
-if not _built_here():
+if not _built(_HERE):
     _borrow_installed()
