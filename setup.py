@@ -35,8 +35,11 @@ def kernels_digest():
     return module.kernels_digest("kernels")
 
 
-# The runtime module carries the digest of the sources it was built from (runtime.source_digest()).
+# The runtime module carries the digest of the sources it was built from (runtime.source_digest()),
+# so it is rebuilt whenever any of them changes.
 own_macros = {"runtime": [("FASTDL_SOURCE_DIGEST", f'"{kernels_digest()}"')]}
+own_depends = {"runtime": sorted(os.path.join("kernels", name) for name in os.listdir("kernels")
+                                 if name.endswith((".pyx", ".pxd", ".h")))}
 
 
 class ParallelBuildExt(build_ext):
@@ -56,6 +59,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + own_macros.get(name, []),
         extra_compile_args=compile_args + own_args.get(name, []),
         extra_link_args=link_args,
+        depends=own_depends.get(name, []),
     )
     for name in KERNELS
 ]
