@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from fastdl import _config, _device, _weights_io
+from fastdl import _config, _device, _prefetch, _weights_io
 from fastdl import callbacks as callbacks_module
 from fastdl import fusion, losses, metrics as metrics_module, ops, optimizers
 from fastdl.layers import InputLayer, Layer
@@ -217,38 +217,62 @@ class Sequential:
             raise ValueError(f"x and y must have the same number of samples; got {n} and {len(y)}")
         return y
 
-    def _batch_totals(self, y, out):
+    @staticmethod
+    def _check_sample_weight(weights, n):
+        """None, or (n,) finite float64 weights, one per sample (Keras's sample_weight)."""
+        if weights is None:
+            return None
+        try:
+            weights = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"sample_weight must be numbers, one per sample; got {type(weights).__name__}") from None
+        if weights.ndim == 2 and weights.shape[1] == 1:
+            weights = weights[:, 0]
+        if weights.shape != (n,):
+            raise ValueError(f"sample_weight must have one weight per sample, shape ({n},); got {weights.shape}")
+        if not np.isfinite(weights).all():
+            raise ValueError("sample_weight must be finite")
+        return weights
+
+    def _batch_totals(self, y, out, weights=None):
         """{'loss' and each metric's name: (numerator, denominator)} of one batch: the
-        loss's sum over samples and their number, each metric's totals (fastdl.metrics)
-        from the predictions on the host."""
+        loss's sum over samples (each times its weight) and their number, each metric's
+        totals (fastdl.metrics, unweighted as Keras 3's `metrics`) from the predictions
+        on the host."""
         loss_values = _device.to_host(self.loss.per_sample(y, out, self._from_logits))
+        if weights is not None:
+            loss_values = loss_values * weights
         totals = {"loss": (float(loss_values.sum()), float(len(loss_values)))}
         if self.metrics:
             predictions = _device.to_host(self._outputs_to_predictions(out))
             totals.update((metric.name, metric.totals(y, predictions)) for metric in self.metrics)
         return totals
 
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """One step: forward, loss, backward, one fused optimizer update."""
         self._require_compiled("training")
         x = self._as_batch(self._check_input(x))
         y = self._check_labels(y, len(x))
-        logs = _ratios(self._train_step(x, y))
+        logs = _ratios(self._train_step(x, y, weights=self._check_sample_weight(sample_weight, len(x))))
         return logs if return_dict else _as_list(logs)
 
-    def _train_step(self, x, y, dist=None):
+    def _train_step(self, x, y, dist=None, weights=None):
         """Forward, loss, backward, update. With dist: x is this rank's shard of the
-        global batch; gradients and logs are averaged over the whole global batch.
-        Returns the batch's totals (_batch_totals), over every rank's share."""
+        global batch; gradients and logs are averaged over the whole global batch. With
+        weights (N,): each sample's loss and gradient times its weight, the loss still
+        divided by the batch size (Keras's sum_over_batch_size). Returns the batch's
+        totals (_batch_totals), over every rank's share."""
         with self._lock:
-            return self._locked_train_step(x, y, dist)
+            return self._locked_train_step(x, y, dist, weights)
 
-    def _locked_train_step(self, x, y, dist):
+    def _locked_train_step(self, x, y, dist, weights=None):
         names = ["loss"] + [metric.name for metric in self.metrics]
         if len(x):
             out = self._forward(x, training=True)
-            totals = self._batch_totals(y, out)
+            totals = self._batch_totals(y, out, weights)
             dy = self.loss.gradient(y, out, self._from_logits)
+            if weights is not None:
+                dy = self._weighted(dy, weights)
             for i in range(len(self._steps) - 1, -1, -1):
                 dy = self._steps[i].backward(dy, need_dx=i > 0)
         else:  # a global batch smaller than the number of ranks leaves this one idle
@@ -261,15 +285,22 @@ class Sequential:
         self._apply_gradients()
         return totals
 
+    def _weighted(self, dy, weights):
+        """dy (N, ...) with sample i's rows times weights[i]."""
+        scale = np.ascontiguousarray(np.broadcast_to(
+            weights.astype(self.dtype).reshape((-1,) + (1,) * (len(dy.shape) - 1)), dy.shape))
+        return ops.multiply(dy, _device.to_device(scale) if self.on_device else scale, out=dy)
+
     def _apply_gradients(self):
         self.optimizer.apply_flat(self.flat_grads, self.flat_params, self._sizes)
 
-    def test_on_batch(self, x, y, return_dict=False):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         self._require_compiled("testing")
         x = self._check_input(x)
         y = self._check_labels(y, len(x))
+        weights = self._check_sample_weight(sample_weight, len(x))
         with self._lock:
-            logs = _ratios(self._batch_totals(y, self._forward(self._as_batch(x), training=False)))
+            logs = _ratios(self._batch_totals(y, self._forward(self._as_batch(x), training=False), weights))
         return logs if return_dict else _as_list(logs)
 
     def __call__(self, x, training=False):
@@ -292,44 +323,60 @@ class Sequential:
         parts = [self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(parts)
 
-    def evaluate(self, x, y=None, batch_size=32, verbose="auto", return_dict=False):
+    def evaluate(self, x, y=None, batch_size=32, verbose="auto", sample_weight=None, return_dict=False):
         """Mean loss (and metrics) over all samples: [loss, metric, ...], or a dict."""
         self._require_compiled("evaluating")
         totals = {}
-        for xb, yb in self._batches(x, y, batch_size, shuffle=False):
+        for xb, yb, wb in self._batches(x, y, batch_size, shuffle=False, sample_weight=sample_weight):
             with self._lock:
-                _accumulate(totals, self._batch_totals(yb, self._forward(xb, training=False)))
+                _accumulate(totals, self._batch_totals(yb, self._forward(xb, training=False), wb))
         logs = _ratios(totals)
         return logs if return_dict else _as_list(logs)
 
-    def _batches(self, x, y, batch_size, shuffle, shard=(0, 1)):
-        """(x, y) float32 batches of arrays, or whatever an iterator yields. With a shard
-        (rank, size), this rank's share of each global batch."""
+    def _checked_batch(self, batch, allow_empty=False):
+        """(x, y, weights or None) from an iterator's (x, y) or (x, y, sample_weight)."""
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            size = f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+            raise ValueError(f"each batch must be (x, y) or (x, y, sample_weight); got {type(batch).__name__}{size}")
+        xb = self._as_batch(self._check_input(batch[0], allow_empty=allow_empty))
+        yb = self._check_labels(batch[1], len(xb))
+        return xb, yb, self._check_sample_weight(batch[2] if len(batch) == 3 else None, len(xb))
+
+    def _batches(self, x, y, batch_size, shuffle, shard=(0, 1), sample_weight=None):
+        """(x, y, weights or None) float32 batches of arrays, or whatever an iterator
+        yields. With a shard (rank, size), this rank's share of each global batch."""
         if y is None and not isinstance(x, np.ndarray):
-            for xb, yb in _iterate(x):
-                xb = self._as_batch(self._check_input(xb))
-                yield xb, self._check_labels(yb, len(xb))
+            if sample_weight is not None:
+                raise ValueError("sample_weight goes with array inputs; an iterator yields (x, y, sample_weight)")
+            for batch in _iterate(x):
+                yield self._checked_batch(batch)
             return
         if y is None:
             raise ValueError("y is required when x is an array")
         x = self._check_input(x)
         y = self._check_labels(y, len(x))
+        weights = self._check_sample_weight(sample_weight, len(x))
         batch_size = _batch_size(batch_size)
         order = self.rng.permutation(len(x)) if shuffle else None
         rank, size = shard
         for start in range(0, len(x), batch_size):
             if order is None and size == 1:
-                yield self._as_batch(x[start:start + batch_size]), y[start:start + batch_size]
+                idx = slice(start, start + batch_size)
             else:
                 idx = (np.arange(start, min(start + batch_size, len(x))) if order is None
                        else order[start:start + batch_size])[rank::size]
-                yield self._as_batch(x[idx]), y[idx]
+            yield self._as_batch(x[idx]), y[idx], None if weights is None else weights[idx]
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None, distributed=False):
+            steps_per_epoch=None, distributed=False, workers=1, max_queue_size=10, sample_weight=None):
         """Train for `epochs` epochs on arrays (x, y) or a batch iterator such as
-        ImageDataGenerator.flow(...); returns the History.
+        ImageDataGenerator.flow(...); returns the History. sample_weight (N,) weighs each
+        sample's loss with array inputs; an iterator may yield (x, y, sample_weight).
+
+        The batches of an iterator, generator or Sequence are made ahead in a background
+        thread (workers=1, the default: up to max_queue_size batches ready), overlapping
+        the training steps; workers=0 makes each when its step needs it.
 
         distributed=True (under mpirun): data-parallel over MPI ranks, see
         fastdl.distributed; batch_size is the global batch, split between the ranks.
@@ -341,7 +388,7 @@ class Sequential:
                                    "one model trains in one fit at a time")
             self._fitting = True
         settings = FitSettings(batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-                               shuffle, initial_epoch, steps_per_epoch)
+                               shuffle, initial_epoch, steps_per_epoch, workers, max_queue_size, sample_weight)
         try:
             return self._fit_maybe_distributed(x, y, settings, distributed)
         finally:
@@ -372,13 +419,16 @@ class Sequential:
         if _device.is_device(x):
             self._check_input(x)  # raises: batches are cut from host data
         is_array = isinstance(x, np.ndarray) or isinstance(x, (list, tuple)) and y is not None
+        weights = settings.sample_weight
         if is_array:
             x = self._check_input(x)
             y = self._check_labels(y, len(x))
-            if validation_split:
+            weights = self._check_sample_weight(weights, len(x))
+            if validation_split:  # the last samples, as Keras (their weights stay with them)
                 cut = int(len(x) * (1 - validation_split))
-                validation_data = (x[cut:], y[cut:])
+                validation_data = (x[cut:], y[cut:]) + (() if weights is None else (weights[cut:],))
                 x, y = x[:cut], y[:cut]
+                weights = None if weights is None else weights[:cut]
             # with steps_per_epoch, epochs of that many batches run on through the data,
             # a new (shuffled) pass starting whenever one ends
             steps = (-(-len(x) // _batch_size(batch_size)) if steps_per_epoch is None
@@ -386,11 +436,14 @@ class Sequential:
         else:
             if validation_split:
                 raise ValueError("validation_split needs array inputs; pass validation_data instead")
+            if weights is not None:
+                raise ValueError("sample_weight goes with array inputs; an iterator yields (x, y, sample_weight)")
             steps = (_steps_per_epoch(steps_per_epoch) if steps_per_epoch is not None
                      else len(x) if hasattr(x, "__len__") else None)
             if steps is None:
                 raise ValueError("an iterator without len() needs steps_per_epoch")
-            source = _BatchSource(x, steps)
+            source = _BatchSource(x, steps, max(epochs - settings.initial_epoch, 0), settings.workers,
+                                  settings.max_queue_size)
         verbose = _resolve_verbose(verbose)
         shard = (0, 1)
         if dist is not None and dist.size() > 1:
@@ -412,42 +465,44 @@ class Sequential:
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
         if is_array:
-            passes = self._passes(x, y, batch_size, shuffle, shard)
+            passes = self._passes(x, y, batch_size, shuffle, shard, weights)
         cb.on_train_begin()
-        for epoch in range(settings.initial_epoch, epochs):
-            cb.on_epoch_begin(epoch)
-            totals = {}
-            batches = (next(passes) for _ in range(steps)) if is_array else source.epoch()
-            for step, (xb, yb) in enumerate(batches):
-                if not is_array:
+        try:
+            for epoch in range(settings.initial_epoch, epochs):
+                cb.on_epoch_begin(epoch)
+                totals = {}
+                batches = (next(passes) for _ in range(steps)) if is_array else source.epoch()
+                for step, batch in enumerate(batches):
                     # every rank takes part in every step: an empty share of a short last
                     # batch adds no gradient and no samples
-                    xb = self._as_batch(self._check_input(xb, allow_empty=shard[1] > 1))
-                    yb = self._check_labels(yb, len(xb))
-                cb.on_train_batch_begin(step, {"size": len(xb) * shard[1]})  # as Keras 2 did: for throughput
-                _accumulate(totals, self._train_step(xb, yb, dist if shard[1] > 1 else None))
-                cb.on_train_batch_end(step, _ratios(totals))
+                    xb, yb, wb = batch if is_array else self._checked_batch(batch, allow_empty=shard[1] > 1)
+                    cb.on_train_batch_begin(step, {"size": len(xb) * shard[1]})  # as Keras 2 did: for throughput
+                    _accumulate(totals, self._train_step(xb, yb, dist if shard[1] > 1 else None, wb))
+                    cb.on_train_batch_end(step, _ratios(totals))
+                    if self.stop_training:
+                        break
+                if not is_array and source.exhausted:
+                    self.stop_training = True
+                    if not totals or not totals["loss"][1]:
+                        break
+                epoch_logs = _ratios(totals)
+                if validation_data is not None:
+                    xv, yv, wv = _split_validation(validation_data)
+                    val = self.evaluate(xv, yv, batch_size=batch_size, sample_weight=wv, return_dict=True)
+                    epoch_logs.update({f"val_{k}": v for k, v in val.items()})
+                cb.on_epoch_end(epoch, epoch_logs)
                 if self.stop_training:
                     break
-            if not is_array and source.exhausted:
-                self.stop_training = True
-                if not totals or not totals["loss"][1]:
-                    break
-            epoch_logs = _ratios(totals)
-            if validation_data is not None:
-                val = self.evaluate(*_split_validation(validation_data), batch_size=batch_size,
-                                    return_dict=True)
-                epoch_logs.update({f"val_{k}": v for k, v in val.items()})
-            cb.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
-                break
+        finally:
+            if not is_array:
+                source.close()  # the prefetch thread, however the loop ended
         cb.on_train_end()
         return history
 
-    def _passes(self, x, y, batch_size, shuffle, shard):
+    def _passes(self, x, y, batch_size, shuffle, shard, weights):
         """The batches of pass after pass over arrays, for ever (fit cuts epochs from it)."""
         while True:
-            yield from self._batches(x, y, batch_size, shuffle, shard)
+            yield from self._batches(x, y, batch_size, shuffle, shard, weights)
 
     def _start_distributed(self, dist, x, batch_size, steps):
         """Check that every rank runs the same job, then start from rank 0's weights,
@@ -542,6 +597,9 @@ class FitSettings:
     shuffle: bool = True
     initial_epoch: int = 0
     steps_per_epoch: object = None
+    workers: int = 1
+    max_queue_size: int = 10
+    sample_weight: object = None
 
 
 class _BatchSource:
@@ -549,37 +607,73 @@ class _BatchSource:
     - an iterator (iter(x) is x: a generator, an ImageDataGenerator flow) is read on
       across epochs, `steps` batches each;
     - a Keras-style Sequence (len + indexing) gives x[0], x[1], ... every epoch, and its
-      on_epoch_end() is called after each;
+      on_epoch_end() is called between epochs (before the next epoch's first batch is
+      made, so that its new order is the one read) and after the last;
     - any other iterable (a list of batches) is iterated afresh every epoch.
+    With workers=1 a background thread makes the batches ahead (fastdl._prefetch), up to
+    max_queue_size of them; with workers=0 they are made when the step needs them.
     An iterator that runs dry stops training with a warning, as in Keras."""
 
-    def __init__(self, x, steps):
-        self.x, self.steps = x, steps
+    def __init__(self, x, steps, epochs, workers=1, max_queue_size=10):
+        if workers not in (0, 1) or isinstance(workers, bool):
+            raise ValueError(f"workers must be 0 (no background thread) or 1; got {workers!r}")
+        self.x, self.steps, self.epochs = x, steps, epochs
+        self.workers, self.max_queue_size = workers, _prefetch.check_queue_size(max_queue_size)
         self.iterator = iter(x)
         self.kind = ("iterator" if self.iterator is x else
                      "sequence" if hasattr(x, "__len__") and hasattr(x, "__getitem__") else "iterable")
         if self.kind == "sequence" and steps > len(x):
             raise ValueError(f"steps_per_epoch ({steps}) is more than the {len(x)} batches of "
                              f"{type(x).__name__}")
+        self._stream = self._prefetcher = None
+        self._consumed = 0
+
+    def _end_sequence_epoch(self):
+        if self.kind == "sequence" and hasattr(self.x, "on_epoch_end"):
+            self.x.on_epoch_end()
+
+    def _batches(self):
+        """Every batch of every epoch, in order (the end of an epoch is the consumer's count)."""
+        for epoch in range(self.epochs):
+            if epoch:
+                self._end_sequence_epoch()
+            if self.kind == "sequence":
+                yield from (self.x[i] for i in range(self.steps))
+                continue
+            if self.kind == "iterable":
+                self.iterator = iter(self.x)
+            for _ in range(self.steps):
+                try:
+                    batch = next(self.iterator)
+                except StopIteration:  # the input ran dry: the stream ends
+                    return
+                yield batch
+
+    def _next(self):
+        if self._stream is None:  # started at the first batch: a distributed fit shards the flow first
+            self._stream = self._batches()
+            if self.workers:
+                self._prefetcher = _prefetch.Prefetcher(lambda: next(self._stream), self.steps * self.epochs,
+                                                        self.max_queue_size)
+        return self._prefetcher.get() if self._prefetcher else next(self._stream)
 
     def epoch(self):
-        if self.kind == "sequence":
-            for i in range(self.steps):
-                yield self.x[i]
-            if hasattr(self.x, "on_epoch_end"):
-                self.x.on_epoch_end()
-            return
-        if self.kind == "iterable":
-            self.iterator = iter(self.x)
         for _ in range(self.steps):
             try:
-                batch = next(self.iterator)
+                batch = self._next()
             except StopIteration:
                 warnings.warn(f"the input ran out of data after fewer than steps_per_epoch * epochs "
                               f"batches ({self.steps} per epoch); training stops here", stacklevel=4)
                 self.exhausted = True
                 return
+            self._consumed += 1
             yield batch
+
+    def close(self):
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        if self.epochs and self._consumed == self.steps * self.epochs:  # every epoch ran: the last ends too
+            self._end_sequence_epoch()
 
     exhausted = False
 
@@ -627,9 +721,10 @@ def _resolve_verbose(verbose):
 
 
 def _split_validation(data):
-    if isinstance(data, tuple) and len(data) == 2:
-        return data
-    return data, None
+    """(x, y, sample_weight) from validation_data: (x, y), (x, y, w) or an iterator."""
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        return tuple(data) + (None,) * (3 - len(data))
+    return data, None, None
 
 
 def _iterate(source):

@@ -3,7 +3,8 @@
 Per batch: draw each image's random transform (a private, seedable Generator), fold
 rotation, shift, shear, zoom and flips into one affine map per image, resample the
 whole batch in one call (fastdl.ops.affine_transform_batch, which also converts to
-float32 and applies `rescale`), then standardize.
+float32 and, when nothing else comes between, applies `rescale`), then Keras's
+channel shift and brightness on the whole batch at once, then standardize.
 """
 import math
 import numbers
@@ -41,16 +42,33 @@ class ImageDataGenerator:
     def __init__(self, featurewise_center=False, samplewise_center=False,
                  featurewise_std_normalization=False, samplewise_std_normalization=False,
                  zca_whitening=False, rotation_range=0, width_shift_range=0.0,
-                 height_shift_range=0.0, shear_range=0.0, zoom_range=0.0, fill_mode="nearest",
-                 cval=0.0, horizontal_flip=False, vertical_flip=False, rescale=None,
-                 preprocessing_function=None, data_format="channels_last", dtype="float32",
-                 seed=None):
+                 height_shift_range=0.0, brightness_range=None, shear_range=0.0, zoom_range=0.0,
+                 channel_shift_range=0.0, fill_mode="nearest", cval=0.0, horizontal_flip=False,
+                 vertical_flip=False, rescale=None, preprocessing_function=None,
+                 data_format="channels_last", validation_split=0.0, interpolation_order=1,
+                 dtype="float32", seed=None):
         if zca_whitening:
             raise ValueError("zca_whitening is not supported")
         if data_format != "channels_last":
             raise ValueError(f"data_format must be 'channels_last' (NHWC); got {data_format!r}")
         if np.dtype(dtype) != np.float32:
             raise ValueError(f"dtype must be float32; got {dtype!r}")
+        if interpolation_order != 1:
+            raise ValueError(f"interpolation_order must be 1 (bilinear, Keras's default); got {interpolation_order!r}")
+        validation_split = _checks.finite_number("validation_split", validation_split, 0)
+        if validation_split >= 1:
+            raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+        self.validation_split = validation_split
+        self.channel_shift_range = _checks.finite_number("channel_shift_range", channel_shift_range, 0)
+        if brightness_range is not None:
+            try:
+                lo, hi = (float(v) for v in brightness_range)
+            except (TypeError, ValueError):
+                raise ValueError(f"brightness_range must be a pair [lower, upper]; got {brightness_range!r}") from None
+            if not (math.isfinite(lo) and math.isfinite(hi)) or not 0 <= lo <= hi:
+                raise ValueError(f"brightness_range must be a pair 0 <= lower <= upper; got {brightness_range!r}")
+            brightness_range = (lo, hi)
+        self.brightness_range = brightness_range
         self.featurewise_center = featurewise_center
         self.samplewise_center = samplewise_center
         self.featurewise_std_normalization = featurewise_std_normalization
@@ -97,8 +115,8 @@ class ImageDataGenerator:
 
     def random_transform_parameters(self, n, height, width, rng=None):
         """n draws of Keras's transform parameters: theta (degrees), tx (rows), ty (cols),
-        shear (degrees), zx, zy, flip_horizontal, flip_vertical; from `rng` or the
-        generator's own."""
+        shear (degrees), zx, zy, flip_horizontal, flip_vertical, channel_shift_intensity
+        and brightness (None when their range is unset); from `rng` or the generator's own."""
         rng = rng or self.rng
         zero = np.zeros(n)
         return {
@@ -110,6 +128,9 @@ class ImageDataGenerator:
             "zy": rng.uniform(*self.zoom_range, n) if self.zoom_range != (1, 1) else np.ones(n),
             "flip_horizontal": (rng.random(n) < 0.5) if self.horizontal_flip else np.zeros(n, bool),
             "flip_vertical": (rng.random(n) < 0.5) if self.vertical_flip else np.zeros(n, bool),
+            "channel_shift_intensity": (rng.uniform(-self.channel_shift_range, self.channel_shift_range, n)
+                                        if self.channel_shift_range else None),
+            "brightness": rng.uniform(*self.brightness_range, n) if self.brightness_range else None,
         }
 
     @staticmethod
@@ -141,24 +162,36 @@ class ImageDataGenerator:
         return m
 
     def augment_batch(self, x, indices=None, rng=None):
-        """Random transforms of x[indices] (all of x by default) as float32, rescaled."""
+        """Random transforms of x[indices] (all of x by default) as float32, standardized."""
         x = _check_images(x)
         if indices is None:
             indices = np.arange(len(x))
         params = self.random_transform_parameters(len(indices), x.shape[1], x.shape[2], rng)
+        # rescale rides in the warp's weights unless a step in between sees unscaled values
+        fold = self.preprocessing_function is None and params["channel_shift_intensity"] is None \
+            and params["brightness"] is None
+        batch = self.apply_transform_batch(x, indices, params, scale=(self.rescale or 1.0) if fold else 1.0)
+        return self.standardize(batch, rescaled=fold)
+
+    def apply_transform_batch(self, x, indices, params, scale=1.0):
+        """x[indices] transformed by params (random_transform_parameters' form), in
+        Keras's order: the affine warp with the flips, the channel shift, the brightness.
+        Returns float32 times scale (the channel shift and brightness need scale 1)."""
         matrices = self.affine_matrices(params, x.shape[1], x.shape[2])
-        batch = ops.affine_transform_batch(x, indices, matrices, fill_mode=self.fill_mode,
-                                           cval=self.cval, scale=self.rescale or 1.0)
-        return self.standardize(batch, rescaled=True)
+        batch = ops.affine_transform_batch(x, indices, matrices, fill_mode=self.fill_mode, cval=self.cval,
+                                           scale=scale)
+        if params.get("channel_shift_intensity") is not None:
+            batch = channel_shift(batch, params["channel_shift_intensity"])
+        if params.get("brightness") is not None:
+            batch = brightness_shift(batch, params["brightness"])
+        return batch
 
     def random_transform(self, x, seed=None):
         """One image (H, W, C) transformed (Keras's per-image method), without rescale."""
         if seed is not None:
             self.rng = new_generator(seed)
         img = _check_images(np.asarray(x)[None])
-        params = self.random_transform_parameters(1, img.shape[1], img.shape[2])
-        return ops.affine_transform_batch(img, [0], self.affine_matrices(params, img.shape[1], img.shape[2]),
-                                          fill_mode=self.fill_mode, cval=self.cval)[0]
+        return self.apply_transform_batch(img, [0], self.random_transform_parameters(1, img.shape[1], img.shape[2]))[0]
 
     # -- standardization --------------------------------------------------------------
 
@@ -199,15 +232,68 @@ class ImageDataGenerator:
         return dict(rotation_range=self.rotation_range, width_shift_range=self.width_shift_range,
                     height_shift_range=self.height_shift_range, shear_range=self.shear_range,
                     zoom_range=list(self.zoom_range), fill_mode=self.fill_mode, cval=self.cval,
-                    horizontal_flip=self.horizontal_flip, vertical_flip=self.vertical_flip)
+                    horizontal_flip=self.horizontal_flip, vertical_flip=self.vertical_flip,
+                    channel_shift_range=self.channel_shift_range, brightness_range=self.brightness_range)
 
     # -- iteration --------------------------------------------------------------------
 
-    def flow(self, x, y=None, batch_size=32, shuffle=True, seed=None, shard=None):
-        """An endless iterator of augmented (x, y) batches, len() batches an epoch, each
-        sample once an epoch, reshuffled every epoch. shard=(rank, size) keeps this
-        process's share of every batch (data-parallel training)."""
-        return NumpyArrayIterator(x, y, self, batch_size, shuffle, seed, shard)
+    def flow(self, x, y=None, batch_size=32, shuffle=True, sample_weight=None, seed=None,
+             ignore_class_split=False, subset=None, shard=None):
+        """An endless iterator of augmented (x, y) batches ((x, y, sample_weight) with
+        weights), len() batches an epoch, each sample once an epoch, reshuffled every
+        epoch. subset='validation' takes the first validation_split of the samples,
+        'training' the rest (as Keras, refused when the two hold different classes unless
+        ignore_class_split). shard=(rank, size) keeps this process's share of every batch
+        (data-parallel training)."""
+        return NumpyArrayIterator(x, y, self, batch_size, shuffle, seed, shard, sample_weight=sample_weight,
+                                  subset=subset, ignore_class_split=ignore_class_split)
+
+    def flow_from_directory(self, directory, target_size=(256, 256), color_mode="rgb", classes=None,
+                            class_mode="categorical", batch_size=32, shuffle=True, seed=None,
+                            follow_links=False, subset=None, interpolation="nearest",
+                            keep_aspect_ratio=False):
+        """Batches of augmented images read from directory/<class>/... (PNG, JPEG, BMP,
+        PPM, TIFF; needs Pillow), labelled by their class folder (Keras's DirectoryIterator)."""
+        from fastdl.preprocessing.directory import DirectoryIterator
+
+        return DirectoryIterator(directory, self, target_size, color_mode, classes, class_mode, batch_size,
+                                 shuffle, seed, follow_links, subset, interpolation, keep_aspect_ratio)
+
+    def _subset_range(self, subset):
+        """The [start, stop) fractions of the samples in `subset` (Keras: validation first)."""
+        if subset is None:
+            return 0.0, 1.0
+        if subset not in ("training", "validation"):
+            raise ValueError(f"subset must be 'training', 'validation' or None; got {subset!r}")
+        if not self.validation_split:
+            raise ValueError(f"subset={subset!r} needs ImageDataGenerator(validation_split=...) > 0")
+        return (0.0, self.validation_split) if subset == "validation" else (self.validation_split, 1.0)
+
+
+def channel_shift(batch, intensity):
+    """Keras's channel shift: image i plus intensity[i] in every channel, clipped to that
+    image's own [min, max]. batch (B, H, W, C) float32, changed in place and returned."""
+    axes = (1, 2, 3)
+    lo, hi = batch.min(axis=axes, keepdims=True), batch.max(axis=axes, keepdims=True)
+    batch += np.asarray(intensity, np.float32).reshape(-1, 1, 1, 1)
+    return np.clip(batch, lo, hi, out=batch)
+
+
+def brightness_shift(batch, factor):
+    """Keras's brightness (PIL's ImageEnhance.Brightness on the image as 8 bits): image i,
+    mapped to [0, 255] if its values leave that range, truncated to uint8, times
+    factor[i] in float32, truncated and clipped to [0, 255], mapped back. An alpha
+    channel (C = 4) keeps its values. batch (B, H, W, C) float32; returns a new array."""
+    axes = (1, 2, 3)
+    lo, hi = batch.min(axis=axes, keepdims=True), batch.max(axis=axes, keepdims=True)
+    mapped = (lo < 0) | (hi > 255)  # Keras scales such an image to 8 bits and back
+    span = np.where(hi > lo, hi - lo, 1)
+    values = np.where(mapped, (batch - lo) / span * 255, batch)
+    u8 = values.astype(np.uint8).astype(np.float32)  # truncated, as array_to_img's astype
+    out = np.clip(np.trunc(u8 * np.asarray(factor, np.float32).reshape(-1, 1, 1, 1)), 0, 255)
+    if batch.shape[3] == 4:
+        out[..., 3] = u8[..., 3]
+    return np.where(mapped, out / 255 * (hi - lo) + lo, out).astype(np.float32)
 
 
 def _check_images(x):
@@ -221,16 +307,16 @@ def _check_images(x):
     return x
 
 
-class NumpyArrayIterator:
-    """Batches of augmented images; Keras's iterator protocol (len, next, [i], reset)."""
+class BatchIterator:
+    """Keras's iterator protocol (len, next, [i], reset, on_epoch_end) over n samples in
+    batches: each sample once an epoch, reshuffled every epoch; subclasses make a batch
+    from its sample indices (_batch). shard=(rank, size) keeps this process's share of
+    every batch, in the same epoch order on every rank."""
 
-    def __init__(self, x, y, generator, batch_size=32, shuffle=True, seed=None, shard=None):
-        self.x = _check_images(x)
-        self.y = None if y is None else np.asarray(y)
-        if self.y is not None and len(self.y) != len(self.x):
-            raise ValueError(f"x and y must have the same length; got {len(self.x)} and {len(self.y)}")
+    def __init__(self, n, generator, batch_size, shuffle, seed, shard):
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+        self.n = n
         self.generator = generator
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -243,7 +329,7 @@ class NumpyArrayIterator:
         self._new_epoch()
 
     def __len__(self):
-        return -(-len(self.x) // self.batch_size)
+        return -(-self.n // self.batch_size)
 
     def set_shard(self, rank, size, order_seed):
         """Serve rank `rank`'s share of every batch; every rank shuffles with order_seed."""
@@ -253,8 +339,7 @@ class NumpyArrayIterator:
         self._new_epoch()
 
     def _new_epoch(self):
-        n = len(self.x)
-        self.index_array = self.order_rng.permutation(n) if self.shuffle else np.arange(n)
+        self.index_array = self.order_rng.permutation(self.n) if self.shuffle else np.arange(self.n)
 
     def reset(self):
         self.batch_index = 0
@@ -267,9 +352,10 @@ class NumpyArrayIterator:
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range for {len(self)} batches")
         idx = self.index_array[i * self.batch_size:(i + 1) * self.batch_size]
-        idx = idx[self.rank::self.size]
-        batch = self.generator.augment_batch(self.x, idx, self.augment_rng)
-        return batch if self.y is None else (batch, self.y[idx])
+        return self._batch(idx[self.rank::self.size])
+
+    def _batch(self, idx):
+        raise NotImplementedError
 
     def __iter__(self):
         return self
@@ -281,3 +367,40 @@ class NumpyArrayIterator:
         batch = self[self.batch_index]
         self.batch_index += 1
         return batch
+
+
+class NumpyArrayIterator(BatchIterator):
+    """Batches of augmented images from arrays: x, (x, y) or (x, y, sample_weight)."""
+
+    def __init__(self, x, y, generator, batch_size=32, shuffle=True, seed=None, shard=None, sample_weight=None,
+                 subset=None, ignore_class_split=False):
+        x = _check_images(x)
+        y = None if y is None else np.asarray(y)
+        if y is not None and len(y) != len(x):
+            raise ValueError(f"x and y must have the same length; got {len(x)} and {len(y)}")
+        weights = None if sample_weight is None else np.asarray(sample_weight)
+        if weights is not None and len(weights) != len(x):
+            raise ValueError(f"x and sample_weight must have the same length; got {len(x)} and {len(weights)}")
+        if subset is not None:
+            generator._subset_range(subset)  # checks subset and validation_split
+            split = int(len(x) * generator.validation_split)
+            if y is not None and not ignore_class_split and not np.array_equal(np.unique(y[:split]),
+                                                                                 np.unique(y[split:])):
+                raise ValueError("the training and validation subsets hold different classes after the "
+                                 "split (are the samples sorted by label? shuffle them, or pass "
+                                 "ignore_class_split=True)")
+            part = slice(0, split) if subset == "validation" else slice(split, None)
+            total = len(x)
+            x, y = x[part], None if y is None else y[part]
+            weights = None if weights is None else weights[part]
+            if len(x) == 0:
+                raise ValueError(f"the {subset} subset of {total} samples is empty "
+                                 f"(validation_split={generator.validation_split})")
+        self.x, self.y, self.sample_weight = x, y, weights
+        super().__init__(len(x), generator, batch_size, shuffle, seed, shard)
+
+    def _batch(self, idx):
+        batch = self.generator.augment_batch(self.x, idx, self.augment_rng)
+        if self.y is None:
+            return batch
+        return (batch, self.y[idx]) if self.sample_weight is None else (batch, self.y[idx], self.sample_weight[idx])
