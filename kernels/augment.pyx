@@ -1,94 +1,90 @@
 # Batched image augmentation: one affine map per image, bilinear sampling, fill modes.
 #
-# For output pixel (r, c) of image b the source position is
-#     (r_in, c_in) = (m0 r + m1 c + m2, m3 r + m4 c + m5),    m = matrices[b]
-# (rotation, shift, shear, zoom and flips all folded into m on the Python side), and
-# the output is the bilinear blend of the four neighbours, scaled by `scale`. The
-# source may be uint8 or float; the output is float32: the conversion happens here,
-# one batch at a time, never for the whole data set.
-from cython cimport floating
+# The warp itself is affine_warp.h (its comment gives the map and the fast path); here
+# the batch is split between threads, one image each. The source may be uint8 or float;
+# the output is float32: the conversion happens here, one batch at a time, never for
+# the whole data set. The fill-mode codes and COORD_LIMIT are affine_warp.h's #defines.
 from cython.parallel cimport prange
-from libc.math cimport floor
+from libc.math cimport M_PI, cos, sin
+
+ctypedef unsigned char uint8
 
 ctypedef fused pixel:
-    unsigned char
+    uint8
     float
     double
 
-DEF NEAREST = 0
-DEF CONSTANT = 1
-DEF REFLECT = 2
-DEF WRAP = 3
-# Source coordinates are clamped to +-2**31 before they become indices: far outside any
-# image (so 'nearest' and 'constant' do not change), and a double beyond int64's range
-# must never be converted (undefined in C). Every backend clamps the same way.
-DEF COORD_LIMIT = 2147483648.0
-
-
-cdef inline Py_ssize_t fold(Py_ssize_t i, Py_ssize_t n, int mode) noexcept nogil:
-    """Map an index outside [0, n) into it (constant mode never gets here out of range)."""
-    cdef Py_ssize_t period
-    if 0 <= i < n:
-        return i
-    if mode == REFLECT:  # half-sample symmetric: d c b a | a b c d | d c b a
-        period = 2 * n
-        i = i % period
-        if i < 0:
-            i += period
-        return period - 1 - i if i >= n else i
-    if mode == WRAP:  # periodic: a b c d | a b c d
-        i = i % n
-        return i + n if i < 0 else i
-    return 0 if i < 0 else n - 1  # nearest (and the clamped neighbour in constant mode)
+cdef extern from "affine_warp.h" nogil:
+    void fastdl_warp_u8(const unsigned char *src, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ch, const double *m,
+                        float *out, int mode, float fill, double scale)
+    void fastdl_warp_f(const float *src, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ch, const double *m,
+                       float *out, int mode, float fill, double scale)
+    void fastdl_warp_d(const double *src, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ch, const double *m,
+                       float *out, int mode, float fill, double scale)
 
 
 def affine_batch(const pixel[:, :, :, ::1] images, const Py_ssize_t[::1] indices,
                  const double[:, ::1] matrices, float[:, :, :, ::1] out, int mode, double cval,
                  double scale, int num_threads):
-    """out[b] = images[indices[b]] resampled through matrices[b] (see above), times scale."""
+    """out[b] = images[indices[b]] resampled through matrices[b] (affine_warp.h), times scale."""
     cdef Py_ssize_t h = images.shape[1], w = images.shape[2]
     cdef Py_ssize_t channels = images.shape[3], batch = out.shape[0]
-    cdef Py_ssize_t b, src, r, c, ch, r0, c0, r1, c1
-    cdef double m0, m1, m2, m3, m4, m5, row_r, row_c, rin, cin, fr, fc, w00, w01, w10, w11
+    cdef Py_ssize_t image = h * w * channels, b
     cdef float fill = <float> (cval * scale)
-    for b in prange(batch, nogil=True, schedule="static", num_threads=num_threads):
-        src = indices[b]
-        m0 = matrices[b, 0]
-        m1 = matrices[b, 1]
-        m2 = matrices[b, 2]
-        m3 = matrices[b, 3]
-        m4 = matrices[b, 4]
-        m5 = matrices[b, 5]
-        for r in range(h):
-            row_r = m0 * r + m2
-            row_c = m3 * r + m5
-            for c in range(w):
-                rin = row_r + m1 * c
-                cin = row_c + m4 * c
-                # SciPy's 'constant': no interpolation beyond the edges
-                if mode == CONSTANT and (rin < -1e-9 or rin > h - 1 + 1e-9 or
-                                         cin < -1e-9 or cin > w - 1 + 1e-9):
-                    for ch in range(channels):
-                        out[b, r, c, ch] = fill
-                    continue
-                rin = min(max(rin, -COORD_LIMIT), COORD_LIMIT)
-                cin = min(max(cin, -COORD_LIMIT), COORD_LIMIT)
-                r0 = <Py_ssize_t> floor(rin)
-                c0 = <Py_ssize_t> floor(cin)
-                fr = rin - r0
-                fc = cin - c0
-                if 0 <= r0 and r0 + 1 < h and 0 <= c0 and c0 + 1 < w:
-                    r1 = r0 + 1  # inside: no fill mode to apply (most pixels)
-                    c1 = c0 + 1
-                else:
-                    r1 = fold(r0 + 1, h, mode)
-                    c1 = fold(c0 + 1, w, mode)
-                    r0 = fold(r0, h, mode)
-                    c0 = fold(c0, w, mode)
-                w00 = (1 - fr) * (1 - fc) * scale
-                w01 = (1 - fr) * fc * scale
-                w10 = fr * (1 - fc) * scale
-                w11 = fr * fc * scale
-                for ch in range(channels):
-                    out[b, r, c, ch] = <float> (w00 * images[src, r0, c0, ch] + w01 * images[src, r0, c1, ch]
-                                                + w10 * images[src, r1, c0, ch] + w11 * images[src, r1, c1, ch])
+    cdef const pixel *src = &images[0, 0, 0, 0]
+    cdef float *dst = &out[0, 0, 0, 0] if batch else NULL
+    if batch == 0:
+        return
+    for b in prange(batch, nogil=True, schedule="static", num_threads=min(num_threads, batch)):
+        if pixel is uint8:
+            fastdl_warp_u8(src + indices[b] * image, h, w, channels, &matrices[b, 0], dst + b * image,
+                           mode, fill, scale)
+        elif pixel is float:
+            fastdl_warp_f(src + indices[b] * image, h, w, channels, &matrices[b, 0], dst + b * image,
+                          mode, fill, scale)
+        else:
+            fastdl_warp_d(src + indices[b] * image, h, w, channels, &matrices[b, 0], dst + b * image,
+                          mode, fill, scale)
+
+
+# The columns of a transform-parameter table (ImageDataGenerator._draw): one row per image.
+DEF THETA = 0   # rotation, degrees
+DEF TX = 1      # shift along rows, pixels
+DEF TY = 2      # shift along columns, pixels
+DEF SHEAR = 3   # degrees
+DEF ZX = 4
+DEF ZY = 5
+DEF FLIP_H = 6  # flip when < 0.5 (the column holds the uniform draw)
+DEF FLIP_V = 7
+
+
+def affine_matrices(const double[:, ::1] params, double height, double width, double[:, ::1] out):
+    """out[i] (6 values: the (2, 3) map) = Keras's rotation @ shift @ shear @ zoom about
+    the image centre, then the flips, for params[i] (the columns above); in closed form:
+    with c, s = cos, sin(theta) and hs, hc = sin, cos(shear),
+        A = [[c zx, -(c hs + s hc) zy], [s zx, (c hc - s hs) zy]],
+        t = A @ -o + R @ (tx, ty) + o,  o = (height/2 - 0.5, width/2 - 0.5);
+    a flip negates a column of A and moves t by that column times (size - 1)."""
+    cdef Py_ssize_t i
+    cdef double theta, shear, c, s, hs, hc, a00, a01, a10, a11, t0, t1
+    cdef double oy = height / 2 - 0.5, ox = width / 2 - 0.5, rad = M_PI / 180
+    for i in range(params.shape[0]):
+        theta = params[i, THETA] * rad
+        shear = params[i, SHEAR] * rad
+        c, s, hs, hc = cos(theta), sin(theta), sin(shear), cos(shear)
+        a00 = c * params[i, ZX]
+        a01 = -(c * hs + s * hc) * params[i, ZY]
+        a10 = s * params[i, ZX]
+        a11 = (c * hc - s * hs) * params[i, ZY]
+        t0 = oy - a00 * oy - a01 * ox + c * params[i, TX] - s * params[i, TY]
+        t1 = ox - a10 * oy - a11 * ox + s * params[i, TX] + c * params[i, TY]
+        if params[i, FLIP_V] < 0.5:
+            t0 += a00 * (height - 1)
+            t1 += a10 * (height - 1)
+            a00, a10 = -a00, -a10
+        if params[i, FLIP_H] < 0.5:
+            t0 += a01 * (width - 1)
+            t1 += a11 * (width - 1)
+            a01, a11 = -a01, -a11
+        out[i, 0], out[i, 1], out[i, 2] = a00, a01, t0
+        out[i, 3], out[i, 4], out[i, 5] = a10, a11, t1

@@ -131,7 +131,7 @@ def test_activation_codes_agree_with_the_compiled_kernels():
 
 
 def test_fill_modes_and_the_coordinate_limit_agree_with_the_compiled_kernels():
-    text = source("kernels", "augment.pyx")
+    text = source("kernels", "affine_warp.h")
     values = defs(text, ["NEAREST", "CONSTANT", "REFLECT", "WRAP", "COORD_LIMIT"])
     assert [values[m.upper()] for m in _spec.FILL_MODES] == [0, 1, 2, 3]
     assert (_spec.NEAREST, _spec.CONSTANT, _spec.REFLECT, _spec.WRAP) == (0, 1, 2, 3)

@@ -103,87 +103,103 @@ class ImageDataGenerator:
 
     # -- transforms -------------------------------------------------------------------
 
-    @staticmethod
-    def _draw_shift(rng, choices, n, size):
-        if isinstance(choices, np.ndarray):
-            shift = rng.choice(choices, n)
-            fraction = np.abs(choices).max() < 1
-        else:
-            shift = rng.uniform(-choices, choices, n) if choices else np.zeros(n)
-            fraction = choices < 1
-        return shift * size if fraction else shift
+    # The affine part of a batch's transforms is a table, one row per image, in the
+    # columns of kernels/augment.pyx's affine_matrices. Each column is a uniform draw
+    # times a scale plus an offset (uniform(-r, r) = 2r u - r; a disabled transform has
+    # scale 0; a flip column holds the draw itself, flipping below 0.5), so a batch costs
+    # one draw and two array operations; shifts drawn from a list are the exception.
+    COLUMNS = ("theta", "tx", "ty", "shear", "zx", "zy", "flip_horizontal", "flip_vertical")
+
+    def _column_maps(self, height, width):
+        """(scale, offset) rows of the table's columns for this image size."""
+        def shift(value, size):
+            if isinstance(value, np.ndarray) or not value:
+                return 0.0, 0.0  # list choices are drawn apart
+            span = value * size if value < 1 else value
+            return 2 * span, -span
+
+        (lo, hi), maps = self.zoom_range, [
+            (2 * self.rotation_range, -self.rotation_range),
+            shift(self.height_shift_range, height), shift(self.width_shift_range, width),
+            (2 * self.shear_range, -self.shear_range)]
+        maps += [(hi - lo, lo)] * 2
+        maps += [(1.0, 0.0) if on else (0.0, 1.0) for on in (self.horizontal_flip, self.vertical_flip)]
+        return np.array([m[0] for m in maps]), np.array([m[1] for m in maps])
+
+    def _draw_table(self, n, height, width, rng):
+        """(n, 8) transform table of n random draws (see COLUMNS)."""
+        scale, offset = self._column_maps(height, width)
+        table = rng.random((n, len(self.COLUMNS)))
+        table *= scale
+        table += offset
+        for column, choices, size in ((1, self.height_shift_range, height), (2, self.width_shift_range, width)):
+            if isinstance(choices, np.ndarray):  # Keras: a fraction of the size when all are below 1
+                table[:, column] = rng.choice(choices, n) * (size if np.abs(choices).max() < 1 else 1)
+        return table
+
+    def _draw_pixel_shifts(self, n, rng):
+        """The channel shift intensities and brightness factors of n images (None when unset)."""
+        intensity = (rng.uniform(-self.channel_shift_range, self.channel_shift_range, n)
+                     if self.channel_shift_range else None)
+        brightness = rng.uniform(*self.brightness_range, n) if self.brightness_range else None
+        return intensity, brightness
 
     def random_transform_parameters(self, n, height, width, rng=None):
         """n draws of Keras's transform parameters: theta (degrees), tx (rows), ty (cols),
         shear (degrees), zx, zy, flip_horizontal, flip_vertical, channel_shift_intensity
         and brightness (None when their range is unset); from `rng` or the generator's own."""
         rng = rng or self.rng
-        zero = np.zeros(n)
-        return {
-            "theta": rng.uniform(-self.rotation_range, self.rotation_range, n) if self.rotation_range else zero,
-            "tx": self._draw_shift(rng, self.height_shift_range, n, height),
-            "ty": self._draw_shift(rng, self.width_shift_range, n, width),
-            "shear": rng.uniform(-self.shear_range, self.shear_range, n) if self.shear_range else zero,
-            "zx": rng.uniform(*self.zoom_range, n) if self.zoom_range != (1, 1) else np.ones(n),
-            "zy": rng.uniform(*self.zoom_range, n) if self.zoom_range != (1, 1) else np.ones(n),
-            "flip_horizontal": (rng.random(n) < 0.5) if self.horizontal_flip else np.zeros(n, bool),
-            "flip_vertical": (rng.random(n) < 0.5) if self.vertical_flip else np.zeros(n, bool),
-            "channel_shift_intensity": (rng.uniform(-self.channel_shift_range, self.channel_shift_range, n)
-                                        if self.channel_shift_range else None),
-            "brightness": rng.uniform(*self.brightness_range, n) if self.brightness_range else None,
-        }
+        table = self._draw_table(n, height, width, rng)
+        params = {name: table[:, i].copy() for i, name in enumerate(self.COLUMNS)}
+        params["flip_horizontal"], params["flip_vertical"] = table[:, 6] < 0.5, table[:, 7] < 0.5
+        params["channel_shift_intensity"], params["brightness"] = self._draw_pixel_shifts(n, rng)
+        return params
+
+    @classmethod
+    def affine_matrices(cls, params, height, width):
+        """(n, 2, 3) maps from output (row, col) to source (row, col), as Keras builds them:
+        rotation @ shift @ shear @ zoom about the image centre, then the flips (the
+        closed form is kernels/augment.pyx's affine_matrices)."""
+        columns = [np.asarray(params[name], np.float64) for name in cls.COLUMNS[:6]]
+        columns += [np.where(np.asarray(params[name], bool), 0.0, 1.0) for name in cls.COLUMNS[6:]]
+        return cls._matrices(np.ascontiguousarray(np.stack(columns, axis=1)), height, width)
 
     @staticmethod
-    def affine_matrices(params, height, width):
-        """(n, 2, 3) maps from output (row, col) to source (row, col), as Keras builds them:
-        rotation @ shift @ shear @ zoom about the image centre, then the flips.
+    def _matrices(table, height, width):
+        from fastdl._kernels import augment as kernels
 
-        Written out in closed form (per image a few multiply-adds instead of five 3x3
-        products): with c, s = cos, sin(theta) and hs, hc = sin, cos(shear),
-            A = [[c zx, -(c hs + s hc) zy], [s zx, (c hc - s hs) zy]],
-            t = A @ -o + R @ (tx, ty) + o,  o = (height/2 - 0.5, width/2 - 0.5);
-        a flip negates a column of A and moves t by that column times (size - 1).
-        """
-        theta, shear = np.deg2rad(params["theta"]), np.deg2rad(params["shear"])
-        c, s = np.cos(theta), np.sin(theta)
-        hs, hc = np.sin(shear), np.cos(shear)
-        zx, zy, tx, ty = params["zx"], params["zy"], params["tx"], params["ty"]
-        m = np.empty((len(theta), 2, 3))
-        m[:, 0, 0], m[:, 0, 1] = c * zx, -(c * hs + s * hc) * zy
-        m[:, 1, 0], m[:, 1, 1] = s * zx, (c * hc - s * hs) * zy
-        oy, ox = height / 2 - 0.5, width / 2 - 0.5
-        m[:, 0, 2] = oy - m[:, 0, 0] * oy - m[:, 0, 1] * ox + c * tx - s * ty
-        m[:, 1, 2] = ox - m[:, 1, 0] * oy - m[:, 1, 1] * ox + s * tx + c * ty
-        fv, fh = params["flip_vertical"], params["flip_horizontal"]
-        m[fv, :, 2] += m[fv, :, 0] * (height - 1)
-        m[fv, :, 0] *= -1
-        m[fh, :, 2] += m[fh, :, 1] * (width - 1)
-        m[fh, :, 1] *= -1
-        return m
+        out = np.empty((len(table), 2, 3))
+        kernels.affine_matrices(table, float(height), float(width), out.reshape(-1, 6))
+        return out
 
     def augment_batch(self, x, indices=None, rng=None):
         """Random transforms of x[indices] (all of x by default) as float32, standardized."""
         x = _check_images(x)
         if indices is None:
             indices = np.arange(len(x))
-        params = self.random_transform_parameters(len(indices), x.shape[1], x.shape[2], rng)
+        rng = rng or self.rng
+        matrices = self._matrices(self._draw_table(len(indices), x.shape[1], x.shape[2], rng), x.shape[1],
+                                  x.shape[2])
+        intensity, brightness = self._draw_pixel_shifts(len(indices), rng)
         # rescale rides in the warp's weights unless a step in between sees unscaled values
-        fold = self.preprocessing_function is None and params["channel_shift_intensity"] is None \
-            and params["brightness"] is None
-        batch = self.apply_transform_batch(x, indices, params, scale=(self.rescale or 1.0) if fold else 1.0)
+        fold = self.preprocessing_function is None and intensity is None and brightness is None
+        batch = self._transform(x, indices, matrices, intensity, brightness, (self.rescale or 1.0) if fold else 1.0)
         return self.standardize(batch, rescaled=fold)
 
     def apply_transform_batch(self, x, indices, params, scale=1.0):
         """x[indices] transformed by params (random_transform_parameters' form), in
         Keras's order: the affine warp with the flips, the channel shift, the brightness.
         Returns float32 times scale (the channel shift and brightness need scale 1)."""
-        matrices = self.affine_matrices(params, x.shape[1], x.shape[2])
+        return self._transform(x, indices, self.affine_matrices(params, x.shape[1], x.shape[2]),
+                               params.get("channel_shift_intensity"), params.get("brightness"), scale)
+
+    def _transform(self, x, indices, matrices, intensity, brightness, scale):
         batch = ops.affine_transform_batch(x, indices, matrices, fill_mode=self.fill_mode, cval=self.cval,
                                            scale=scale)
-        if params.get("channel_shift_intensity") is not None:
-            batch = channel_shift(batch, params["channel_shift_intensity"])
-        if params.get("brightness") is not None:
-            batch = brightness_shift(batch, params["brightness"])
+        if intensity is not None:
+            batch = channel_shift(batch, intensity)
+        if brightness is not None:
+            batch = brightness_shift(batch, brightness)
         return batch
 
     def random_transform(self, x, seed=None):
