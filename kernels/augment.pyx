@@ -59,12 +59,15 @@ DEF FLIP_V = 7
 
 
 def affine_matrices(const double[:, ::1] params, double height, double width, double[:, ::1] out):
-    """out[i] (6 values: the (2, 3) map) = Keras's rotation @ shift @ shear @ zoom about
-    the image centre, then the flips, for params[i] (the columns above); in closed form:
-    with c, s = cos, sin(theta) and hs, hc = sin, cos(shear),
+    """out[i] (6 values: the (2, 3) map from an output (row, col) to its source) for
+    params[i] (the columns above), as Keras 3 builds it: rotation @ shift @ shear @ zoom
+    about o = (height/2 - 0.5, width/2 - 0.5), in closed form: with c, s = cos, sin(theta)
+    and hs, hc = sin, cos(shear),
         A = [[c zx, -(c hs + s hc) zy], [s zx, (c hc - s hs) zy]],
-        t = A @ -o + R @ (tx, ty) + o,  o = (height/2 - 0.5, width/2 - 0.5);
-    a flip negates a column of A and moves t by that column times (size - 1)."""
+        t = A @ -o + R @ (tx, ty) + o;
+    then, as Keras, both axes of (A, t) swapped (its matrix is in (x, y), the image in
+    (row, col)); then the flips: each negates a column of A and moves t by that column
+    times (size - 1)."""
     cdef Py_ssize_t i
     cdef double theta, shear, c, s, hs, hc, a00, a01, a10, a11, t0, t1
     cdef double oy = height / 2 - 0.5, ox = width / 2 - 0.5, rad = M_PI / 180
@@ -78,6 +81,7 @@ def affine_matrices(const double[:, ::1] params, double height, double width, do
         a11 = (c * hc - s * hs) * params[i, ZY]
         t0 = oy - a00 * oy - a01 * ox + c * params[i, TX] - s * params[i, TY]
         t1 = ox - a10 * oy - a11 * ox + s * params[i, TX] + c * params[i, TY]
+        a00, a01, a10, a11, t0, t1 = a11, a10, a01, a00, t1, t0  # Keras's swap of x and y
         if params[i, FLIP_V] < 0.5:
             t0 += a00 * (height - 1)
             t1 += a10 * (height - 1)

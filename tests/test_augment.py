@@ -43,22 +43,23 @@ def test_kernel_matches_scipy_and_reference(backend, mode, dtype):
                                    rtol=1e-5, atol=1e-3)
 
 
-def fixed(gen, **params):
-    """The generator's matrix for given parameters (the rest neutral)."""
+def fixed(gen, size=(6, 8), **params):
+    """The generator's matrix for given parameters (the rest neutral), for a size image."""
     base = dict(theta=[0.0], tx=[0.0], ty=[0.0], shear=[0.0], zx=[1.0], zy=[1.0],
                 flip_horizontal=np.array([False]), flip_vertical=np.array([False]))
     base.update({k: np.atleast_1d(v) for k, v in params.items()})
-    return gen.affine_matrices(base, 6, 8)
+    return gen.affine_matrices(base, *size)
 
 
 def test_shift_directions_follow_keras():
     gen = ImageDataGenerator()
     image = np.arange(6 * 8, dtype=np.float32).reshape(1, 6, 8, 1)
-    # width shift ty moves columns: the output at column c shows input column c + ty
-    shifted = ops.affine_transform_batch(image, [0], fixed(gen, ty=2.0))
+    # Keras 3 swaps x and y: tx (height_shift_range) moves columns, the output at column c
+    # showing input column c + tx
+    shifted = ops.affine_transform_batch(image, [0], fixed(gen, tx=2.0))
     np.testing.assert_array_equal(shifted[0, :, :6, 0], image[0, :, 2:, 0])
-    # height shift tx moves rows
-    shifted = ops.affine_transform_batch(image, [0], fixed(gen, tx=1.0))
+    # and ty (width_shift_range) moves rows
+    shifted = ops.affine_transform_batch(image, [0], fixed(gen, ty=1.0))
     np.testing.assert_array_equal(shifted[0, :5, :, 0], image[0, 1:, :, 0])
 
 
@@ -69,15 +70,19 @@ def test_flips_and_rotation_about_the_centre():
     np.testing.assert_allclose(flipped[0], image[0, :, ::-1], atol=1e-6)
     flipped = ops.affine_transform_batch(image, [0], fixed(gen, flip_vertical=np.array([True])))
     np.testing.assert_allclose(flipped[0], image[0, ::-1], atol=1e-6)
-    # a half turn about the centre of an even-sized image is both flips
-    turned = ops.affine_transform_batch(image, [0], fixed(gen, theta=180.0))
-    np.testing.assert_allclose(turned[0], image[0, ::-1, ::-1], atol=1e-5)
-    # a small rotation: Keras's matrix, about (h/2 - 0.5, w/2 - 0.5), through SciPy
+    # a half turn about the centre of a square image is both flips (Keras's swap of the
+    # axes moves the centre of a non-square one)
+    square = image[:, :6, :6].copy()
+    turned = ops.affine_transform_batch(square, [0], fixed(gen, (6, 6), theta=180.0))
+    np.testing.assert_allclose(turned[0], square[0, ::-1, ::-1], atol=1e-5)
+    # a small rotation: Keras's matrix, about (h/2 - 0.5, w/2 - 0.5), its axes swapped
+    # (built in (x, y), applied in (row, col)), through SciPy
     theta = np.deg2rad(7.0)
     rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
     offset = np.array([[1, 0, 2.5], [0, 1, 3.5], [0, 0, 1]])
     reset = np.array([[1, 0, -2.5], [0, 1, -3.5], [0, 0, 1]])
-    keras_matrix = (offset @ rot @ reset)[:2]
+    swap = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    keras_matrix = (swap @ offset @ rot @ reset @ swap)[:2]
     rotated = ops.affine_transform_batch(image, [0], fixed(gen, theta=7.0))
     np.testing.assert_allclose(rotated[0], scipy_transform(image[0], keras_matrix, "nearest"), atol=1e-5)
 
@@ -88,7 +93,7 @@ def test_random_parameters_respect_their_ranges():
     p = gen.random_transform_parameters(4000, 32, 40)
     assert np.abs(p["theta"]).max() <= 10 and np.abs(p["theta"]).max() > 9
     assert np.abs(p["ty"]).max() <= 4.0 and np.abs(p["ty"]).max() > 3.5  # 0.1 of the width 40
-    assert set(np.unique(p["tx"])) == {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0}  # int: whole pixels
+    assert set(np.unique(p["tx"])) == {-2.0, -1.0, 0.0, 1.0, 2.0}  # int v: 0 .. v - 1 pixels, either sign
     assert 0.8 <= p["zx"].min() and p["zx"].max() <= 1.2
     assert 0.45 < p["flip_horizontal"].mean() < 0.55
     assert not p["flip_vertical"].any()

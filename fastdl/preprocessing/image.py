@@ -17,14 +17,16 @@ from fastdl.utils import new_generator
 
 
 def _shift_range(name, value):
-    """Keras shift ranges: float < 1 a fraction of the size, float >= 1 pixels (uniform),
-    int pixels drawn from the integers in [-v, v], or a sequence to choose from."""
+    """Keras shift ranges: a float a uniform draw in [-v, v] (a fraction of the size when
+    v < 1, pixels otherwise); an int v a whole number of pixels drawn from 0 .. v - 1 with
+    a random sign; a sequence one of its values with a random sign (a fraction of the
+    size when its largest value is below 1). Ints and sequences return the choices."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number or a sequence of numbers; got {value!r}")
     if isinstance(value, numbers.Integral):
         if value < 0:
             raise ValueError(f"{name} must be >= 0; got {value!r}")
-        return np.arange(-value, value + 1, dtype=np.float64) if value else 0.0
+        return np.arange(value, dtype=np.float64) if value else 0.0
     if isinstance(value, numbers.Real):
         return _checks.finite_number(name, value, 0)
     try:
@@ -37,7 +39,12 @@ def _shift_range(name, value):
 
 
 class ImageDataGenerator:
-    """Random augmentation and standardization of NHWC image batches (Keras's API)."""
+    """Random augmentation and standardization of NHWC image batches (Keras's API).
+
+    The outputs are Keras 3's for the same transform parameters (tests/test_augment_keras.py)
+    with one exception: fill_mode='wrap' tiles the image with period n (exactly periodic),
+    where Keras, through scipy.ndimage's legacy 'wrap', repeats with period n - 1.
+    """
 
     def __init__(self, featurewise_center=False, samplewise_center=False,
                  featurewise_std_normalization=False, samplewise_std_normalization=False,
@@ -103,6 +110,14 @@ class ImageDataGenerator:
 
     # -- transforms -------------------------------------------------------------------
 
+    # Keras's conventions, those of its ImageDataGenerator in Keras 3 (and tf.keras since
+    # 2.9): its matrix is built in (x, y) and applied to (row, col) through a swap of the
+    # axes, so tx, drawn from height_shift_range times the height, moves the image along
+    # its columns, ty (width_shift_range) along its rows, zx zooms the columns, and theta
+    # turns the other way round; flips are of the output's columns and rows. A square
+    # image is augmented the same in either reading, and the per-image tests check these
+    # outputs against Keras's own apply_transform.
+    #
     # The affine part of a batch's transforms is a table, one row per image, in the
     # columns of kernels/augment.pyx's affine_matrices. Each column is a uniform draw
     # times a scale plus an offset (uniform(-r, r) = 2r u - r; a disabled transform has
@@ -133,8 +148,9 @@ class ImageDataGenerator:
         table *= scale
         table += offset
         for column, choices, size in ((1, self.height_shift_range, height), (2, self.width_shift_range, width)):
-            if isinstance(choices, np.ndarray):  # Keras: a fraction of the size when all are below 1
-                table[:, column] = rng.choice(choices, n) * (size if np.abs(choices).max() < 1 else 1)
+            if isinstance(choices, np.ndarray):  # Keras: a random sign; a fraction when all are below 1
+                table[:, column] = rng.choice(choices, n) * rng.choice([-1.0, 1.0], n) * (
+                    size if choices.max() < 1 else 1)
         return table
 
     def _draw_pixel_shifts(self, n, rng):
