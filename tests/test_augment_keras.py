@@ -34,7 +34,8 @@ def test_apply_transform_matches_keras_per_image(mode, shift, brightness, offset
     x = (np.random.default_rng(0).random((3, 9, 11, 3)) * 255).astype(np.float32) + offset
     params = dict(PARAMS, channel_shift_intensity=shift, brightness=brightness)
     theirs = np.stack([kimage.ImageDataGenerator(fill_mode=mode, cval=7.0).apply_transform(img, params) for img in x])
-    ours = ImageDataGenerator(fill_mode=mode, cval=7.0).apply_transform_batch(x, np.arange(3), batch_params(3, **params))
+    ours = ImageDataGenerator(fill_mode=mode, cval=7.0).apply_transform_batch(x, np.arange(3),
+                                                                              batch_params(3, **params))
     np.testing.assert_allclose(ours, theirs, atol=2e-4 * max(1.0, np.abs(x).max()))
 
 
