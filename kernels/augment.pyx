@@ -8,6 +8,7 @@ from cython.parallel cimport prange
 from libc.math cimport M_PI, cos, sin
 
 ctypedef unsigned char uint8
+DEF WARP_PER_THREAD = 8192
 
 ctypedef fused pixel:
     uint8
@@ -30,12 +31,15 @@ def affine_batch(const pixel[:, :, :, ::1] images, const Py_ssize_t[::1] indices
     cdef Py_ssize_t h = images.shape[1], w = images.shape[2]
     cdef Py_ssize_t channels = images.shape[3], batch = out.shape[0]
     cdef Py_ssize_t image = h * w * channels, b
+    # a thread for every WARP_PER_THREAD output values at least: a parallel region costs
+    # microseconds to start, more than a batch of small images takes to warp
+    cdef int threads = <int> max(1, min(<Py_ssize_t> num_threads, batch, batch * image // WARP_PER_THREAD))
     cdef float fill = <float> (cval * scale)
     cdef const pixel *src = &images[0, 0, 0, 0]
     cdef float *dst = &out[0, 0, 0, 0] if batch else NULL
     if batch == 0:
         return
-    for b in prange(batch, nogil=True, schedule="static", num_threads=min(num_threads, batch)):
+    for b in prange(batch, nogil=True, schedule="static", num_threads=threads):
         if pixel is uint8:
             fastdl_warp_u8(src + indices[b] * image, h, w, channels, &matrices[b, 0], dst + b * image,
                            mode, fill, scale)

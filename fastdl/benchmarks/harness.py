@@ -12,8 +12,9 @@ class Case:
 
     candidates: label -> zero-argument callable; "fastdl" is one of them except in rows
     that time a baseline's own overhead (a layout conversion, say).
-    work: floating-point operations (unit "GFLOP/s") or bytes moved (unit "GB/s")
-    per call, for the achieved-throughput column and the roofline plot.
+    work: floating-point operations (unit "GFLOP/s"), bytes moved (unit "GB/s") or
+    images or batches made ("k img/s", "k batch/s") per call, for the achieved-throughput
+    column and (FLOP and bytes) the roofline plot.
     check: called once after warm-up, before timing; raises if outputs disagree.
     setup: called once before anything runs (thread counts for this case, say).
     repeats: rounds for this case when it should not take the suite's count (slow cases).

@@ -40,10 +40,14 @@ def _rows_for(case, timings, variant, others):
     return out
 
 
+# work per second is shown in the case's unit: giga for FLOP and bytes, kilo for counts
+UNIT_SCALE = {"GFLOP/s": 1e9, "GB/s": 1e9, "k img/s": 1e3, "k batch/s": 1e3}
+
+
 def _throughput(case, timing):
     if timing is None or not case.work:
         return None
-    return case.work / timing.median / 1e9
+    return case.work / timing.median / UNIT_SCALE[case.unit]
 
 
 def _fmt(value, spec):
