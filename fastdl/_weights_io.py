@@ -56,20 +56,27 @@ def save(filepath, model_name, layers):
     if _format(filepath, "save") == "npz":
         arrays = {f"{i:04d}": w for i, w in enumerate(w for _, ws in layers for w in ws)}
         return _atomic.write(filepath, lambda f: np.savez(f, **arrays))
-    h5py = _h5py()
+    return _atomic.write(filepath, lambda f: write_h5(f, model_name, layers))
 
-    def write(f):
-        with h5py.File(f, "w", track_order=True) as h5:  # layers read back in this order
-            h5.create_group("vars").attrs["name"] = model_name
-            group = h5.create_group("layers", track_order=True)
-            for (layer, weights), path in zip(layers, layer_paths([layer for layer, _ in layers])):
-                if path is None:
-                    continue
-                variables = group.create_group(path).create_group("vars")
-                variables.attrs["name"] = layer.name
-                for i, w in enumerate(weights):
-                    variables.create_dataset(str(i), data=w)
-    return _atomic.write(filepath, write)
+
+def write_h5(f, model_name, layers, optimizer=None):
+    """Keras 3's weights layout into the binary file f; optimizer: (name, [arrays]) as
+    Keras orders its variables (fastdl.saving), or None."""
+    with _h5py().File(f, "w", track_order=True) as h5:  # layers read back in this order
+        group = h5.create_group("layers", track_order=True)
+        for (layer, weights), path in zip(layers, layer_paths([layer for layer, _ in layers])):
+            if path is None:
+                continue
+            variables = group.create_group(path).create_group("vars")
+            variables.attrs["name"] = layer.name
+            for i, w in enumerate(weights):
+                variables.create_dataset(str(i), data=w)
+        if optimizer is not None:
+            variables = h5.create_group("optimizer").create_group("vars")
+            variables.attrs["name"] = optimizer[0]
+            for i, w in enumerate(optimizer[1]):
+                variables.create_dataset(str(i), data=w)
+        h5.create_group("vars").attrs["name"] = model_name
 
 
 def load(filepath, layers):
@@ -78,26 +85,29 @@ def load(filepath, layers):
     path = os.fspath(filepath)
     if _format(filepath, "load") == "npz":
         return _load_npz(path)
-    h5py = _h5py()
-    paths = layer_paths([layer for layer, _ in layers])
-    weights = []
     try:
-        with h5py.File(path, "r") as h5:
-            stored = h5.get("layers")
-            if stored is None:
-                raise ValueError(f"{path!r} has no 'layers' group: not a Keras 3 or fastdl weights file")
-            for (layer, count), key in zip(layers, paths):
-                if not count:
-                    continue
-                variables = stored.get(f"{key}/vars")
-                found = len(variables) if variables is not None else 0
-                if found != count:
-                    raise ValueError(f"{path!r} holds {found} arrays at layers/{key}/vars for layer "
-                                     f"{layer.name!r}, which has {count} (weights of another "
-                                     f"architecture? the file has {sorted(stored)})")
-                weights += [np.asarray(variables[str(i)]) for i in range(count)]
+        with _h5py().File(path, "r") as h5:
+            return read_h5(h5, layers, repr(path))
     except (OSError, KeyError) as exc:
         raise ValueError(f"cannot read weights from {path!r}: {exc}") from None
+
+
+def read_h5(h5, layers, source):
+    """The layers' arrays from an open Keras 3 weights file (source names it in errors)."""
+    stored = h5.get("layers")
+    if stored is None:
+        raise ValueError(f"{source} has no 'layers' group: not a Keras 3 or fastdl weights file")
+    weights = []
+    for (layer, count), key in zip(layers, layer_paths([layer for layer, _ in layers])):
+        if not count:
+            continue
+        variables = stored.get(f"{key}/vars")
+        found = len(variables) if variables is not None else 0
+        if found != count:
+            raise ValueError(f"{source} holds {found} arrays at layers/{key}/vars for layer "
+                             f"{layer.name!r}, which has {count} (weights of another "
+                             f"architecture? the file has {sorted(stored)})")
+        weights += [np.asarray(variables[str(i)]) for i in range(count)]
     return weights
 
 

@@ -118,26 +118,25 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the weights after each epoch to filepath (formatted with epoch and logs, e.g.
     'ckpt-{epoch:02d}-{val_loss:.2f}.weights.h5' or '... .npz'); with save_best_only, only
-    on improvement. save_weights_only defaults to what the file name says; whole-model
-    '.keras' files are not written yet, so asking for one is an error, not weights under
-    that name."""
+    on improvement; or the whole model, to a name ending in '.keras' (model.save).
+    save_weights_only defaults to what the file name says; a name that does not say what
+    it holds is an error, not weights under a whole-model name or the reverse."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=None, mode="auto"):
         super().__init__()
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
         weights_file = self.filepath.endswith((_weights_io.H5_SUFFIX, _weights_io.NPZ_SUFFIX))
+        model_file = self.filepath.endswith(".keras")
         if save_weights_only is None:
-            save_weights_only = weights_file or not self.filepath.endswith(".keras")
-        if not save_weights_only:
-            raise ValueError(f"ModelCheckpoint({self.filepath!r}, save_weights_only=False) would save the "
-                             f"whole model, which fastdl cannot write yet (no .keras files); save the "
-                             f"weights instead: a filepath ending in '.weights.h5' or '.npz' with "
-                             f"save_weights_only=True")
-        if not weights_file:
+            save_weights_only = not model_file
+        if not save_weights_only and not model_file:
+            raise ValueError(f"ModelCheckpoint saves the whole model (save_weights_only=False) to a "
+                             f"filepath ending in '.keras'; got {self.filepath!r}")
+        if save_weights_only and not weights_file:
             raise ValueError(f"ModelCheckpoint's filepath must end in '.weights.h5' or '.npz' to save "
                              f"weights; got {self.filepath!r}")
-        self.save_weights_only = True
+        self.save_weights_only = bool(save_weights_only)
         self.save_best_only = save_best_only
         self.better, self.mode = _improvement(mode, monitor)
 
@@ -154,9 +153,12 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self.filepath.format(epoch=epoch + 1, **logs)
-        self.model.save_weights(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: saved weights to {path}")
+            print(f"Epoch {epoch + 1}: saved {'weights' if self.save_weights_only else 'model'} to {path}")
 
 
 class TerminateOnNaN(Callback):

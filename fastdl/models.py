@@ -570,6 +570,13 @@ class Sequential:
         _weights_io.save(filepath, self.name,
                          [(layer, [_device.host_copy(p) for p in layer.params]) for layer in self.layers])
 
+    def save(self, filepath):
+        """The whole model (layers, weights, compile settings, optimizer state) as a Keras 3
+        '.keras' file that keras.saving.load_model opens; atomically (fastdl.saving)."""
+        from fastdl import saving
+
+        saving.save_model(self, filepath)
+
     def load_weights(self, filepath):
         """Load weights saved by save_weights (or by Keras 3 into a .weights.h5 file for a
         model of the same layers); on any mismatch nothing changes."""
@@ -734,3 +741,11 @@ def _iterate(source):
             yield source[i]
     else:
         yield from source
+
+
+def load_model(filepath, compile=True):
+    """A model from a '.keras' file (Keras 3's or fastdl's) or a legacy '.h5' full-model
+    file (fastdl.saving.load_model)."""
+    from fastdl import saving
+
+    return saving.load_model(filepath, compile=compile)

@@ -226,11 +226,11 @@ def test_keras_and_fastdl_read_each_others_weights_files(tmp_path):
     np.testing.assert_allclose(theirs.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_model_checkpoint_saves_weights_and_refuses_whole_models(tmp_path):
-    with pytest.raises(ValueError, match="cannot write yet"):
-        callbacks.ModelCheckpoint(tmp_path / "best.keras")
-    with pytest.raises(ValueError, match="cannot write yet"):
+def test_model_checkpoint_saves_what_its_file_name_says(tmp_path):
+    with pytest.raises(ValueError, match="ending in '.keras'"):
         callbacks.ModelCheckpoint(tmp_path / "best.weights.h5", save_weights_only=False)
+    with pytest.raises(ValueError, match="must end in"):
+        callbacks.ModelCheckpoint(tmp_path / "best.keras", save_weights_only=True)
     with pytest.raises(ValueError, match="must end in"):
         callbacks.ModelCheckpoint(tmp_path / "best.bin", save_weights_only=True)
     x = np.random.default_rng(9).random((8, 8, 7, 2)).astype(np.float32)
@@ -239,6 +239,9 @@ def test_model_checkpoint_saves_weights_and_refuses_whole_models(tmp_path):
     model.fit(x, np.arange(8) % 4, epochs=2, verbose=0,
               callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.npz"), monitor="loss")])
     assert sorted(os.listdir(tmp_path)) == ["e1.npz", "e2.npz"]
+    model.fit(x, np.arange(8) % 4, epochs=1, verbose=0,
+              callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "m{epoch}.keras"), monitor="loss")])
+    np.testing.assert_array_equal(fastdl.models.load_model(tmp_path / "m1.keras").predict(x), model.predict(x))
 
 
 # -- utils ---------------------------------------------------------------------------------------

@@ -74,9 +74,8 @@ def flow_case(n, dtype, libs, rng):
         if kimage is not None:  # the same parameters give Keras's images
             params = drawn.random_transform_parameters(8, 32, 32)
             keras_gen = kimage.ImageDataGenerator(**SEED_SETTINGS)
-            keras_out = np.stack([keras_gen.apply_transform(x[i].astype(np.float32),
-                                                            {k: (None if v is None else v[i]) for k, v in params.items()})
-                                  for i in range(8)])
+            one = [{k: (None if v is None else v[i]) for k, v in params.items()} for i in range(8)]
+            keras_out = np.stack([keras_gen.apply_transform(x[i].astype(np.float32), one[i]) for i in range(8)])
             if not np.allclose(drawn.apply_transform_batch(x, np.arange(8), params), keras_out, atol=1e-3):
                 raise AssertionError("augmentation disagrees with Keras's ImageDataGenerator")
 

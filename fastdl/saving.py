@@ -1,0 +1,542 @@
+"""Whole-model files in Keras's formats: `.keras` (Keras 3's zip of config.json,
+metadata.json and model.weights.h5) both ways, and legacy `.h5` full-model files
+(tf.keras and Keras 3's legacy writer) for loading.
+
+The configs are written as Keras 3 writes them (every argument of Keras's constructor,
+initializers as their serialized dicts, dtypes as policies), so `keras.saving.load_model`
+opens the file; reading takes Keras's configs apart into fastdl's arguments and refuses,
+naming the layer and the option, whatever fastdl would compute differently. Optimizer
+state goes under optimizer/vars in Keras's order (iteration, learning rate, then the
+slots, per variable as each optimizer lays them out), so Adam, SGD, RMSprop and Adagrad
+resume where the other left off. Writes are atomic (fastdl._atomic); a load reads and
+checks everything before it builds the model, so a bad file loads nothing.
+"""
+import datetime
+import io
+import json
+import os
+import warnings
+import zipfile
+
+import numpy as np
+
+from fastdl import _atomic, _device, _weights_io, layers as layers_module, optimizers
+
+KERAS_FORMAT_VERSION = "3.6.0"  # the oldest Keras 3 whose format these files follow
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+
+
+class FormatError(ValueError):
+    """A model file fastdl cannot read: truncated, foreign, or using an option fastdl lacks."""
+
+
+# -- configs: fastdl -> Keras -------------------------------------------------------------
+
+_INITIALIZERS = {"zeros": "Zeros", "ones": "Ones", "glorot_uniform": "GlorotUniform",
+                 "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform", "he_normal": "HeNormal",
+                 "random_normal": "RandomNormal", "random_uniform": "RandomUniform"}
+_INITIALIZER_CONFIGS = {"RandomNormal": {"seed": None, "mean": 0.0, "stddev": 0.05},
+                        "RandomUniform": {"seed": None, "minval": -0.05, "maxval": 0.05},
+                        "Zeros": {}, "Ones": {}}
+
+
+def _policy(dtype):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": np.dtype(dtype).name},
+            "registered_name": None}
+
+
+def _initializer_config(fn, default):
+    name = getattr(fn, "__name__", None)
+    class_name = _INITIALIZERS.get(name, _INITIALIZERS[default])  # a custom callable: Keras's default
+    config = _INITIALIZER_CONFIGS.get(class_name, {"seed": None})
+    return {"module": "keras.initializers", "class_name": class_name, "config": dict(config),
+            "registered_name": None}
+
+
+def _no_extras(*names):
+    return {name: None for name in names}
+
+
+def keras_layer_config(layer, dtype):
+    """{module, class_name, config, ...} of one layer, as Keras 3 serializes it."""
+    kind = type(layer).__name__
+    if isinstance(layer, layers_module.InputLayer):
+        return {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+                "config": {"batch_shape": [None, *layer.input_shape], "dtype": np.dtype(dtype).name,
+                           "sparse": False, "ragged": False, "name": layer.name, "optional": False}}
+    config = {"name": layer.name, "trainable": layer.trainable, "dtype": _policy(dtype)}
+    if kind == "Conv2D":
+        config.update(filters=layer.filters, kernel_size=list(layer.kernel_size), strides=list(layer.strides),
+                      padding=layer.padding, data_format="channels_last", dilation_rate=list(layer.dilation_rate),
+                      groups=1, activation=layer.activation or "linear", use_bias=layer.use_bias,
+                      kernel_initializer=_initializer_config(layer.kernel_initializer, "glorot_uniform"),
+                      bias_initializer=_initializer_config(layer.bias_initializer, "zeros"),
+                      **_no_extras("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                                   "kernel_constraint", "bias_constraint"))
+    elif kind in ("MaxPooling2D", "AveragePooling2D"):
+        config.update(pool_size=list(layer.pool_size), padding=layer.padding, strides=list(layer.strides),
+                      data_format="channels_last")
+    elif kind == "Flatten":
+        config.update(data_format="channels_last")
+    elif kind == "Dense":
+        config.update(units=layer.units, activation=layer.activation or "linear", use_bias=layer.use_bias,
+                      kernel_initializer=_initializer_config(layer.kernel_initializer, "glorot_uniform"),
+                      bias_initializer=_initializer_config(layer.bias_initializer, "zeros"),
+                      **_no_extras("kernel_regularizer", "bias_regularizer", "kernel_constraint",
+                                   "bias_constraint"))
+    elif kind == "Dropout":
+        config.update(rate=layer.rate, seed=layer.seed, noise_shape=None)
+    elif kind == "Activation":
+        config.update(activation=layer.activation or "linear")
+    elif kind == "ReLU":
+        config.update(max_value=None, negative_slope=0.0, threshold=0.0)
+    elif kind == "Softmax":
+        config.update(axis=-1)
+    else:
+        raise ValueError(f"layer {layer.name!r}: {kind} has no Keras config in fastdl.saving")
+    out = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}
+    if layer.params:
+        out["build_config"] = {"input_shape": [None, *layer.input_shape]}
+    return out
+
+
+def model_config(model):
+    """config.json's content for a built Sequential model."""
+    shape = [None, *model.layers[0].input_shape]
+    entries = list(model.layers)
+    if not isinstance(entries[0], layers_module.InputLayer):
+        entries.insert(0, layers_module.InputLayer(shape=shape[1:], name="input_layer"))
+    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+              "config": {"name": model.name, "trainable": True, "dtype": _policy(model.dtype),
+                         "layers": [keras_layer_config(layer, model.dtype) for layer in entries],
+                         "build_input_shape": shape},
+              "build_config": {"input_shape": shape}}
+    if model.compiled:
+        config["compile_config"] = _compile_config(model)
+    return config
+
+
+def _compile_config(model):
+    loss = model.loss
+    return {"optimizer": {"module": "keras.optimizers", "class_name": _OPTIMIZER_NAMES[type(model.optimizer)],
+                          "config": _optimizer_config(model.optimizer), "registered_name": None},
+            "loss": loss.name if not loss.from_logits else {
+                "module": "keras.losses", "class_name": type(loss).__name__, "registered_name": None,
+                "config": {**loss.get_config(), "reduction": "sum_over_batch_size"}},
+            "loss_weights": None, "metrics": [metric.name for metric in model.metrics] or None,
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
+_OPTIMIZER_NAMES = {optimizers.SGD: "SGD", optimizers.Adam: "Adam", optimizers.AdamW: "AdamW",
+                    optimizers.RMSprop: "RMSprop", optimizers.Adagrad: "Adagrad"}
+_OPTIMIZER_CLASSES = {name: cls for cls, name in _OPTIMIZER_NAMES.items()}
+
+
+def _optimizer_config(optimizer):
+    if callable(optimizer.learning_rate):
+        raise ValueError("a learning-rate schedule has no Keras config in fastdl.saving; save with a fixed "
+                         "learning_rate or save_weights")
+    config = optimizer.get_config()
+    config.update(use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
+                  gradient_accumulation_steps=None)
+    if type(optimizer) is optimizers.AdamW:
+        config["weight_decay"] = optimizer.weight_decay
+    return config
+
+
+# Keras's optimizer variables after iteration and learning_rate: groups in order, each
+# group interleaved per variable (Adam: m0 v0 m1 v1 ..., then every velocity_hat)
+_KERAS_SLOTS = {
+    optimizers.Adam: [("m", "v"), ("v_max",)], optimizers.AdamW: [("m", "v"), ("v_max",)],
+    optimizers.SGD: [("velocity",)], optimizers.Adagrad: [("accumulator",)],
+    optimizers.RMSprop: [("square_avg",), ("momentum_buffer",), ("grad_avg",)],
+}
+
+
+def _slot_order(optimizer):
+    active = set(optimizer.active_slots())
+    return [tuple(name for name in group if name in active) for group in _KERAS_SLOTS[type(optimizer)]]
+
+
+def optimizer_variables(model):
+    """(name, [iteration, learning_rate, slot arrays...]) in Keras's order, or None
+    before the first step (Keras writes only its two scalars then; so does this)."""
+    optimizer = model.optimizer
+    name = optimizer.name if optimizer.name != type(optimizer).__name__.lower() else _snake_optimizer(optimizer)
+    scalars = [np.array(optimizer.iterations, np.int64), np.array(optimizer.current_learning_rate(), np.float32)]
+    state = optimizer.get_state()["slots"]
+    if not state:
+        return name, scalars
+    flat = state[0]
+    parts = {slot: _split(flat[slot], model) for slot in flat}
+    arrays = []
+    for group in _slot_order(optimizer):
+        for i in range(len(model._sizes)):
+            arrays += [parts[slot][i] for slot in group]
+    return name, scalars + arrays
+
+
+def _snake_optimizer(optimizer):
+    return layers_module._snake(_OPTIMIZER_NAMES[type(optimizer)])
+
+
+def _split(flat, model):
+    """A flat slot into one array per weight, shaped as the weights."""
+    shapes = [p.shape for layer in model.layers for p in layer.params]
+    out, start = [], 0
+    for shape, size in zip(shapes, model._sizes):
+        out.append(np.asarray(flat[start:start + size]).reshape(shape).copy())
+        start += size
+    return out
+
+
+# -- saving ----------------------------------------------------------------------------
+
+def save_model(model, filepath):
+    """model as a Keras 3 `.keras` file at filepath, atomically."""
+    path = os.fspath(filepath)
+    if not path.endswith(".keras"):
+        raise ValueError(f"model.save writes Keras's .keras format: the file name must end in '.keras'; "
+                         f"got {path!r} (weights alone: save_weights('....weights.h5'))")
+    if not model.built:
+        model.build()
+    config = json.dumps(model_config(model))
+    from fastdl import __version__
+
+    metadata = json.dumps({"keras_version": KERAS_FORMAT_VERSION, "fastdl_version": __version__,
+                           "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
+    weights = io.BytesIO()
+    _weights_io.write_h5(weights, model.name,
+                         [(layer, [_device.host_copy(p) for p in layer.params]) for layer in model.layers],
+                         optimizer_variables(model) if model.compiled else None)
+
+    def write(f):
+        with zipfile.ZipFile(f, "w") as archive:  # stored, not compressed, as Keras writes it
+            archive.writestr(METADATA, metadata)
+            archive.writestr(CONFIG, config)
+            archive.writestr(WEIGHTS, weights.getvalue())
+    return _atomic.write(path, write)
+
+
+# -- loading ---------------------------------------------------------------------------
+
+def load_model(filepath, compile=True):
+    """A Sequential model from a `.keras` file (Keras 3's or fastdl's) or a legacy `.h5`
+    full-model file, with its weights, and compiled (with the optimizer's state) when the
+    file says how and compile is true."""
+    path = os.fspath(filepath)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path!r}")
+    if zipfile.is_zipfile(path):
+        return _load_keras(path, compile)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return _load_legacy_h5(path, compile)
+    raise FormatError(f"{path!r} is neither a .keras zip nor an HDF5 model file (truncated, or another format)")
+
+
+def _load_keras(path, compile):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            missing = {CONFIG, WEIGHTS} - names
+            if missing:
+                raise FormatError(f"{path!r} lacks {sorted(missing)}: not a Keras 3 .keras file")
+            config = json.loads(archive.read(CONFIG))
+            weights_bytes = archive.read(WEIGHTS)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"cannot read {path!r}: {exc} (a truncated or damaged file?)") from None
+    model = _model_from_config(config, path)
+    h5py = _weights_io._h5py()
+    try:
+        with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
+            weights = _weights_io.read_h5(h5, [(layer, len(layer.params)) for layer in model.layers],
+                                          f"{path!r} ({WEIGHTS})")
+            optimizer_arrays = _optimizer_arrays(h5)
+    except OSError as exc:
+        raise FormatError(f"cannot read {WEIGHTS} in {path!r}: {exc}") from None
+    model._assign(model._converted(weights, repr(path)))
+    if compile and config.get("compile_config") and config["compile_config"].get("loss") is not None:
+        _compile(model, config["compile_config"], path)
+        _restore_optimizer(model, optimizer_arrays, path)
+    return model
+
+
+def _optimizer_arrays(h5):
+    variables = h5.get("optimizer/vars")
+    if variables is None:
+        return []
+    return [np.asarray(variables[str(i)]) for i in range(len(variables))]
+
+
+def _load_legacy_h5(path, compile):
+    h5py = _weights_io._h5py()
+    try:
+        with h5py.File(path, "r") as h5:
+            raw = h5.attrs.get("model_config")
+            if raw is None:
+                raise FormatError(f"{path!r} has no model_config: a weights-only HDF5 file? "
+                                  f"(load it with load_weights into a model of the same layers)")
+            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            model = _model_from_config(config, path)
+            group = h5["model_weights"] if "model_weights" in h5 else h5
+            weights = []
+            for layer in model.layers:
+                if not layer.params:
+                    continue
+                if layer.name not in group:
+                    raise FormatError(f"{path!r} has no weights for layer {layer.name!r}")
+                entry = group[layer.name]
+                names = [n.decode() if isinstance(n, bytes) else n for n in entry.attrs.get("weight_names", [])]
+                if len(names) != len(layer.params):
+                    raise FormatError(f"{path!r} holds {len(names)} arrays for layer {layer.name!r}, which "
+                                      f"has {len(layer.params)}")
+                weights += [np.asarray(entry[name]) for name in names]
+            training = h5.attrs.get("training_config")
+    except (OSError, KeyError) as exc:
+        raise FormatError(f"cannot read {path!r}: {exc}") from None
+    model._assign(model._converted(weights, repr(path)))
+    if compile and training is not None and json.loads(training).get("loss") is not None:
+        training = json.loads(training.decode() if isinstance(training, bytes) else training)
+        _compile(model, {**training, "optimizer": training.get("optimizer_config")}, path)
+    return model
+
+
+def _model_from_config(config, path):
+    """A built Sequential model from a Keras model config (Sequential, or a Functional
+    one whose layers form a chain)."""
+    from fastdl.models import Sequential
+
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise FormatError(f"{path!r}: config.json is not a Keras model config")
+    kind, body = config["class_name"], config.get("config", {})
+    entries = body.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise FormatError(f"{path!r}: the model config lists no layers")
+    if kind in ("Functional", "Model"):
+        entries = _chain(entries, body, path)
+    elif kind != "Sequential":
+        raise FormatError(f"{path!r}: a {kind} model; fastdl loads Sequential models and functional "
+                          f"ones whose layers form a chain")
+    dtype = _dtype(body.get("dtype"), f"{path!r}: the model") or "float32"
+    built = [_layer_from_config(entry, path) for entry in entries]
+    input_shape = None
+    if not isinstance(built[0], layers_module.InputLayer):
+        shape = body.get("build_input_shape") or config.get("build_config", {}).get("input_shape")
+        if shape is None:
+            shape = (entries[0].get("config", {}).get("batch_input_shape")
+                     or entries[0].get("build_config", {}).get("input_shape"))
+        if shape is None:
+            raise FormatError(f"{path!r}: the model config does not say the input shape")
+        input_shape = tuple(shape)
+    dtypes = {layer.dtype for layer in built}
+    if len(dtypes) == 1:
+        dtype = dtypes.pop()
+    model = Sequential(built, name=body.get("name"), dtype=dtype)
+    try:
+        model.build(input_shape)
+    except ValueError as exc:
+        raise FormatError(f"{path!r}: the layers do not fit together: {exc}") from None
+    return model
+
+
+def _chain(entries, body, path):
+    """A Functional config's layers in order, when each takes the previous one's output."""
+    by_name = {entry["config"]["name"]: entry for entry in entries}
+    order, previous = [], None
+    for entry in entries:
+        inbound = _inbound_names(entry.get("inbound_nodes", []))
+        name = entry["config"]["name"]
+        if (previous is None and inbound) or (previous is not None and inbound != [previous]):
+            raise FormatError(f"{path!r}: layer {name!r} takes {inbound or 'no input'}; fastdl loads functional "
+                              f"models whose layers form a chain (branches, merges and shared layers: not yet)")
+        order.append(by_name[name])
+        previous = name
+    if _inbound_names([{"args": [{"config": {"keras_history": body.get("output_layers", [None])}}]}]) != [previous]:
+        raise FormatError(f"{path!r}: the model's output is not its last layer")
+    return order
+
+
+def _inbound_names(nodes):
+    """The names of the layers feeding a layer, from Keras 3's or tf.keras's inbound_nodes."""
+    names = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            history = value.get("config", {}).get("keras_history") if "config" in value else None
+            if history:
+                names.append(history[0])
+                return
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):  # tf.keras
+                names.append(value[0])
+                return
+            for v in value:
+                walk(v)
+    walk(nodes)
+    return names
+
+
+def _dtype(value, where):
+    if value is None:
+        return None
+    name = value.get("config", {}).get("name") if isinstance(value, dict) else value
+    if name not in ("float32", "float64"):
+        raise FormatError(f"{where} computes in {name!r}; fastdl computes in float32 or float64")
+    return name
+
+
+# Keras options fastdl takes at these values only (anything else is refused by name);
+# options not listed here are refused unless None
+_FIXED = {"data_format": ("channels_last", None), "groups": (1,), "sparse": (False,), "ragged": (False,),
+          "optional": (False,), "trainable": (True, False), "max_value": (None,), "negative_slope": (0, 0.0),
+          "threshold": (0, 0.0), "axis": (-1, [-1]), "noise_shape": (None,), "lora_rank": (None,),
+          "lora_alpha": (None,), "quantization_config": (None,), "use_ema": (False,), "autocast": (True,)}
+_TAKEN = {
+    "InputLayer": ("batch_shape", "batch_input_shape", "shape", "batch_size", "name", "dtype"),
+    "Conv2D": ("name", "filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias",
+               "kernel_initializer", "bias_initializer", "dtype", "batch_input_shape"),
+    "MaxPooling2D": ("name", "pool_size", "strides", "padding", "dtype", "batch_input_shape"),
+    "AveragePooling2D": ("name", "pool_size", "strides", "padding", "dtype", "batch_input_shape"),
+    "Flatten": ("name", "dtype", "batch_input_shape"),
+    "Dense": ("name", "units", "activation", "use_bias", "kernel_initializer", "bias_initializer", "dtype",
+              "batch_input_shape"),
+    "Dropout": ("name", "rate", "seed", "dtype", "batch_input_shape"),
+    "Activation": ("name", "activation", "dtype", "batch_input_shape"),
+    "ReLU": ("name", "dtype", "batch_input_shape"),
+    "Softmax": ("name", "dtype", "batch_input_shape"),
+}
+_KERAS_INITIALIZERS = {v: k for k, v in _INITIALIZERS.items()}
+
+
+def _layer_from_config(entry, path):
+    kind, config = entry.get("class_name"), dict(entry.get("config", {}))
+    where = f"{path!r}: layer {config.get('name')!r} ({kind})"
+    if kind not in _TAKEN:
+        raise FormatError(f"{where} is not a layer fastdl has (it has {', '.join(sorted(_TAKEN))})")
+    args = {}
+    for key, value in config.items():
+        if key in _TAKEN[kind]:
+            args[key] = value
+        elif key in _FIXED:
+            if value not in _FIXED[key]:
+                raise FormatError(f"{where}: {key}={value!r} is not supported (fastdl takes {_FIXED[key][0]!r})")
+        elif value is not None:
+            raise FormatError(f"{where}: option {key}={value!r} is not supported")
+    dtype = _dtype(args.pop("dtype", None), where)
+    if dtype is not None and kind != "InputLayer":
+        args["dtype"] = dtype
+    for key in ("kernel_initializer", "bias_initializer"):
+        if key in args:
+            args[key] = _initializer_name(args[key], where, key)
+    if "activation" in args:
+        args["activation"] = _activation_name(args["activation"], where)
+    if kind == "InputLayer":
+        shape = args.pop("batch_shape", None) or args.pop("batch_input_shape", None)
+        shape = shape[1:] if shape is not None else args.pop("shape", None)
+        args.pop("batch_size", None)
+        return layers_module.InputLayer(shape=tuple(shape), name=args.get("name"))
+    if "batch_input_shape" in args and args["batch_input_shape"] is None:
+        args.pop("batch_input_shape")
+    for key in ("kernel_size", "strides", "pool_size", "dilation_rate"):
+        if isinstance(args.get(key), list):
+            args[key] = tuple(args[key])
+    try:
+        return getattr(layers_module, kind)(**args)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{where}: {exc}") from None
+
+
+def _initializer_name(value, where, key):
+    if isinstance(value, str):
+        return value
+    class_name = value.get("class_name") if isinstance(value, dict) else None
+    if class_name in _KERAS_INITIALIZERS:
+        return _KERAS_INITIALIZERS[class_name]
+    # an initializer only matters for a fresh build; the file's weights replace it
+    return "zeros" if key == "bias_initializer" else "glorot_uniform"
+
+
+def _activation_name(value, where):
+    if isinstance(value, dict):  # Keras 3 writes builtins as strings; older files as a dict
+        value = value.get("config") if isinstance(value.get("config"), str) else value.get("config", {}).get("name")
+    if value not in layers_module._checks.ACTIVATIONS:
+        raise FormatError(f"{where}: activation {value!r} is not one fastdl has "
+                          f"({', '.join(a for a in layers_module._checks.ACTIVATIONS if a)})")
+    return value
+
+
+def _compile(model, compile_config, path):
+    optimizer = compile_config.get("optimizer")
+    if isinstance(optimizer, dict):
+        kind, config = optimizer.get("class_name"), dict(optimizer.get("config", {}))
+        if kind not in _OPTIMIZER_CLASSES:
+            raise FormatError(f"{path!r}: the optimizer {kind!r} is not one fastdl has "
+                              f"({', '.join(sorted(_OPTIMIZER_CLASSES))})")
+        if config.pop("use_ema", False):
+            raise FormatError(f"{path!r}: the optimizer uses an exponential moving average (use_ema), "
+                              f"which fastdl does not have")
+        for key in ("ema_momentum", "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps",
+                    "is_legacy_optimizer", "decay", "jit_compile"):
+            value = config.pop(key, None)
+            if key in ("loss_scale_factor", "gradient_accumulation_steps") and value is not None:
+                raise FormatError(f"{path!r}: optimizer option {key}={value!r} is not supported")
+        if isinstance(config.get("learning_rate"), dict):
+            raise FormatError(f"{path!r}: the learning rate is a schedule "
+                              f"({config['learning_rate'].get('class_name')}); fastdl loads fixed rates")
+        try:
+            optimizer = _OPTIMIZER_CLASSES[kind](**config)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"{path!r}: optimizer {kind}: {exc}") from None
+    loss = compile_config.get("loss")
+    if isinstance(loss, dict):
+        from fastdl import losses
+
+        loss = losses.get(loss.get("config", {}).get("name") or layers_module._snake(loss["class_name"]))
+    metrics = compile_config.get("metrics") or None
+    if isinstance(metrics, list):
+        metrics = [m if isinstance(m, str) else m.get("config", {}).get("name") for m in metrics]
+    try:
+        model.compile(optimizer=optimizer or "rmsprop", loss=loss, metrics=metrics)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{path!r}: cannot compile as the file says: {exc}") from None
+
+
+def _restore_optimizer(model, arrays, path):
+    """Keras-ordered optimizer variables back into the optimizer's flat slots (all of them
+    checked first); nothing when the file holds only the scalars."""
+    optimizer = model.optimizer
+    if len(arrays) < 2:
+        return
+    iterations = int(arrays[0])
+    count = len(model._sizes)
+    order = _slot_order(optimizer)
+    expected = 2 + count * sum(len(group) for group in order)
+    if len(arrays) == 2 and expected > 2:  # Keras writes only its scalars before the first step
+        if iterations:
+            warnings.warn(f"{path!r} holds the optimizer's step count but not its state: the "
+                          f"optimizer starts afresh", stacklevel=3)
+        return
+    if len(arrays) != expected:
+        raise FormatError(f"{path!r} holds {len(arrays) - 2} optimizer slot arrays; this model's "
+                          f"{type(optimizer).__name__} has {expected - 2}")
+    parts, i = {}, 2
+    for group in order:
+        for _ in range(count):
+            for slot in group:
+                parts.setdefault(slot, []).append(arrays[i])
+                i += 1
+    shapes = [p.shape for layer in model.layers for p in layer.params]
+    flat = {}
+    for slot, pieces in parts.items():
+        for piece, shape in zip(pieces, shapes):
+            if piece.shape != shape:
+                raise FormatError(f"{path!r}: optimizer slot {slot!r} has an array of shape {piece.shape} "
+                                  f"for a weight of shape {shape}")
+        flat[slot] = np.concatenate([np.asarray(p, model.dtype).reshape(-1) for p in pieces])
+    optimizer.set_state({"iterations": iterations, "slots": [flat]})
