@@ -1,4 +1,4 @@
-"""The command line: `fastdl train | bench | info` (or `python -m fastdl ...`)."""
+"""The command line: `fastdl train | bench | export | info` (or `python -m fastdl ...`)."""
 import argparse
 import os
 import sys
@@ -17,6 +17,26 @@ def _not_built(exc):
             f"`python setup.py build_ext --inplace`).")
 
 
+def _export(args):
+    import numpy as np
+
+    from fastdl import onnx
+    from fastdl.models import load_model
+
+    model = load_model(args.model, compile=False)
+    onnx.export(model, args.output, opset=args.opset)
+    print(f"wrote {args.output} (opset {args.opset}, input (batch, {', '.join(map(str, model.input_shape))}))")
+    if args.check:
+        import onnxruntime
+
+        x = np.random.default_rng(0).random((8,) + model.input_shape).astype(np.float32)
+        session = onnxruntime.InferenceSession(args.output, providers=["CPUExecutionProvider"])
+        difference = float(np.abs(session.run(None, {"input": x})[0] - model.predict(x)).max())
+        print(f"ONNX Runtime {onnxruntime.__version__}: largest difference from predict {difference:.2e}")
+        if not difference <= 1e-4:
+            raise SystemExit(f"error: the ONNX graph's outputs differ from predict's by {difference:.2e}")
+
+
 def main(argv=None):
     import fastdl
 
@@ -33,6 +53,13 @@ def main(argv=None):
                                             formatter_class=_Help))
     bench_cli.add_arguments(commands.add_parser("bench", help="benchmark against PyTorch, Keras and NumPy",
                                                 formatter_class=_Help))
+    export = commands.add_parser("export", help="write a saved model (.keras or .h5) as ONNX",
+                                 formatter_class=_Help)
+    export.add_argument("model", help="the model file: .keras (fastdl's or Keras 3's) or a legacy .h5")
+    export.add_argument("output", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or later)")
+    export.add_argument("--check", action="store_true",
+                        help="run the graph in ONNX Runtime on random input and compare with predict")
     args = parser.parse_args(argv)
     try:
         if args.command in ("train", "bench"):
@@ -45,6 +72,8 @@ def main(argv=None):
             train.run(args)
         elif args.command == "bench":
             bench_cli.run(args)
+        elif args.command == "export":
+            _export(args)
     except ImportError as exc:
         if "fastdl._kernels" not in str(exc):
             raise

@@ -40,6 +40,9 @@ def add_arguments(parser):
                         help="Keras's verbose; unset: a progress bar on a terminal, a line an epoch otherwise")
     parser.add_argument("--distributed", action="store_true",
                         help="data-parallel over MPI ranks (run under mpirun); --batch-size is global")
+    parser.add_argument("--save", default=None, metavar="FILE.keras",
+                        help="write the trained model to this Keras 3 .keras file (fastdl export turns it "
+                             "into ONNX)")
     parser.add_argument("--plot", default=None, metavar="FILE.png",
                         help="write the loss and accuracy curves (training, and the test set after each "
                              "epoch) to this PNG, and each epoch's figures to the CSV file beside it")
@@ -133,6 +136,8 @@ def run(args):
                   metrics=["accuracy"])
     verbose = ("auto" if args.verbose is None else args.verbose) if chief else 0
     extra = {"epochs": args.epochs, "verbose": verbose, "distributed": args.distributed}
+    if args.save is not None and not args.save.endswith(".keras"):
+        raise CommandLineError(f"--save takes a file name ending in .keras; got {args.save!r}")
     if args.plot:
         png, csv = _plot_files(args.plot)
         extra.update(validation_data=(x_test, y_test), callbacks=[fastdl.callbacks.CSVLogger(csv)])
@@ -150,4 +155,7 @@ def run(args):
     if args.plot and chief:
         plot_history(history.history, png)
         say(f"wrote {png} and {csv}")
+    if args.save and chief:
+        model.save(args.save)
+        say(f"wrote {args.save}")
     return loss, accuracy

@@ -1,0 +1,150 @@
+"""ONNX export: a built model as an ONNX graph (opset 17 by default) that ONNX Runtime
+runs with model.predict's outputs, the input NHWC as the model takes it.
+
+ONNX's convolutions and pooling are NCHW: the graph transposes to NCHW before the first
+of them and back to NHWC only where the layout shows (Flatten, a Dense on 4-D input, the
+output), so a Conv / pool chain pays no transposes between its layers. Weights become
+initializers in float32 (a float64 model is exported in float32); Dropout is the
+identity, as at inference. Needs the onnx package (pip install 'fastdl[onnx]').
+"""
+import os
+
+import numpy as np
+
+from fastdl import _atomic, _device, layers as layers_module
+from fastdl.ops._geometry import window
+
+DEFAULT_OPSET = 17
+_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package: pip install 'fastdl[onnx]' "
+                          "(onnx, and onnxruntime to run the graph)") from None
+    return onnx
+
+
+class _Graph:
+    """Nodes and initializers under construction; `layout` is that of the current 4-D
+    tensor ('NHWC' as the model sees it, or 'NCHW' inside a convolution chain)."""
+
+    def __init__(self, onnx):
+        self.onnx, self.nodes, self.initializers = onnx, [], []
+        self.counter = 0
+
+    def name(self, hint):
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def constant(self, hint, array):
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op, inputs, hint, **attributes):
+        out = self.name(hint)
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=out, **attributes))
+        return out
+
+
+def _to(graph, tensor, layout, want):
+    if layout == want:
+        return tensor
+    perm = [0, 3, 1, 2] if want == "NCHW" else [0, 2, 3, 1]
+    return graph.node("Transpose", [tensor], f"to_{want.lower()}", perm=perm)
+
+
+def _activation(graph, tensor, activation, rank, layout):
+    if activation is None:
+        return tensor
+    if activation == "softmax":
+        axis = 1 if rank == 4 and layout == "NCHW" else -1
+        return graph.node("Softmax", [tensor], "softmax", axis=axis)
+    return graph.node(_ACTIVATIONS[activation], [tensor], activation)
+
+
+def _window_attributes(layer, shape, size, dilation=(1, 1)):
+    g = window((1,) + tuple(shape), size, layer.strides, dilation, layer.padding)
+    return dict(kernel_shape=list(size), strides=list(layer.strides), pads=[g.pt, g.pl, g.pb, g.pr])
+
+
+def _export_layer(graph, layer, tensor, layout, shape):
+    """(tensor, layout) after `layer`, whose input (without the batch axis) is `shape`."""
+    kind = type(layer).__name__
+    rank = len(shape) + 1
+    params = [_device.host_copy(p).astype(np.float32) for p in layer.params]
+    if isinstance(layer, (layers_module.InputLayer, layers_module.Dropout)):
+        return tensor, layout
+    if kind == "Conv2D":
+        tensor = _to(graph, tensor, layout, "NCHW")
+        inputs = [tensor, graph.constant(f"{layer.name}_kernel", params[0].transpose(3, 2, 0, 1))]
+        if layer.use_bias:
+            inputs.append(graph.constant(f"{layer.name}_bias", params[1]))
+        attributes = _window_attributes(layer, shape, layer.kernel_size, layer.dilation_rate)
+        tensor = graph.node("Conv", inputs, layer.name, dilations=list(layer.dilation_rate), **attributes)
+        return _activation(graph, tensor, layer.activation, 4, "NCHW"), "NCHW"
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        tensor = _to(graph, tensor, layout, "NCHW")
+        attributes = _window_attributes(layer, shape, layer.pool_size)
+        if kind == "MaxPooling2D":
+            return graph.node("MaxPool", [tensor], layer.name, **attributes), "NCHW"
+        # padded positions are not counted, as in fastdl and Keras
+        return graph.node("AveragePool", [tensor], layer.name, count_include_pad=0, **attributes), "NCHW"
+    if kind == "Flatten":
+        if rank == 4:
+            tensor = _to(graph, tensor, layout, "NHWC")  # Keras flattens NHWC order
+        return graph.node("Flatten", [tensor], layer.name, axis=1), "NHWC"
+    if kind == "Dense":
+        if rank == 4:
+            tensor, layout = _to(graph, tensor, layout, "NHWC"), "NHWC"
+        kernel = graph.constant(f"{layer.name}_kernel", params[0])
+        if rank == 2:
+            inputs = [tensor, kernel] + ([graph.constant(f"{layer.name}_bias", params[1])] if layer.use_bias else [])
+            tensor = graph.node("Gemm", inputs, layer.name)
+        else:
+            tensor = graph.node("MatMul", [tensor, kernel], layer.name)
+            if layer.use_bias:
+                tensor = graph.node("Add", [tensor, graph.constant(f"{layer.name}_bias", params[1])], layer.name)
+        return _activation(graph, tensor, layer.activation, rank, layout), layout
+    if isinstance(layer, layers_module.Activation):  # ReLU and Softmax among them
+        return _activation(graph, tensor, layer.activation, rank, layout), layout
+    raise ValueError(f"layer {layer.name!r}: {kind} has no ONNX export yet")
+
+
+def to_onnx(model, opset=DEFAULT_OPSET):
+    """The model as an onnx.ModelProto: input 'input' (batch, *input_shape), output
+    'output' (batch, *output_shape), the batch axis dynamic."""
+    onnx = _onnx()
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
+        raise ValueError(f"opset must be an int >= 17; got {opset!r}")
+    if not model.built:
+        model.build()
+    graph = _Graph(onnx)
+    tensor, layout = "input", "NHWC"
+    shape = tuple(model.layers[0].input_shape)
+    for layer in model.layers:
+        tensor, layout = _export_layer(graph, layer, tensor, layout, shape)
+        shape = layer.output_shape
+    if len(shape) == 3:
+        tensor = _to(graph, tensor, layout, "NHWC")
+    graph.nodes.append(onnx.helper.make_node("Identity", [tensor], ["output"], name="output"))
+    float32 = onnx.TensorProto.FLOAT
+    inputs = [onnx.helper.make_tensor_value_info("input", float32, ["batch", *model.layers[0].input_shape])]
+    outputs = [onnx.helper.make_tensor_value_info("output", float32, ["batch", *shape])]
+    from fastdl import __version__
+
+    proto = onnx.helper.make_model(
+        onnx.helper.make_graph(graph.nodes, model.name, inputs, outputs, graph.initializers),
+        opset_imports=[onnx.helper.make_opsetid("", opset)], producer_name="fastdl", producer_version=__version__)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(model, filepath, opset=DEFAULT_OPSET):
+    """Write the model's ONNX graph to filepath (atomically); returns the path."""
+    path = os.fspath(filepath)
+    data = to_onnx(model, opset).SerializeToString()
+    return _atomic.write(path, lambda f: f.write(data))

@@ -1,0 +1,106 @@
+"""ONNX export (fastdl.onnx): the graphs pass onnx's full checker and ONNX Runtime runs
+them with model.predict's outputs, for every layer, layout and padding."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import layers, train
+from fastdl.models import Sequential
+
+onnx = pytest.importorskip("onnx") if not os.environ.get("CI") else __import__("onnx")
+onnxruntime = pytest.importorskip("onnxruntime") if not os.environ.get("CI") else __import__("onnxruntime")
+
+from fastdl import onnx as fastdl_onnx  # noqa: E402
+
+
+def run_onnx(proto, x):
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def assert_runs_as_predict(model, batch=5, seed=0, atol=1e-5):
+    model.build()
+    x = np.random.default_rng(seed).standard_normal((batch,) + model.input_shape).astype(np.float32)
+    proto = fastdl_onnx.to_onnx(model)
+    np.testing.assert_allclose(run_onnx(proto, x), model.predict(x), rtol=1e-5, atol=atol)
+    return proto
+
+
+def test_the_seed_cnn_runs_in_onnxruntime_at_every_batch_size():
+    fastdl.utils.set_random_seed(0)
+    model = train.seed_cnn((32, 32, 3))
+    for batch in (1, 7, 64):
+        proto = assert_runs_as_predict(model, batch=batch, seed=batch)
+    assert proto.opset_import[0].version == 17
+    transposes = [node for node in proto.graph.node if node.op_type == "Transpose"]
+    assert len(transposes) == 2  # into NCHW before the first convolution, back before Flatten
+
+
+def test_every_layer_and_padding_runs_as_predict():
+    fastdl.utils.set_random_seed(1)
+    model = Sequential([
+        layers.Input((13, 11, 3)),
+        layers.Conv2D(5, (3, 2), strides=(2, 1), padding="same", activation="relu"),
+        layers.MaxPooling2D((3, 2), strides=(1, 2), padding="same"),
+        layers.Conv2D(4, 3, dilation_rate=2, activation="tanh", use_bias=False),
+        layers.AveragePooling2D(2, strides=1, padding="same"),  # padded positions not counted
+        layers.Conv2D(3, 1, activation="sigmoid"),
+        layers.Dropout(0.4),
+        layers.Activation("softmax"),  # over the channels, in NCHW
+        layers.Flatten(),
+        layers.Dense(7),
+        layers.ReLU(),
+        layers.Dense(3, activation="softmax"),
+    ])
+    assert_runs_as_predict(model)
+
+
+def test_dense_on_images_and_an_image_output_keep_nhwc():
+    fastdl.utils.set_random_seed(2)
+    model = Sequential([layers.Input((6, 5, 2)), layers.Conv2D(4, 3, padding="same"),
+                        layers.Dense(3, activation="relu"), layers.Conv2D(2, 2, strides=2), layers.Softmax()])
+    proto = assert_runs_as_predict(model)
+    assert [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == ["batch", 3, 2, 2]
+
+
+def test_a_dense_only_model_and_a_float64_one():
+    fastdl.utils.set_random_seed(3)
+    assert_runs_as_predict(Sequential([layers.Input((9,)), layers.Dense(4, activation="tanh"), layers.Dense(2)]))
+    model = Sequential([layers.Input((8, 8, 1)), layers.Conv2D(3, 3), layers.Flatten(), layers.Dense(2)],
+                       dtype="float64")
+    assert_runs_as_predict(model, atol=1e-5)  # exported in float32
+
+
+def test_export_writes_a_file_that_onnx_loads(tmp_path):
+    model = train.seed_cnn((28, 28, 1))
+    model.build()
+    path = fastdl_onnx.export(model, tmp_path / "m.onnx")
+    loaded = onnx.load(path)
+    onnx.checker.check_model(loaded, full_check=True)
+    x = np.random.default_rng(4).random((3, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(loaded, x), model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_export_command_checks_the_graph_against_predict(tmp_path, capsys):
+    from fastdl.__main__ import main
+
+    model = train.seed_cnn((16, 16, 3))
+    model.build()
+    model.save(tmp_path / "m.keras")
+    assert main(["export", str(tmp_path / "m.keras"), str(tmp_path / "m.onnx"), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "largest difference from predict" in out
+    assert os.path.getsize(tmp_path / "m.onnx") > 4 * model.count_params()
+
+
+def test_bad_opsets_and_a_missing_onnx_are_clear_errors(monkeypatch):
+    model = Sequential([layers.Input((3,)), layers.Dense(2)])
+    for opset in (13, 16.0, True):
+        with pytest.raises(ValueError, match="opset must be an int >= 17"):
+            fastdl_onnx.to_onnx(model, opset=opset)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"pip install 'fastdl\[onnx\]'"):
+        fastdl_onnx.to_onnx(model)
