@@ -46,3 +46,16 @@ def affine_transform_batch(images, indices, matrices, *, fill_mode="nearest", cv
                                             matrices.reshape(-1, 6), y, FILL_MODES.index(fill_mode),
                                             cval, scale)
     return y
+
+
+def warp_checked_batch(images, indices, matrices, mode, cval, scale):
+    """affine_transform_batch for a caller that checked everything else once: images a
+    C-contiguous (N, H, W, C) host array of a kernel dtype, indices (B,) intp within
+    [0, N), mode an index into FILL_MODES, cval and scale finite. Only the matrices are
+    checked (finite), as they are new every batch. ImageDataGenerator's flows use it:
+    the full checks cost more than warping a batch of small images."""
+    if not np.isfinite(matrices).all():
+        raise ValueError("matrices must be finite")
+    y = np.empty((len(indices),) + images.shape[1:], np.float32)
+    backend_module().affine_transform_batch(images, indices, matrices.reshape(-1, 6), y, mode, cval, scale)
+    return y

@@ -188,18 +188,21 @@ class ImageDataGenerator:
         kernels.affine_matrices(table, float(height), float(width), out.reshape(-1, 6))
         return out
 
-    def augment_batch(self, x, indices=None, rng=None):
-        """Random transforms of x[indices] (all of x by default) as float32, standardized."""
-        x = _check_images(x)
-        if indices is None:
-            indices = np.arange(len(x))
+    def augment_batch(self, x, indices=None, rng=None, _checked=False):
+        """Random transforms of x[indices] (all of x by default) as float32, standardized.
+        (_checked: x and indices come from a flow, which checked them once.)"""
+        if not _checked:
+            x = _check_images(x)
+            if indices is None:
+                indices = np.arange(len(x))
         rng = rng or self.rng
         matrices = self._matrices(self._draw_table(len(indices), x.shape[1], x.shape[2], rng), x.shape[1],
                                   x.shape[2])
         intensity, brightness = self._draw_pixel_shifts(len(indices), rng)
         # rescale rides in the warp's weights unless a step in between sees unscaled values
         fold = self.preprocessing_function is None and intensity is None and brightness is None
-        batch = self._transform(x, indices, matrices, intensity, brightness, (self.rescale or 1.0) if fold else 1.0)
+        batch = self._transform(x, indices, matrices, intensity, brightness, (self.rescale or 1.0) if fold else 1.0,
+                                checked=_checked)
         return self.standardize(batch, rescaled=fold)
 
     def apply_transform_batch(self, x, indices, params, scale=1.0):
@@ -209,9 +212,13 @@ class ImageDataGenerator:
         return self._transform(x, indices, self.affine_matrices(params, x.shape[1], x.shape[2]),
                                params.get("channel_shift_intensity"), params.get("brightness"), scale)
 
-    def _transform(self, x, indices, matrices, intensity, brightness, scale):
-        batch = ops.affine_transform_batch(x, indices, matrices, fill_mode=self.fill_mode, cval=self.cval,
-                                           scale=scale)
+    def _transform(self, x, indices, matrices, intensity, brightness, scale, checked=False):
+        if checked:
+            batch = ops.augment.warp_checked_batch(x, indices, matrices, ops.augment.FILL_MODES.index(self.fill_mode),
+                                                   float(self.cval), float(scale))
+        else:
+            batch = ops.affine_transform_batch(x, indices, matrices, fill_mode=self.fill_mode, cval=self.cval,
+                                               scale=scale)
         if intensity is not None:
             batch = channel_shift(batch, intensity)
         if brightness is not None:
@@ -429,10 +436,14 @@ class NumpyArrayIterator(BatchIterator):
                 raise ValueError(f"the {subset} subset of {total} samples is empty "
                                  f"(validation_split={generator.validation_split})")
         self.x, self.y, self.sample_weight = x, y, weights
+        # the arrays the kernel takes as they are are checked here once, not every batch
+        self._checked = x.dtype in (np.uint8, np.float32, np.float64) and x.flags.c_contiguous
         super().__init__(len(x), generator, batch_size, shuffle, seed, shard)
 
     def _batch(self, idx):
-        batch = self.generator.augment_batch(self.x, idx, self.augment_rng)
+        if self._checked:  # the epoch's permutation: intp indices within [0, n)
+            idx = np.ascontiguousarray(idx, dtype=np.intp)
+        batch = self.generator.augment_batch(self.x, idx, self.augment_rng, _checked=self._checked)
         if self.y is None:
             return batch
         return (batch, self.y[idx]) if self.sample_weight is None else (batch, self.y[idx], self.sample_weight[idx])
