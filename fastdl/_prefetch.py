@@ -1,13 +1,16 @@
 """Prefetching: a background thread keeps the next batches of an iterator ready.
 
 fit runs the training step while the producer augments (or loads) the following
-batches: the kernels release the GIL, so the two overlap. The queue is bounded; the
+batches: the kernels release the GIL, so the two overlap. The producer's kernels run on
+one thread (fastdl._config.threads_in_this_thread), the step's on all of them. The queue is bounded; the
 producer's exception (with its traceback) is raised in the consumer at the batch where
 it happened; close() stops and joins the thread, whether training ended, stopped early
 or was interrupted.
 """
 import queue
 import threading
+
+from fastdl import _config
 
 
 def check_queue_size(value):
@@ -37,6 +40,10 @@ class Prefetcher:
         return False
 
     def _produce(self):
+        with _config.threads_in_this_thread(1):  # the training step has the cores (see there)
+            self._produce_all()
+
+    def _produce_all(self):
         for _ in range(self._total):
             if self._stop.is_set():
                 return

@@ -54,6 +54,30 @@ def test_prefetched_batches_train_exactly_as_batches_made_in_step():
     assert weights[0][1] == weights[1][1]
 
 
+def test_the_producer_runs_its_kernels_on_one_thread_and_leaves_the_others_theirs():
+    seen = []
+
+    def batch():
+        seen.append(fastdl.get_num_threads())
+        return len(seen)
+
+    before = fastdl.get_num_threads()
+    with Prefetcher(batch, 3, 2) as prefetcher:
+        assert [prefetcher.get() for _ in range(3)] == [1, 2, 3]
+    assert seen == [1, 1, 1] and fastdl.get_num_threads() == before
+    with fastdl._config.threads_in_this_thread(1):
+        assert fastdl.get_num_threads() == 1
+        other = []
+        worker = threading.Thread(target=lambda: other.append(fastdl.get_num_threads()))
+        worker.start()
+        worker.join()
+        assert other == [before]  # another thread keeps the process's count
+    assert fastdl.get_num_threads() == before
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        with fastdl._config.threads_in_this_thread(0):
+            pass
+
+
 @pytest.mark.parametrize("max_queue_size", [1, 2, 50])
 def test_every_queue_size_gives_every_batch_once_in_order(max_queue_size):
     source = iter(range(100))
