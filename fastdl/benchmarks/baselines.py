@@ -1,11 +1,15 @@
 """The baseline libraries: which are installed, and the same thread count for each."""
 import importlib.util
 
-KNOWN = ("torch", "keras", "numpy")
+KNOWN = ("torch", "keras", "numpy", "onnxruntime", "openvino")
 INSTALL_HINTS = {
     "torch": "pip install torch==2.13.0 (a CPU build)",
     "keras": "pip install 'fastdl[bench]' (tensorflow-cpu and keras)",
+    "onnxruntime": "pip install 'fastdl[bench]' (onnx, onnxruntime, openvino)",
+    "openvino": "pip install 'fastdl[bench]' (onnx, onnxruntime, openvino)",
 }
+# the inference engines run fastdl's own model exported to ONNX (fastdl.onnx), which needs onnx
+ENGINES = ("onnxruntime", "openvino")
 
 
 def resolve(requested, threads):
@@ -24,7 +28,8 @@ def resolve(requested, threads):
             available[name] = numpy
             continue
         module_name = "tensorflow" if name == "keras" else name
-        if importlib.util.find_spec(module_name) is None:
+        if importlib.util.find_spec(module_name) is None or (
+                name in ENGINES and importlib.util.find_spec("onnx") is None):
             skipped[name] = f"not installed ({INSTALL_HINTS[name]})"
             continue
         try:
@@ -40,6 +45,8 @@ def _load(name, threads):
 
         torch.set_num_threads(threads)
         return torch
+    if name in ENGINES:  # their thread counts are per session (fastdl.benchmarks.engines)
+        return importlib.import_module(name)
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -110,9 +110,13 @@ def inference_case(batch, libs, rng):
     if keras is not None:
         kmodel = keras_model(keras, weights)
         candidates["keras"] = lambda: result.__setitem__("keras", np.asarray(kmodel.predict_on_batch(x)))
+    from fastdl.benchmarks import engines
+
+    for label, run in engines.runners(model, libs, fastdl.get_num_threads()).items():
+        candidates[label] = lambda run=run, label=label: result.__setitem__(label, np.asarray(run(x)))
 
     def check():
-        for other in ("torch", "torch-cl", "keras"):
+        for other in ("torch", "torch-cl", "keras", "onnxruntime", "openvino"):
             if other in result and not np.allclose(result["fastdl"], result[other], atol=1e-4):
                 raise AssertionError(f"inference disagrees with {other}: "
                                      f"{np.abs(result['fastdl'] - result[other]).max()}")
@@ -222,7 +226,7 @@ def epoch_case(augment, libs, threads, n=50000):
 def cases(quick, batches, libs):
     rng = np.random.default_rng(0)
     out = [step_case(b, libs, rng) for b in batches]
-    out.append(inference_case(256, libs, rng))
+    out += [inference_case(b, libs, rng) for b in ((1, 32, 256) if not quick else (1, 256))]
     if not quick:
         threads = fastdl.get_num_threads()
         out += [epoch_case(False, libs, threads), epoch_case(True, libs, threads)]
