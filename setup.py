@@ -21,6 +21,16 @@ else:
     compile_args = ["-O3", "-fno-math-errno", "-fopenmp", "-g0"]
     link_args = ["-fopenmp"]
 compile_args += os.environ.get("FASTDL_EXTRA_CFLAGS", "").split()
+# FASTDL_SANITIZE=address,undefined: a build for .ci/sanitize, where an out-of-bounds
+# access or undefined behaviour stops the tests even when the answer comes out right
+# (Python itself is not instrumented: the ASan runtime goes in through LD_PRELOAD)
+SANITIZE = os.environ.get("FASTDL_SANITIZE", "").strip()
+if SANITIZE:
+    if sys.platform == "win32":
+        raise SystemExit("FASTDL_SANITIZE needs GCC or clang")
+    flags = [f"-fsanitize={SANITIZE}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+    compile_args = [a for a in compile_args if a not in ("-O3", "-g0")] + ["-O1", "-g"] + flags
+    link_args = link_args + flags
 # The optimizer loops give the same bits whichever elements the vector loop and the
 # scalar ends take (those move with the arrays' alignment): no a * b + c fused into one
 # rounding in one place and not the other.

@@ -196,19 +196,30 @@ cdef inline double term_grad(int kind, double y, double p, double delta, double 
     return 0.0
 
 
-cdef inline double categorical_hinge(const floating *y, const floating *p, Py_ssize_t k,
-                                     Py_ssize_t *at) noexcept nogil:
-    """max(neg - pos + 1, 0) of one row, pos = sum(y p), neg = max((1 - y) p) at *at."""
-    cdef double pos = 0, neg = (1.0 - y[0]) * p[0], v
-    cdef Py_ssize_t j
-    at[0] = 0
-    for j in range(k):
-        pos += <double> y[j] * p[j]
+cdef inline Py_ssize_t negative_argmax(const floating *y, const floating *p, Py_ssize_t k) noexcept nogil:
+    """Where (1 - y) p is largest in one row (its first maximum)."""
+    cdef double neg = (1.0 - y[0]) * p[0], v
+    cdef Py_ssize_t j, at = 0
+    for j in range(1, k):
         v = (1.0 - y[j]) * p[j]
         if v > neg:
             neg = v
-            at[0] = j
-    return dmax(neg - pos + 1.0, 0.0)
+            at = j
+    return at
+
+
+cdef inline double categorical_hinge(const floating *y, const floating *p, Py_ssize_t k,
+                                     Py_ssize_t at) noexcept nogil:
+    """max(neg - pos + 1, 0) of one row, pos = sum(y p), neg = (1 - y) p at `at`
+    (negative_argmax). The position is returned, not written through a pointer: in a
+    prange body a variable only written through its address stays shared between the
+    threads (Cython makes private only what the body assigns), a race that the sanitizer
+    build's -O1 exposed as wrong gradients."""
+    cdef double pos = 0
+    cdef Py_ssize_t j
+    for j in range(k):
+        pos += <double> y[j] * p[j]
+    return dmax((1.0 - y[at]) * p[at] - pos + 1.0, 0.0)
 
 
 cdef inline double sum_loop(int kind, const floating *y, const floating *p, Py_ssize_t m, double delta,
@@ -307,7 +318,8 @@ def loss(int kind, const floating[:, :, ::1] y_true, const floating[:, :, ::1] y
         if kind == CATEGORICAL_HINGE:
             total = 0
             for r in range(rows):
-                total = total + categorical_hinge(&y_true[i, r, 0], &y_pred[i, r, 0], k, &at)
+                at = negative_argmax(&y_true[i, r, 0], &y_pred[i, r, 0], k)
+                total = total + categorical_hinge(&y_true[i, r, 0], &y_pred[i, r, 0], k, at)
         else:  # a sample's elements are contiguous: one run of rows * k
             total = sum_terms(kind, &y_true[i, 0, 0], &y_pred[i, 0, 0], rows * k, delta, eps)
         out[i] = <floating> (total / (rows if by_row else rows * k))
@@ -325,7 +337,8 @@ def loss_backward(int kind, const floating[:, :, ::1] y_true, const floating[:, 
         scale = dloss[i] / <double> (rows if by_row else rows * k)
         if kind == CATEGORICAL_HINGE:
             for r in range(rows):
-                value = categorical_hinge(&y_true[i, r, 0], &y_pred[i, r, 0], k, &at)
+                at = negative_argmax(&y_true[i, r, 0], &y_pred[i, r, 0], k)
+                value = categorical_hinge(&y_true[i, r, 0], &y_pred[i, r, 0], k, at)
                 for j in range(k):
                     grad[i, r, j] = <floating> (scale * (-y_true[i, r, j] + (1.0 - y_true[i, r, j])
                                                          * (j == at)) if value > 0 else 0)

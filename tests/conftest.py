@@ -3,6 +3,15 @@ import pytest
 
 import fastdl
 
+try:  # tests/test_fuzz.py's example counts: bounded and the same on every run by default
+    from hypothesis import settings
+
+    settings.register_profile("ci", max_examples=60, derandomize=True, database=None)
+    settings.register_profile("long", max_examples=2000)
+    settings.load_profile("ci")  # --hypothesis-profile=long (applied after this) for deeper runs
+except ImportError:
+    pass
+
 from support import COMPILED_BACKENDS, DTYPES, guard_backend
 
 

@@ -9,6 +9,7 @@ never copied here, so a non-contiguous one is an error.
 """
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -27,7 +28,41 @@ def float_array(name, a, ndim=None, layout=""):
             a = np.asarray(a)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of floats; got {type(a).__name__}: {exc}") from None
-    return np.ascontiguousarray(_float_checks(name, a, ndim, layout))
+    return contiguous(name, _float_checks(name, a, ndim, layout))
+
+
+# A non-contiguous view is copied; one this large is first checked against the memory
+# free, since a stride trick (as_strided, broadcast_to) makes a view of any size at no
+# cost and its copy would otherwise end the process (the kernel's OOM killer), not raise.
+COPY_CHECK_BYTES = 1 << 28
+
+
+def contiguous(name, a, dtype=None):
+    """a (or a converted to dtype) as a C-contiguous array, copied only when it is not;
+    a copy larger than the free memory is a ValueError naming the argument."""
+    if a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
+        return a
+    nbytes = a.size * (np.dtype(dtype).itemsize if dtype is not None else a.itemsize)
+    if nbytes > COPY_CHECK_BYTES and 2 * nbytes > _free_memory():  # the copy, and an output as large
+        raise ValueError(f"{name} is a non-contiguous view of shape {a.shape} (strides {a.strides}) whose "
+                         f"contiguous copy would take {nbytes / 2**30:.1f} GiB, more than half the "
+                         f"{_free_memory() / 2**30:.1f} GiB free; pass a C-contiguous array")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _free_memory():
+    """Bytes of memory available (MemAvailable on Linux), or infinity when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return math.inf
 
 
 def _float_checks(name, a, ndim, layout):

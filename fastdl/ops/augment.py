@@ -26,7 +26,7 @@ def affine_transform_batch(images, indices, matrices, *, fill_mode="nearest", cv
         raise TypeError(f"images must be uint8, float32 or float64; got {images.dtype}")
     if 0 in images.shape:
         raise ValueError(f"images must not be empty; got shape {images.shape}")
-    images = _checks.device_contiguous("images", images) if device else np.ascontiguousarray(images)
+    images = _checks.device_contiguous("images", images) if device else _checks.contiguous("images", images)
     indices = np.asarray(_device.to_host(indices))
     if indices.dtype.kind not in "iu" or indices.ndim != 1:
         raise TypeError(f"indices must be a 1-D integer array; got {indices.dtype} {indices.shape}")

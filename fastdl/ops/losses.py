@@ -32,7 +32,7 @@ def _prepare(labels, outputs):
         bad = low if low < 0 else high
         raise ValueError(f"labels must be in [0, {outputs.shape[1]}) for {outputs.shape[1]} classes; "
                          f"got {bad}")
-    return np.ascontiguousarray(labels, dtype=np.intp), outputs
+    return _checks.contiguous("labels", labels, np.intp), outputs
 
 
 def sparse_categorical_crossentropy(labels, outputs, from_logits=False):
@@ -108,7 +108,7 @@ def _prepare_loss(name, y_true, y_pred, delta):
     delta = _checks.finite_number("delta", delta, minimum=0, inclusive=False)
     n = y_pred.shape[0]
     k = y_pred.shape[-1] if y_pred.ndim > 1 else 1
-    return np.ascontiguousarray(y_true).reshape(n, -1, k), y_pred.reshape(n, -1, k), delta, y_pred.shape
+    return _checks.contiguous("y_true", y_true).reshape(n, -1, k), y_pred.reshape(n, -1, k), delta, y_pred.shape
 
 
 def loss(name, y_true, y_pred, *, delta=1.0):

@@ -48,7 +48,7 @@ def _grad(grad, param):
     _checks.shape_is("grad", grad, param.shape, "param's shape")
     if _device.is_device(grad):
         return _checks.float_array("grad", grad).reshape(-1)  # checks it is contiguous
-    return np.ascontiguousarray(grad).reshape(-1)
+    return _checks.contiguous("grad", grad).reshape(-1)
 
 
 def _state(name, array, param, needed_for, written=()):

@@ -44,7 +44,7 @@ def _saved_argmax(a, g):
     if _device.is_device(a):
         a = _checks.device_contiguous("argmax", _device.adopt("argmax", a))
     elif isinstance(a, np.ndarray):
-        a = np.ascontiguousarray(a)
+        a = _checks.contiguous("argmax", a)
     else:
         raise TypeError(f"argmax must be a numpy.ndarray of uint8; got {type(a).__name__}")
     if a.dtype != np.uint8:
