@@ -249,7 +249,8 @@ def test_invalid_arguments_never_crash(request):
 def _bad_array(draw, good, alone=False):
     """good with one thing wrong: its rank, dtype (int, bool, float16, object, or the
     other float where another array sets the dtype), an empty axis."""
-    kind = draw(st.sampled_from(["rank", "int", "bool", "float16", "object", "empty"] + ([] if alone else ["other-dtype"])))
+    kinds = ["rank", "int", "bool", "float16", "object", "empty"] + ([] if alone else ["other-dtype"])
+    kind = draw(st.sampled_from(kinds))
     if kind == "rank":
         return good.reshape(good.shape + (1,)) if draw(st.booleans()) or good.ndim == 1 else good.reshape(-1)
     if kind == "empty":
