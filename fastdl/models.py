@@ -25,7 +25,7 @@ import numpy as np
 
 from fastdl import _config, _device, _prefetch, _weights_io
 from fastdl import callbacks as callbacks_module
-from fastdl import fusion, losses, metrics as metrics_module, ops, optimizers
+from fastdl import fusion, inference, losses, metrics as metrics_module, ops, optimizers
 from fastdl.layers import InputLayer, Layer
 from fastdl.utils import new_generator
 
@@ -112,6 +112,7 @@ class Sequential:
         """The steps that run the layers (fastdl.fusion): Conv2D + MaxPooling2D fused, and
         the last layer's logits when the loss takes softmax outputs."""
         self._steps = fusion.plan(self.layers, logits_last=getattr(self, "_softmax_outputs", False))
+        inference.forget(self)
 
     def _check_input(self, x, allow_empty=False):
         if _device.is_device(x):
@@ -310,6 +311,10 @@ class Sequential:
             raise TypeError(f"training must be True, False or None; got {training!r}")
         x = self._check_input(x)
         with self._lock:  # the outputs live in the layers' buffers until copied out
+            if not training:  # checked once, the kernels called back to back (fastdl.inference)
+                plan = inference.plan_for(self, x.shape)
+                if plan is not None:
+                    return plan.run(x)
             return _device.host_copy(self._outputs_to_predictions(
                 self._forward(self._as_batch(x), training=bool(training))))
 
