@@ -17,6 +17,21 @@ ALL_BACKENDS = ["reference"] + COMPILED_BACKENDS
 DTYPES = [np.float32, np.float64]
 
 
+def keras_or_skip(module="keras"):
+    """Keras 3 (or one of its modules) on its NumPy backend, no TensorFlow needed; set for
+    the whole process, as the backend is fixed at Keras's first import. A skip where it
+    is not installed, an error in CI (which installs it)."""
+    os.environ.setdefault("KERAS_BACKEND", "numpy")
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        import pytest
+
+        pytest.skip("keras is not installed")
+
+
 def tolerance(dtype):
     """(rtol, atol) for comparing two backends' results of unit-scale data."""
     return (2e-4, 2e-5) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)

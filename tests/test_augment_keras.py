@@ -1,25 +1,19 @@
 """ImageDataGenerator's options against Keras 3's own (keras.src.legacy.preprocessing.image,
 KERAS_BACKEND=numpy): per image on fixed parameters, subsets, sample weights, the
 standardization order and flow_from_directory."""
-import os
 
 import numpy as np
 import pytest
 
 from fastdl.preprocessing.image import ImageDataGenerator
 
+from support import keras_or_skip
+
 PARAMS = dict(theta=17.0, tx=1.5, ty=-2.25, shear=8.0, zx=0.9, zy=1.2, flip_horizontal=True, flip_vertical=True)
 
 
 def keras_image():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        from keras.src.legacy.preprocessing import image
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("keras is not installed")
-    return image
+    return keras_or_skip("keras.src.legacy.preprocessing.image")
 
 
 def batch_params(n, **params):

@@ -13,17 +13,7 @@ import fastdl
 from fastdl import callbacks, layers, losses, metrics, ops
 from fastdl.backends._spec import LOSSES
 
-def keras_or_skip():
-    # Keras 3 without TensorFlow; set only here, as it holds for the whole process
-    os.environ.setdefault("KERAS_BACKEND", "numpy")
-    try:
-        import keras
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("keras is not installed")
-    return keras
-
+from support import keras_or_skip
 
 # -- the namespace ------------------------------------------------------------------------------
 

@@ -18,18 +18,9 @@ from fastdl import layers, optimizers
 from fastdl.models import Sequential, load_model
 from fastdl.saving import FormatError
 
+from support import keras_or_skip
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "numpy")  # as tests/test_keras_api.py: for the whole process
-    try:
-        import keras
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("keras is not installed")
-    return keras
 
 
 def every_layer(k, dtype="float32"):
