@@ -269,6 +269,75 @@ def affine_samples(rng, dtype):
             for m in ("nearest", "constant", "reflect", "wrap")]
 
 
+BN_SHAPES = [(5, 3), (1, 4), (2, 5, 4, 3), (64, 7)]
+
+
+def bn_stats_samples(rng, dtype):
+    """Rows of one or many samples, 2-D and NHWC, one set far from zero (a large mean)."""
+    out = [((normal(rng, s, dtype),), {}) for s in BN_SHAPES]
+    return out + [(((normal(rng, (40, 6), np.float64) * 0.5 + 300).astype(dtype),), {})]
+
+
+def bn_samples(rng, dtype):
+    out = []
+    for i, shape in enumerate(BN_SHAPES):
+        x = normal(rng, shape, dtype)
+        c = shape[-1]
+        mean, var = normal(rng, c, dtype), (rng.random(c) + 0.1).astype(dtype)
+        gamma, beta = (normal(rng, c, dtype), normal(rng, c, dtype)) if i % 2 == 0 else (None, None)
+        out.append(((x, mean, var, gamma, beta), dict(epsilon=1e-3 if i < 2 else 1e-5)))
+    return out
+
+
+def bn_backward_samples(rng, dtype):
+    out = []
+    for (x, _, _, gamma, _), kw in bn_samples(rng, dtype):
+        with fastdl.use_backend("reference"):
+            mean, var = ops.batch_norm_stats(x)
+        out.append(((normal(rng, x.shape, dtype), x, mean, var, gamma), kw))
+    return out
+
+
+def _rows(torch, a):
+    return torch.from_numpy(np.ascontiguousarray(a).reshape(-1, a.shape[-1]))
+
+
+def torch_bn_stats(torch, x):
+    var, mean = torch.var_mean(_rows(torch, x), dim=0, unbiased=False)
+    return mean.numpy()
+
+
+def torch_bn(torch, x, mean, var, gamma, beta, epsilon):
+    t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+    y = torch.nn.functional.batch_norm(_rows(torch, x), t(mean), t(var), t(gamma), t(beta), training=False, eps=epsilon)
+    return y.numpy().reshape(x.shape)
+
+
+def torch_bn_backward(torch, dy, x, mean, var, gamma, epsilon):
+    """dx through torch's training-mode batch_norm (its statistics are the batch's)."""
+    if np.prod(x.shape[:-1]) == 1:
+        return None  # torch refuses a single value per channel in training
+    rows = _rows(torch, x).requires_grad_()
+    weight = None if gamma is None else torch.from_numpy(gamma)
+    y = torch.nn.functional.batch_norm(rows, None, None, weight, None, training=True, eps=epsilon)
+    y.backward(_rows(torch, dy))
+    return rows.grad.numpy().reshape(x.shape)
+
+
+def bn_grad(args, kwargs):
+    """The training-mode backward against differences of batch_norm(x, stats(x)): the
+    gradient through the batch's own statistics."""
+    x, _, _, gamma, beta = args
+    dy = np.random.default_rng(9).standard_normal(x.shape)
+
+    def forward():
+        return ops.batch_norm(x, *ops.batch_norm_stats(x), gamma, beta, **kwargs)
+    dx, dgamma, dbeta = ops.batch_norm_backward(dy, x, *ops.batch_norm_stats(x), gamma, **kwargs)
+    f = _weighted(forward, dy)
+    return [("dx", dx, _numerical(f, x)), ("dgamma", dgamma, _numerical(f, gamma)),
+            ("dbeta", dbeta, _numerical(f, beta))]
+
+
 def _numerical(f, x):
     from support import numerical_gradient
     return numerical_gradient(f, x)
@@ -387,6 +456,20 @@ TABLE = [
         dict(step=2, lr=0.01, convention="keras"),
         dict(step=2, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
         call=updated(ops.adam_update)),
+    OpInfo("batch_norm_stats", bn_stats_samples, torch=torch_bn_stats,
+           invalid=((lambda: ops.batch_norm_stats(np.ones(4, np.float32)), ValueError, "at least 2-D"),
+                    (lambda: ops.batch_norm_stats(np.ones((3, 0))), ValueError, "x must not be empty"))),
+    OpInfo("batch_norm", bn_samples, torch=torch_bn, grad=bn_grad,
+           invalid=((lambda: ops.batch_norm(np.ones((2, 3)), np.zeros(3), -np.ones(3)), ValueError, "var must be >= 0"),
+                    (lambda: ops.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(3), np.ones(2)), ValueError,
+                     "gamma must have shape"),
+                    (lambda: ops.batch_norm(np.ones((2, 3)), np.zeros(3), np.ones(3), epsilon=0), ValueError,
+                     "epsilon"),
+                    (lambda: ops.batch_norm(np.ones((2, 3)), np.zeros(3, np.float32), np.ones(3)), TypeError,
+                     "share one dtype"))),
+    OpInfo("batch_norm_backward", bn_backward_samples, torch=torch_bn_backward, scale=3,
+           invalid=((lambda: ops.batch_norm_backward(np.ones((2, 2)), np.ones((2, 3)), np.zeros(3), np.ones(3)),
+                     ValueError, "dy must have shape"),)),
     OpInfo("affine_transform_batch", affine_samples,
            invalid=((lambda: ops.affine_transform_batch(np.zeros((1, 4, 4, 1), np.uint8), [1], np.zeros((1, 2, 3))),
                      ValueError, "indices must be in"),)),

@@ -57,6 +57,13 @@ OPS = (
     _op("rmsprop_update", "p g sq ga buf lr rho eps momentum l2 decay keras", "p sq ga buf"),
     _op("adam_update", "p g m v vmax step_size eps_hat beta1 beta2 l2 decay sign", "p m v vmax"),
     _op("affine_transform_batch", "images indices matrices out mode cval scale", "out"),
+    # batch normalization over the rows of x (M, C), one statistic per column (channel):
+    # the batch's mean and biased variance; y = (x - mean) / sqrt(var + eps) * gamma + beta;
+    # the training-mode backward (the statistics are x's own) fills dx and returns
+    # (dgamma, dbeta)
+    _op("batch_norm_stats", "x mean var", "mean var"),
+    _op("batch_norm", "x mean var gamma beta eps out", "out"),
+    _op("batch_norm_backward", "dy x mean var gamma eps dx", "dx"),
 )
 NAMES = tuple(op.name for op in OPS)
 

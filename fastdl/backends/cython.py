@@ -7,6 +7,7 @@ from fastdl._kernels import augment as _augment
 from fastdl._kernels import conv as _conv
 from fastdl._kernels import linalg as _linalg
 from fastdl._kernels import losses as _losses
+from fastdl._kernels import norm as _norm
 from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
 from fastdl.backends import _compose
@@ -274,3 +275,24 @@ def adam_update(p, g, m, v, vmax, step_size, eps_hat, beta1, beta2, l2, decay, s
 
 def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
     _augment.affine_batch(images, indices, matrices, out, mode, cval, scale, get_num_threads())
+
+
+def _blocks(m):
+    """Row blocks of the batch-norm reductions: one a thread (each sums into its own row)."""
+    return max(1, min(get_num_threads(), m))
+
+
+def batch_norm_stats(x, mean, var):
+    _norm.stats(x, mean, var, np.empty((2, _blocks(x.shape[0]), x.shape[1])))
+
+
+def batch_norm(x, mean, var, gamma, beta, eps, out):
+    _norm.normalize(x, mean, var, gamma, beta, eps, out, np.empty((2, x.shape[1]), x.dtype), get_num_threads())
+
+
+def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
+    c = x.shape[1]
+    dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _norm.backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta, np.empty((2, _blocks(x.shape[0]), c)),
+                   np.empty((3, c), x.dtype), get_num_threads())
+    return dgamma, dbeta

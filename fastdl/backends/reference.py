@@ -385,3 +385,27 @@ def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
         if mode == CONSTANT:  # no interpolation beyond the edges
             value[outside] = cval
         out[b] = value * scale
+
+
+# -- batch normalization: the textbook formulas in float64 ----------------------------------
+
+def batch_norm_stats(x, mean, var):
+    rows = x.astype(np.float64)
+    m = rows.mean(axis=0)
+    mean[...] = m
+    var[...] = ((rows - m) ** 2).mean(axis=0)
+
+
+def batch_norm(x, mean, var, gamma, beta, eps, out):
+    xhat = (x.astype(np.float64) - mean) / np.sqrt(var.astype(np.float64) + eps)
+    out[...] = xhat * gamma + beta
+
+
+def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
+    inv = 1.0 / np.sqrt(var.astype(np.float64) + eps)
+    xhat = (x.astype(np.float64) - mean) * inv
+    g = dy.astype(np.float64)
+    dbeta, dgamma = g.sum(axis=0), (g * xhat).sum(axis=0)
+    m = x.shape[0]
+    dx[...] = gamma * inv / m * (m * g - dbeta - xhat * dgamma)
+    return dgamma.astype(x.dtype), dbeta.astype(x.dtype)

@@ -9,6 +9,7 @@ from fastdl.ops.augment import affine_transform_batch
 from fastdl.ops.conv import conv2d, conv2d_backward, conv2d_max_pool
 from fastdl.ops.dense import dense, dense_backward, matmul
 from fastdl.ops.elementwise import add, multiply
+from fastdl.ops.norm import batch_norm, batch_norm_backward, batch_norm_stats
 from fastdl.ops.losses import (
     loss, loss_backward, sparse_categorical_crossentropy, sparse_categorical_crossentropy_backward)
 from fastdl.ops.optim import adagrad_update, adam_update, rmsprop_update, sgd_update
@@ -16,7 +17,8 @@ from fastdl.ops.pool import ARGMAX_NONE, avg_pool2d, avg_pool2d_backward, max_po
 
 __all__ = [
     "ARGMAX_NONE", "activation", "activation_backward", "adagrad_update", "add", "affine_transform_batch",
-    "adam_update", "avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "conv2d_max_pool", "dense",
+    "adam_update", "avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "batch_norm_stats",
+    "conv2d", "conv2d_backward", "conv2d_max_pool", "dense",
     "dense_backward", "loss", "loss_backward", "matmul", "max_pool2d", "max_pool2d_backward", "multiply", "relu",
     "relu_backward", "rmsprop_update", "sgd_update", "softmax", "sparse_categorical_crossentropy",
     "sparse_categorical_crossentropy_backward",

@@ -317,3 +317,26 @@ def affine_transform_batch(images, indices, matrices, out, mode, cval, scale):
     gpu.affine(_dev(images), _dev(indices), _dev(matrices), d, mode, np.float32(cval * scale),
                np.float32(scale))
     _finish(d, out)
+
+
+def batch_norm_stats(x, mean, var):
+    m, v = _target(mean), _target(var)
+    gpu.batch_norm_stats(_dev(x), m, v)
+    _finish(m, mean)
+    _finish(v, var)
+
+
+def batch_norm(x, mean, var, gamma, beta, eps, out):
+    y = _target(out)
+    gpu.batch_norm(_dev(x), _dev(mean), _dev(var), _dev(gamma), _dev(beta), float(eps), y)
+    _finish(y, out)
+
+
+def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
+    target = _target(dx)
+    c = x.shape[1]
+    dgamma, dbeta = gpu.device_array((c,), x.dtype), gpu.device_array((c,), x.dtype)
+    gpu.batch_norm_backward(_dev(dy), _dev(x), _dev(mean), _dev(var), _dev(gamma), float(eps), target,
+                            dgamma, dbeta)
+    _finish(target, dx)
+    return _result(dgamma, dy, x), _result(dbeta, dy, x)

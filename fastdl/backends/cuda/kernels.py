@@ -7,6 +7,7 @@ fastdl.ops._geometry.Window's first 14 fields.
 """
 import math
 
+import numpy as np
 from numba import cuda
 
 from fastdl.backends import _element_losses as element_losses
@@ -603,3 +604,127 @@ def _affine(images, indices, matrices, out, mode, fill, scale):
 def affine(images, indices, matrices, out, mode, fill, scale):
     pixels = out.shape[0] * out.shape[1] * out.shape[2]
     _launch(_affine, pixels, images, indices, matrices, out, mode, fill, scale)
+
+
+# -- batch normalization over the rows of x (M, C) ------------------------------------------
+# Threads (column j, block of rows) sum their rows and add into float64 sums (2, C) with
+# atomics; one thread a column then finishes the statistics or coefficients; the
+# normalisation and dx are elementwise.
+
+BN_ROWS = 64  # rows a thread sums
+_BN_BLOCK = (32, 8)
+
+
+def _bn_grid(m, c):
+    chunks = math.ceil(m / BN_ROWS)
+    return (math.ceil(c / _BN_BLOCK[0]), math.ceil(chunks / _BN_BLOCK[1])), _BN_BLOCK
+
+
+@cuda.jit
+def _bn_stat_sums(x, sums):
+    j, chunk = cuda.grid(2)
+    m, c = x.shape
+    if j >= c or chunk * BN_ROWS >= m:
+        return
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(chunk * BN_ROWS, min(m, (chunk + 1) * BN_ROWS)):
+        d = float(x[i, j]) - float(x[0, j])
+        s1 += d
+        s2 += d * d
+    cuda.atomic.add(sums, (0, j), s1)
+    cuda.atomic.add(sums, (1, j), s2)
+
+
+@cuda.jit
+def _bn_stat_finish(x, sums, mean, var):
+    j = cuda.grid(1)
+    m, c = x.shape
+    if j < c:
+        s1 = sums[0, j] / m
+        mean[j] = x[0, j] + s1
+        var[j] = max(sums[1, j] / m - s1 * s1, 0.0)
+
+
+@cuda.jit
+def _bn_scale_shift(mean, var, gamma, beta, eps, coefficients):
+    j = cuda.grid(1)
+    if j < mean.size:
+        s = gamma[j] / math.sqrt(float(var[j]) + eps)
+        coefficients[0, j] = s
+        coefficients[1, j] = beta[j] - mean[j] * s
+
+
+@cuda.jit
+def _bn_apply(x, coefficients, out):
+    i = cuda.grid(1)
+    c = x.shape[1]
+    if i < x.size:
+        r, j = i // c, i % c
+        out[r, j] = x[r, j] * coefficients[0, j] + coefficients[1, j]
+
+
+@cuda.jit
+def _bn_grad_sums(dy, x, mean, sums):
+    j, chunk = cuda.grid(2)
+    m, c = x.shape
+    if j >= c or chunk * BN_ROWS >= m:
+        return
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(chunk * BN_ROWS, min(m, (chunk + 1) * BN_ROWS)):
+        grad = float(dy[i, j])
+        s1 += grad
+        s2 += grad * (float(x[i, j]) - float(mean[j]))
+    cuda.atomic.add(sums, (0, j), s1)
+    cuda.atomic.add(sums, (1, j), s2)
+
+
+@cuda.jit
+def _bn_grad_finish(sums, mean, var, gamma, eps, m, dgamma, dbeta, coefficients):
+    """dgamma, dbeta, and dx = a dy + b x + k's coefficients (3, C)."""
+    j = cuda.grid(1)
+    if j < mean.size:
+        sdy, sdyx = sums[0, j], sums[1, j]
+        inv = 1.0 / math.sqrt(float(var[j]) + eps)
+        dbeta[j] = sdy
+        dgamma[j] = sdyx * inv
+        a = gamma[j] * inv
+        b = -a * inv * inv * sdyx / m
+        coefficients[0, j] = a
+        coefficients[1, j] = b
+        coefficients[2, j] = -a * sdy / m - b * mean[j]
+
+
+@cuda.jit
+def _bn_apply_backward(dy, x, coefficients, dx):
+    i = cuda.grid(1)
+    c = x.shape[1]
+    if i < x.size:
+        r, j = i // c, i % c
+        dx[r, j] = dy[r, j] * coefficients[0, j] + x[r, j] * coefficients[1, j] + coefficients[2, j]
+
+
+def batch_norm_stats(x, mean, var):
+    m, c = x.shape
+    sums = cuda.to_device(np.zeros((2, c)))
+    blocks, threads = _bn_grid(m, c)
+    _bn_stat_sums[blocks, threads](x, sums)
+    _launch(_bn_stat_finish, c, x, sums, mean, var)
+
+
+def batch_norm(x, mean, var, gamma, beta, eps, out):
+    c = x.shape[1]
+    coefficients = cuda.device_array((2, c), x.dtype)
+    _launch(_bn_scale_shift, c, mean, var, gamma, beta, eps, coefficients)
+    _launch(_bn_apply, x.size, x, coefficients, out)
+
+
+def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta):
+    m, c = x.shape
+    sums = cuda.to_device(np.zeros((2, c)))
+    blocks, threads = _bn_grid(m, c)
+    _bn_grad_sums[blocks, threads](dy, x, mean, sums)
+    coefficients = cuda.device_array((3, c), x.dtype)
+    _launch(_bn_grad_finish, c, sums, mean, var, gamma, eps, m, dgamma, dbeta, coefficients)
+    _launch(_bn_apply_backward, x.size, dy, x, coefficients, dx)

@@ -262,6 +262,23 @@ def warmup():
     return time.perf_counter() - start
 
 
+def batch_norm_stats(x, mean, var):
+    _k.batch_norm_stats(x, mean, var, max(1, min(_threads(), x.shape[0])))
+
+
+def batch_norm(x, mean, var, gamma, beta, eps, out):
+    _threads()
+    _k.batch_norm(x, mean, var, gamma, beta, float(eps), out)
+
+
+def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
+    c = x.shape[1]
+    dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _k.batch_norm_backward(dy, x, mean, var, gamma, float(eps), dx, dgamma, dbeta,
+                           max(1, min(_threads(), x.shape[0])))
+    return dgamma, dbeta
+
+
 def _warm_every_op():
     from fastdl import ops, use_backend
 
@@ -304,5 +321,9 @@ def _warm_every_op():
             ops.adagrad_update(p, g, np.zeros(4, dtype), lr=0.1, step=1)
             ops.rmsprop_update(p, g, np.zeros(4, dtype), lr=0.1)
             ops.adam_update(p, g, np.zeros(4, dtype), np.zeros(4, dtype), step=1, lr=0.1)
+            rows, channel = np.ones((6, 3), dtype), np.ones(3, dtype)
+            mean, var = ops.batch_norm_stats(rows)
+            ops.batch_norm(rows, mean, var, channel, channel)
+            ops.batch_norm_backward(rows, rows, mean, var, channel)
         for images in (np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 4, 4, 1), np.float32)):
             ops.affine_transform_batch(images, [0], np.tile(np.eye(2, 3), (1, 1, 1)))

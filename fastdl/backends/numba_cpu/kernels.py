@@ -477,3 +477,73 @@ def affine_batch(images, indices, matrices, out, mode, cval, scale):
                     v = ((1 - fr) * (1 - fc) * images[src, r0, c0, ch] + (1 - fr) * fc * images[src, r0, c1, ch]
                          + fr * (1 - fc) * images[src, r1, c0, ch] + fr * fc * images[src, r1, c1, ch])
                     out[b, r, c, ch] = np.float32(v * scale)
+
+
+# -- batch normalization over the rows of x (M, C): see kernels/norm.pyx ---------------------
+
+@njit(parallel=True, **OPTS)
+def batch_norm_stats(x, mean, var, blocks):
+    """mean, var of x's columns from shifted sums (x - x[0]) per block of rows, in float64."""
+    m, c = x.shape
+    partial = np.zeros((2, blocks, c))
+    for t in prange(blocks):
+        for i in range(t * m // blocks, (t + 1) * m // blocks):
+            for j in range(c):
+                d = np.float64(x[i, j]) - np.float64(x[0, j])
+                partial[0, t, j] += d
+                partial[1, t, j] += d * d
+    for j in range(c):
+        s1 = 0.0
+        s2 = 0.0
+        for t in range(blocks):
+            s1 += partial[0, t, j]
+            s2 += partial[1, t, j]
+        s1 /= m
+        mean[j] = x[0, j] + s1
+        var[j] = max(s2 / m - s1 * s1, 0.0)
+
+
+@njit(parallel=True, **OPTS)
+def batch_norm(x, mean, var, gamma, beta, eps, out):
+    m, c = x.shape
+    scale = np.empty(c, x.dtype)
+    shift = np.empty(c, x.dtype)
+    for j in range(c):
+        s = gamma[j] / math.sqrt(np.float64(var[j]) + eps)
+        scale[j] = s
+        shift[j] = beta[j] - mean[j] * s
+    for i in prange(m):
+        for j in range(c):
+            out[i, j] = x[i, j] * scale[j] + shift[j]
+
+
+@njit(parallel=True, **OPTS)
+def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta, blocks):
+    m, c = x.shape
+    partial = np.zeros((2, blocks, c))
+    for t in prange(blocks):
+        for i in range(t * m // blocks, (t + 1) * m // blocks):
+            for j in range(c):
+                grad = np.float64(dy[i, j])
+                partial[0, t, j] += grad
+                partial[1, t, j] += grad * (np.float64(x[i, j]) - np.float64(mean[j]))
+    a = np.empty(c, x.dtype)
+    b = np.empty(c, x.dtype)
+    k = np.empty(c, x.dtype)
+    for j in range(c):
+        sdy = 0.0
+        sdyx = 0.0
+        for t in range(blocks):
+            sdy += partial[0, t, j]
+            sdyx += partial[1, t, j]
+        inv = 1.0 / math.sqrt(np.float64(var[j]) + eps)
+        dbeta[j] = sdy
+        dgamma[j] = sdyx * inv
+        aj = gamma[j] * inv
+        bj = -aj * inv * inv * sdyx / m
+        a[j] = aj
+        b[j] = bj
+        k[j] = -aj * sdy / m - bj * mean[j]
+    for i in prange(m):
+        for j in range(c):
+            dx[i, j] = dy[i, j] * a[j] + x[i, j] * b[j] + k[j]
