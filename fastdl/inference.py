@@ -18,7 +18,8 @@ import numpy as np
 from fastdl import _config
 from fastdl.backends import auto
 from fastdl.fusion import ConvPoolStep, LayerStep, LogitsStep
-from fastdl.layers import Activation, AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from fastdl.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                           MaxPooling2D)
 from fastdl.ops._geometry import window
 
 MAX_PLANS = 8  # input shapes kept per model (predict's last, smaller batch among them)
@@ -76,6 +77,14 @@ class InferencePlan:
             bias = layer.params[1] if layer.use_bias else None
             self._call("dense", rows, layer.params[0], bias, None if logits else layer.activation, out)
             return out.reshape(x.shape[:-1] + (layer.units,))
+        if isinstance(layer, BatchNormalization):  # the moving statistics, as at inference
+            rows = x.reshape(-1, x.shape[-1])
+            c = rows.shape[1]
+            gamma = layer.params[0] if layer.scale else np.ones(c, self.dtype)
+            beta = layer.params[int(layer.scale)] if layer.center else np.zeros(c, self.dtype)
+            mean, var = layer.states
+            return self._call("batch_norm", rows, mean, var, gamma, beta, layer.epsilon,
+                              np.empty_like(rows)).reshape(x.shape)
         if isinstance(layer, Activation):  # ReLU and Softmax among them
             if logits or layer.activation is None:
                 return x

@@ -68,6 +68,7 @@ class Layer(BufferOwner):
         self.built = False
         self.params = []  # arrays, in weight_specs order
         self.grads = []
+        self.states = []  # non-trainable weights (BatchNormalization's moving statistics)
         self.output_shape = None
 
     # -- building ------------------------------------------------------------------------
@@ -86,15 +87,24 @@ class Layer(BufferOwner):
         """[(name, shape, initializer)] of this layer's weights, once built."""
         return []
 
-    def attach(self, params, grads):
-        self.params, self.grads = params, grads
+    def state_specs(self):
+        """[(name, shape, initializer)] of the weights no optimizer updates (the layer does,
+        in its forward pass), once built; after weight_specs' in the layer's weights."""
+        return []
+
+    def attach(self, params, grads, states=()):
+        self.params, self.grads, self.states = params, grads, list(states)
 
     @property
     def weights(self):
-        return list(self.params)
+        """Every weight, the trainable ones first (Keras's order)."""
+        return list(self.params) + list(self.states)
 
     def count_params(self):
-        return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs())
+        return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs() + self.state_specs())
+
+    def count_trainable_params(self):
+        return sum(int(np.prod(shape)) for _, shape, _ in self.weight_specs()) if self.trainable else 0
 
     # -- computing -----------------------------------------------------------------------
 
@@ -401,3 +411,82 @@ class Softmax(Activation):
 
     def get_config(self):
         return {**{k: v for k, v in super().get_config().items() if k != "activation"}, "axis": -1}
+
+
+class BatchNormalization(Layer):
+    """Keras's BatchNormalization over the channels (the last axis): in training the
+    batch's mean and (biased) variance normalise it and move the moving statistics by
+    1 - momentum; at inference the moving statistics normalise it. gamma and beta are
+    trained; moving_mean and moving_variance are non-trainable weights. A layer with
+    trainable=False runs in inference mode, as in Keras."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int (the channels axis); got {axis!r}")
+        self.axis = int(axis)
+        self.momentum = _checks.finite_number("momentum", momentum, 0, 1)
+        self.epsilon = _checks.finite_number("epsilon", epsilon, 0, inclusive=False)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def compute_output_shape(self, input_shape):
+        rank = len(input_shape) + 1
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"{self.name}: BatchNormalization normalises the last axis (channels, NHWC): "
+                             f"axis must be -1 or {rank - 1} for inputs of shape (batch,) + "
+                             f"{tuple(input_shape)}; got {self.axis}")
+        return input_shape
+
+    def weight_specs(self):
+        c = (self.input_shape[-1],)
+        return ([("gamma", c, self.gamma_initializer)] if self.scale else []) + (
+            [("beta", c, self.beta_initializer)] if self.center else [])
+
+    def state_specs(self):
+        c = (self.input_shape[-1],)
+        return [("moving_mean", c, self.moving_mean_initializer),
+                ("moving_variance", c, self.moving_variance_initializer)]
+
+    def _gamma_beta(self):
+        gamma = self.params[0] if self.scale else None
+        beta = self.params[int(self.scale)] if self.center else None
+        return gamma, beta
+
+    def forward(self, x, training=False):
+        gamma, beta = self._gamma_beta()
+        y = self._buffer("y", x.shape, x)
+        moving_mean, moving_variance = self.states
+        self._training = training and self.trainable
+        if not self._training:
+            self._x = None
+            return ops.batch_norm(x, moving_mean, moving_variance, gamma, beta, self.epsilon, out=y)
+        mean, var = ops.batch_norm_stats(x)
+        ops.batch_norm(x, mean, var, gamma, beta, self.epsilon, out=y)
+        self._x, self._mean, self._var = x, mean, var
+        for moving, batch in ((moving_mean, mean), (moving_variance, var)):
+            updated = _device.host_copy(moving) * self.momentum + _device.host_copy(batch) * (1 - self.momentum)
+            _device.copy_into(moving, updated.astype(moving.dtype))
+        return y
+
+    def backward(self, dy, need_dx=True):
+        gamma, _ = self._gamma_beta()
+        if not self._training:  # the moving statistics are constants: dx = dy * gamma / sqrt(var + eps)
+            raise RuntimeError(f"{self.name}: backward after a forward pass in inference mode")
+        dx, dgamma, dbeta = ops.batch_norm_backward(dy, self._x, self._mean, self._var, gamma, self.epsilon,
+                                                    dx_out=self._buffer("dx", dy.shape, dy))
+        grads = ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])
+        for target, g in zip(self.grads, grads):
+            _device.copy_into(target, g)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}

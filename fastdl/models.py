@@ -92,15 +92,28 @@ class Sequential:
         if self.on_device:  # initialised on the host (same values as on the CPU), copied once
             self.flat_params = _device.to_device(self.flat_params)
         self.flat_grads = _device.full((total,), self.dtype, 0, self.on_device)
-        offset = 0
+        # the non-trainable weights in a buffer of their own: no optimizer step touches them
+        state_specs = [spec for layer in self.layers for spec in layer.state_specs()]
+        flat_states = _device.aligned_empty(sum(int(np.prod(shape)) for _, shape, _ in state_specs), self.dtype)
+        start = 0
+        for _, shape, init in state_specs:
+            size = int(np.prod(shape))
+            flat_states[start:start + size] = init(shape, self.dtype, self.rng).reshape(-1)
+            start += size
+        self.flat_states = _device.to_device(flat_states) if self.on_device else flat_states
+        offset = state_offset = 0
         for layer in self.layers:
-            params, grads = [], []
+            params, grads, states = [], [], []
             for _, shape, _ in layer.weight_specs():
                 size = int(np.prod(shape))
                 params.append(self.flat_params[offset:offset + size].reshape(shape))
                 grads.append(self.flat_grads[offset:offset + size].reshape(shape))
                 offset += size
-            layer.attach(params, grads)
+            for _, shape, _ in layer.state_specs():
+                size = int(np.prod(shape))
+                states.append(self.flat_states[state_offset:state_offset + size].reshape(shape))
+                state_offset += size
+            layer.attach(params, grads, states)
         self._device_batch = None
         self.built = True
         if self.compiled:
@@ -165,7 +178,7 @@ class Sequential:
         print_fn(rule)
         for r in rows:
             print_fn("".join(c.ljust(w) for c, w in zip(r, widths)))
-        trainable = sum(layer.count_params() for layer in self.layers if layer.trainable)
+        trainable = sum(layer.count_trainable_params() for layer in self.layers)
         print_fn(rule)
         print_fn(f"Total params: {self.count_params():,}")
         print_fn(f"Trainable params: {trainable:,}")
@@ -518,6 +531,8 @@ class Sequential:
         dist.check_same_everywhere("the number of samples", None if x is None else len(x))
         dist.check_same_everywhere("the number of steps per epoch", steps)
         dist.broadcast_(self.flat_params)
+        if self.flat_states.size:  # the moving statistics start equal too (each rank then updates its own)
+            dist.broadcast_(self.flat_states)
         self.optimizer.set_state(dist.broadcast_object(self.optimizer.get_state()))
         seed = dist.broadcast_object(int(self.rng.integers(2 ** 62)) if dist.is_chief() else None)
         self.rng = np.random.default_rng(seed)
@@ -527,11 +542,11 @@ class Sequential:
     def get_weights(self):
         if not self.built:
             self.build()
-        return [_device.host_copy(p) for layer in self.layers for p in layer.params]
+        return [_device.host_copy(p) for layer in self.layers for p in layer.weights]
 
     def _check_weights(self, weights, source):
         """Every array's shape matches this model's, before anything is assigned."""
-        expected = [p.shape for layer in self.layers for p in layer.params]
+        expected = [p.shape for layer in self.layers for p in layer.weights]
         if len(weights) != len(expected):
             raise ValueError(f"{source} has {len(weights)} arrays; this model has {len(expected)} "
                              f"(shapes {expected})")
@@ -550,7 +565,7 @@ class Sequential:
     def _converted(self, weights, source):
         """The weights as arrays of the model's dtype, after every check has passed."""
         self._check_weights(weights, source)
-        params = [p for layer in self.layers for p in layer.params]
+        params = [p for layer in self.layers for p in layer.weights]
         converted = []
         for i, (p, w) in enumerate(zip(params, weights)):
             w = np.asarray(w)
@@ -561,7 +576,7 @@ class Sequential:
         return converted
 
     def _assign(self, weights):
-        params = [p for layer in self.layers for p in layer.params]
+        params = [p for layer in self.layers for p in layer.weights]
         for p, w in zip(params, weights):
             _device.copy_into(p, w)
 
@@ -573,7 +588,7 @@ class Sequential:
         if not self.built:
             self.build()
         _weights_io.save(filepath, self.name,
-                         [(layer, [_device.host_copy(p) for p in layer.params]) for layer in self.layers])
+                         [(layer, [_device.host_copy(p) for p in layer.weights]) for layer in self.layers])
 
     def save(self, filepath):
         """The whole model (layers, weights, compile settings, optimizer state) as a Keras 3
@@ -587,7 +602,7 @@ class Sequential:
         model of the same layers); on any mismatch nothing changes."""
         if not self.built:
             self.build()
-        weights = _weights_io.load(filepath, [(layer, len(layer.params)) for layer in self.layers])
+        weights = _weights_io.load(filepath, [(layer, len(layer.weights)) for layer in self.layers])
         self._assign(self._converted(weights, repr(os.fspath(filepath))))
 
 

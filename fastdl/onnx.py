@@ -109,6 +109,18 @@ def _export_layer(graph, layer, tensor, layout, shape):
             if layer.use_bias:
                 tensor = graph.node("Add", [tensor, graph.constant(f"{layer.name}_bias", params[1])], layer.name)
         return _activation(graph, tensor, layer.activation, rank, layout), layout
+    if kind == "BatchNormalization":  # at inference: the moving statistics
+        if rank not in (2, 4):
+            raise ValueError(f"layer {layer.name!r}: BatchNormalization exports on 2-D or 4-D inputs; got rank {rank}")
+        if rank == 4:
+            tensor, layout = _to(graph, tensor, layout, "NCHW"), "NCHW"
+        channels = shape[-1]
+        gamma = params[0] if layer.scale else np.ones(channels, np.float32)
+        beta = params[int(layer.scale)] if layer.center else np.zeros(channels, np.float32)
+        mean, var = (_device.host_copy(s).astype(np.float32) for s in layer.states)
+        inputs = [tensor] + [graph.constant(f"{layer.name}_{what}", value) for what, value in
+                             (("gamma", gamma), ("beta", beta), ("moving_mean", mean), ("moving_variance", var))]
+        return graph.node("BatchNormalization", inputs, layer.name, epsilon=layer.epsilon), layout
     if isinstance(layer, layers_module.Activation):  # ReLU and Softmax among them
         return _activation(graph, tensor, layer.activation, rank, layout), layout
     raise ValueError(f"layer {layer.name!r}: {kind} has no ONNX export yet")

@@ -92,10 +92,18 @@ def keras_layer_config(layer, dtype):
         config.update(max_value=None, negative_slope=0.0, threshold=0.0)
     elif kind == "Softmax":
         config.update(axis=-1)
+    elif kind == "BatchNormalization":
+        config.update(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center, scale=layer.scale,
+                      beta_initializer=_initializer_config(layer.beta_initializer, "zeros"),
+                      gamma_initializer=_initializer_config(layer.gamma_initializer, "ones"),
+                      moving_mean_initializer=_initializer_config(layer.moving_mean_initializer, "zeros"),
+                      moving_variance_initializer=_initializer_config(layer.moving_variance_initializer, "ones"),
+                      **_no_extras("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
+                      synchronized=False)
     else:
         raise ValueError(f"layer {layer.name!r}: {kind} has no Keras config in fastdl.saving")
     out = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}
-    if layer.params:
+    if layer.weights:
         out["build_config"] = {"input_shape": [None, *layer.input_shape]}
     return out
 
@@ -207,7 +215,7 @@ def save_model(model, filepath):
                            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
     weights = io.BytesIO()
     _weights_io.write_h5(weights, model.name,
-                         [(layer, [_device.host_copy(p) for p in layer.params]) for layer in model.layers],
+                         [(layer, [_device.host_copy(p) for p in layer.weights]) for layer in model.layers],
                          optimizer_variables(model) if model.compiled else None)
 
     def write(f):
@@ -253,7 +261,7 @@ def _load_keras(path, compile):
     h5py = _weights_io._h5py()
     try:
         with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
-            weights = _weights_io.read_h5(h5, [(layer, len(layer.params)) for layer in model.layers],
+            weights = _weights_io.read_h5(h5, [(layer, len(layer.weights)) for layer in model.layers],
                                           f"{path!r} ({WEIGHTS})")
             optimizer_arrays = _optimizer_arrays(h5)
     except OSError as exc:
@@ -285,15 +293,15 @@ def _load_legacy_h5(path, compile):
             group = h5["model_weights"] if "model_weights" in h5 else h5
             weights = []
             for layer in model.layers:
-                if not layer.params:
+                if not layer.weights:
                     continue
                 if layer.name not in group:
                     raise FormatError(f"{path!r} has no weights for layer {layer.name!r}")
                 entry = group[layer.name]
                 names = [n.decode() if isinstance(n, bytes) else n for n in entry.attrs.get("weight_names", [])]
-                if len(names) != len(layer.params):
+                if len(names) != len(layer.weights):
                     raise FormatError(f"{path!r} holds {len(names)} arrays for layer {layer.name!r}, which "
-                                      f"has {len(layer.params)}")
+                                      f"has {len(layer.weights)}")
                 weights += [np.asarray(entry[name]) for name in names]
             training = h5.attrs.get("training_config")
     except (OSError, KeyError) as exc:
@@ -394,7 +402,8 @@ def _dtype(value, where):
 # Keras options fastdl takes at these values only (anything else is refused by name);
 # options not listed here are refused unless None
 _FIXED = {"data_format": ("channels_last", None), "groups": (1,), "sparse": (False,), "ragged": (False,),
-          "optional": (False,), "trainable": (True, False), "max_value": (None,), "negative_slope": (0, 0.0),
+          "optional": (False,), "max_value": (None,), "negative_slope": (0, 0.0), "synchronized": (False,),
+          "renorm": (False,),
           "threshold": (0, 0.0), "axis": (-1, [-1]), "noise_shape": (None,), "lora_rank": (None,),
           "lora_alpha": (None,), "quantization_config": (None,), "use_ema": (False,), "autocast": (True,)}
 _TAKEN = {
@@ -410,7 +419,11 @@ _TAKEN = {
     "Activation": ("name", "activation", "dtype", "batch_input_shape"),
     "ReLU": ("name", "dtype", "batch_input_shape"),
     "Softmax": ("name", "dtype", "batch_input_shape"),
+    "BatchNormalization": ("name", "axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+                           "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "dtype",
+                           "batch_input_shape"),
 }
+_IGNORED = ("renorm_momentum",)  # meaningless at the values _FIXED allows (renorm off)
 _KERAS_INITIALIZERS = {v: k for k, v in _INITIALIZERS.items()}
 
 
@@ -420,9 +433,12 @@ def _layer_from_config(entry, path):
     if kind not in _TAKEN:
         raise FormatError(f"{where} is not a layer fastdl has (it has {', '.join(sorted(_TAKEN))})")
     args = {}
+    trainable = bool(config.pop("trainable", True))
     for key, value in config.items():
         if key in _TAKEN[kind]:
             args[key] = value
+        elif key in _IGNORED:
+            continue
         elif key in _FIXED:
             if value not in _FIXED[key]:
                 raise FormatError(f"{where}: {key}={value!r} is not supported (fastdl takes {_FIXED[key][0]!r})")
@@ -431,9 +447,8 @@ def _layer_from_config(entry, path):
     dtype = _dtype(args.pop("dtype", None), where)
     if dtype is not None and kind != "InputLayer":
         args["dtype"] = dtype
-    for key in ("kernel_initializer", "bias_initializer"):
-        if key in args:
-            args[key] = _initializer_name(args[key], where, key)
+    for key in [key for key in args if key.endswith("_initializer")]:
+        args[key] = _initializer_name(args[key], where, key)
     if "activation" in args:
         args["activation"] = _activation_name(args["activation"], where)
     if kind == "InputLayer":
@@ -447,9 +462,11 @@ def _layer_from_config(entry, path):
         if isinstance(args.get(key), list):
             args[key] = tuple(args[key])
     try:
-        return getattr(layers_module, kind)(**args)
+        layer = getattr(layers_module, kind)(**args)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"{where}: {exc}") from None
+    layer.trainable = trainable
+    return layer
 
 
 def _initializer_name(value, where, key):
@@ -459,7 +476,8 @@ def _initializer_name(value, where, key):
     if class_name in _KERAS_INITIALIZERS:
         return _KERAS_INITIALIZERS[class_name]
     # an initializer only matters for a fresh build; the file's weights replace it
-    return "zeros" if key == "bias_initializer" else "glorot_uniform"
+    return {"kernel_initializer": "glorot_uniform", "gamma_initializer": "ones",
+            "moving_variance_initializer": "ones"}.get(key, "zeros")
 
 
 def _activation_name(value, where):

@@ -19,7 +19,8 @@ def every_layer(dtype="float32"):
     return Sequential([
         layers.Input((13, 11, 3)),
         layers.Conv2D(5, (3, 2), strides=(2, 1), padding="same", activation="relu"),
-        layers.MaxPooling2D((3, 2), strides=(1, 2), padding="same"),  # fused, not pooled in the pass
+        layers.BatchNormalization(scale=False),
+        layers.MaxPooling2D((3, 2), strides=(1, 2), padding="same"),
         layers.Conv2D(4, 3, dilation_rate=2, activation="tanh", use_bias=False),
         layers.AveragePooling2D(2, strides=1, padding="same"),
         layers.Conv2D(3, 1, activation="sigmoid"),
@@ -27,6 +28,7 @@ def every_layer(dtype="float32"):
         layers.Activation("softmax"),
         layers.Flatten(),
         layers.Dense(7),
+        layers.BatchNormalization(),
         layers.ReLU(),
         layers.Dense(6, activation="tanh"),
         layers.Dense(3, activation="softmax"),

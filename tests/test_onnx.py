@@ -44,6 +44,7 @@ def test_every_layer_and_padding_runs_as_predict():
     model = Sequential([
         layers.Input((13, 11, 3)),
         layers.Conv2D(5, (3, 2), strides=(2, 1), padding="same", activation="relu"),
+        layers.BatchNormalization(),
         layers.MaxPooling2D((3, 2), strides=(1, 2), padding="same"),
         layers.Conv2D(4, 3, dilation_rate=2, activation="tanh", use_bias=False),
         layers.AveragePooling2D(2, strides=1, padding="same"),  # padded positions not counted
@@ -52,6 +53,7 @@ def test_every_layer_and_padding_runs_as_predict():
         layers.Activation("softmax"),  # over the channels, in NCHW
         layers.Flatten(),
         layers.Dense(7),
+        layers.BatchNormalization(center=False),
         layers.ReLU(),
         layers.Dense(3, activation="softmax"),
     ])

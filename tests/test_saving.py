@@ -28,6 +28,7 @@ def every_layer(k, dtype="float32"):
     return k.Sequential([
         k.Input((13, 11, 3)),
         k.layers.Conv2D(5, (3, 2), strides=(2, 1), padding="same", activation="relu"),
+        k.layers.BatchNormalization(momentum=0.9),
         k.layers.MaxPooling2D((2, 2), strides=(1, 2), padding="same"),
         k.layers.Conv2D(4, 3, dilation_rate=2, activation="tanh", use_bias=False),
         k.layers.AveragePooling2D(2, padding="valid"),
@@ -140,7 +141,7 @@ def test_training_resumes_bit_for_bit_from_a_saved_model(tmp_path, optimizer):
     model.save(tmp_path / "m.keras")
     loaded = load_model(tmp_path / "m.keras")
     for net in (model, loaded):  # the same dropout masks from here on
-        net.layers[5].rng = np.random.default_rng(0)
+        net.layers[6].rng = np.random.default_rng(0)
     for _ in range(2):
         model.train_on_batch(images(seed=8), labels())
         loaded.train_on_batch(images(seed=8), labels())
@@ -252,14 +253,15 @@ def rewrite_config(src, dst, change):
 
 
 @pytest.mark.parametrize("change, match", [
-    (lambda c: c["config"]["layers"][1].update(class_name="BatchNormalization"),
-     r"layer 'conv2d\w*' \(BatchNormalization\) is not a layer fastdl has"),
+    (lambda c: c["config"]["layers"][1].update(class_name="GroupNormalization"),
+     r"layer 'conv2d\w*' \(GroupNormalization\) is not a layer fastdl has"),
+    (lambda c: c["config"]["layers"][2]["config"].update(renorm=True), r"renorm=True is not supported"),
     (lambda c: c["config"]["layers"][1]["config"].update(kernel_regularizer={"class_name": "L2"}),
      r"\(Conv2D\): option kernel_regularizer=.* is not supported"),
     (lambda c: c["config"]["layers"][1]["config"].update(data_format="channels_first"),
      r"data_format='channels_first' is not supported"),
     (lambda c: c["config"]["layers"][1]["config"].update(activation="gelu"), r"activation 'gelu' is not one"),
-    (lambda c: c["config"]["layers"][8]["config"].update(units=9), r"holds 2 arrays|shape|do not fit"),
+    (lambda c: c["config"]["layers"][9]["config"].update(units=9), r"holds 2 arrays|shape|do not fit"),
     (lambda c: c["config"]["layers"][1]["config"].update(dtype="mixed_float16"), r"computes in 'mixed_float16'"),
     (lambda c: c.update(class_name="Mystery"), r"a Mystery model"),
     (lambda c: c["compile_config"]["optimizer"].update(class_name="Lion"), r"optimizer 'Lion' is not one"),
@@ -299,3 +301,18 @@ def test_a_killed_save_leaves_the_old_model_file_intact(tmp_path):
         proc.wait()
     for a, b in zip(load_model(path).get_weights(), old):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_frozen_batch_norm_and_its_moving_statistics_round_trip(tmp_path):
+    keras = keras_or_skip()
+    model = trained(optimizers.Adam(0.01))
+    bn = model.layers[2]
+    assert type(bn).__name__ == "BatchNormalization" and not np.allclose(bn.states[0], 0)  # trained: it moved
+    bn.trainable = False
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert loaded.layers[2].trainable is False
+    np.testing.assert_array_equal(loaded.layers[2].states[0], bn.states[0])
+    theirs = keras.saving.load_model(tmp_path / "m.keras")
+    assert theirs.layers[1].trainable is False
+    np.testing.assert_allclose(np.asarray(theirs.layers[1].moving_variance), bn.states[1], rtol=1e-6)
