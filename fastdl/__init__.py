@@ -31,7 +31,8 @@ __version__ = "0.1.0"
 _SUBMODULES = ("callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models", "ops",
                "optimizers", "preprocessing", "saving", "utils")
 # Keras 3's top-level names: where each lives in fastdl
-_NAMES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "show_config": "fastdl._info"}
+_NAMES = {"Sequential": "fastdl.models", "Model": "fastdl.models", "Input": "fastdl.layers",
+          "show_config": "fastdl._info"}
 
 __all__ = ["BACKENDS", "cuda_available", "get_backend", "get_num_threads", "set_backend", "set_num_threads",
            "use_backend", *_SUBMODULES, *_NAMES]

@@ -97,21 +97,39 @@ def ends_in_softmax(layer):
     return isinstance(layer, (Dense, Activation)) and layer.activation == "softmax"
 
 
-def plan(layers, logits_last=False):
-    """The steps for a stack of built layers (Input layers pass data through and are
-    left out); logits_last: the last layer, ending in softmax, gives its logits."""
+def chain(layers):
+    """A stack of layers as graph nodes (Input layers pass data through and are left out)."""
     layers = [layer for layer in layers if not isinstance(layer, InputLayer)]
-    steps, i = [], 0
-    while i < len(layers):
-        layer = layers[i]
-        after = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, Conv2D) and type(after) is MaxPooling2D:
-            steps.append(ConvPoolStep(layer, after))
-            i += 2
+    return [(layer, [i - 1]) for i, layer in enumerate(layers)]
+
+
+def plan(nodes, logits_last=False):
+    """The steps for a graph of built layers: nodes [(layer, [input node indices])] in
+    topological order, -1 the model's input, the last node the output. Each step gets
+    `inputs`, the indices of the steps it reads (-1: the model's input). A Conv2D read
+    only by a MaxPooling2D fuses with it; logits_last: the output layer, ending in
+    softmax, gives its logits."""
+    readers = {}
+    for i, (_, inputs) in enumerate(nodes):
+        for j in inputs:
+            readers.setdefault(j, []).append(i)
+    fused_into = {}  # a Conv2D's node -> the pooling node that takes it over
+    for i, (layer, inputs) in enumerate(nodes):
+        if (isinstance(layer, Conv2D) and len(readers.get(i, [])) == 1 and i != len(nodes) - 1
+                and type(nodes[readers[i][0]][0]) is MaxPooling2D):
+            fused_into[i] = readers[i][0]
+    steps, step_of = [], {-1: -1}
+    for i, (layer, inputs) in enumerate(nodes):
+        if i in fused_into:
             continue
-        if logits_last and i == len(layers) - 1 and ends_in_softmax(layer):
-            steps.append(LogitsStep(layer))
+        conv = next((c for c, p in fused_into.items() if p == i), None)
+        if conv is not None:
+            step, inputs = ConvPoolStep(nodes[conv][0], layer), nodes[conv][1]
+        elif logits_last and i == len(nodes) - 1 and ends_in_softmax(layer):
+            step = LogitsStep(layer)
         else:
-            steps.append(LayerStep(layer))
-        i += 1
+            step = LayerStep(layer)
+        step.inputs = [step_of[j] for j in inputs]
+        step_of[i] = len(steps)
+        steps.append(step)
     return steps

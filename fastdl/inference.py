@@ -38,7 +38,9 @@ class InferencePlan:
         self._calls = []
         self._backend = _config.backend_module()
         x = self.input
-        for step in model._steps:
+        for i, step in enumerate(model._steps):
+            if step.inputs != [i - 1]:
+                raise _NoPlan("a graph with branches")  # planned as a chain only, for now
             x = self._plan_step(step, x)
         if getattr(model, "_softmax_outputs", False):  # trained on logits: predictions take softmax
             x = self._call("softmax", x.reshape(-1, x.shape[-1]), np.empty_like(x).reshape(-1, x.shape[-1]))

@@ -115,7 +115,22 @@ class Layer(BufferOwner):
         raise NotImplementedError
 
     def __call__(self, x, training=False):
+        """On a symbolic tensor (Input(...) or a layer's output) or a list of them: a node
+        of a functional model, returning the symbolic output; on arrays: the forward pass."""
+        if isinstance(x, KerasTensor) or (isinstance(x, (list, tuple)) and x
+                                          and all(isinstance(t, KerasTensor) for t in x)):
+            return self._call_symbolic(x)
         return self.forward(x, training)
+
+    def _call_symbolic(self, x):
+        if getattr(self, "_inbound", None) is not None:
+            raise ValueError(f"layer {self.name!r} is already called on a tensor: fastdl does not share a "
+                             f"layer between several calls yet (make one layer per call)")
+        inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+        shapes = [t.shape[1:] for t in inputs]
+        self.build(shapes if isinstance(x, (list, tuple)) else shapes[0])
+        self._inbound = inputs
+        return KerasTensor(self.output_shape, self)
 
     def get_config(self):
         """The constructor's arguments: type(layer).from_config(config) makes a layer like
@@ -150,9 +165,28 @@ class InputLayer(Layer):
         return {**super().get_config(), "shape": self.input_shape}
 
 
+class KerasTensor:
+    """A symbolic tensor of a functional model: its shape (batch first, None) and the
+    layer that makes it (fastdl.models.Model follows them back to the inputs)."""
+
+    def __init__(self, shape, producer):
+        self.shape = (None,) + tuple(shape)
+        self.producer = producer
+
+    @property
+    def dtype(self):
+        return self.producer.dtype.name
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, from {self.producer.name!r}>"
+
+
 def Input(shape=None, name=None, **kwargs):
-    """Keras's Input: here the first entry of a Sequential model."""
-    return InputLayer(shape=shape, name=name, **kwargs)
+    """Keras's Input: a symbolic tensor of shape (None,) + shape, the start of a
+    functional model (fastdl.models.Model) or the first entry of a Sequential one."""
+    layer = InputLayer(shape=shape, name=name, **kwargs)
+    layer.output_shape, layer._inbound = layer.input_shape, []
+    return KerasTensor(layer.input_shape, layer)
 
 
 def _activation(name):
@@ -490,3 +524,140 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale}
+
+
+# -- merge layers: several inputs of one shape (Concatenate: along an axis) into one -------
+
+class _Merge(Layer):
+    """Takes a list of two or more inputs; backward returns one gradient per input. The
+    gradients returned may be one array for several inputs: read, never written."""
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) < 2:
+            raise ValueError(f"{self.name}: {type(self).__name__} takes a list of at least 2 inputs; "
+                             f"got {input_shape!r}")
+        return super().build([tuple(s) for s in input_shape])
+
+    def compute_output_shape(self, input_shape):
+        if len(set(input_shape)) != 1:
+            raise ValueError(f"{self.name}: {type(self).__name__} needs inputs of one shape; got {input_shape}")
+        return input_shape[0]
+
+    def forward(self, xs, training=False):
+        if not isinstance(xs, (list, tuple)) or len(xs) != len(self.input_shape):
+            raise ValueError(f"{self.name}: expects a list of {len(self.input_shape)} arrays")
+        self._xs = [np.asarray(_device.to_host(x)) for x in xs]
+        y = self._buffer("y", self._xs[0].shape, self._xs[0])
+        self._combine(self._xs, y)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return self._split(np.asarray(dy))
+
+
+class Add(_Merge):
+    def _combine(self, xs, y):
+        np.add(xs[0], xs[1], out=y)
+        for x in xs[2:]:
+            y += x
+
+    def _split(self, dy):
+        return [dy] * len(self._xs)
+
+
+class Subtract(_Merge):
+    def build(self, input_shape):
+        if isinstance(input_shape, list) and len(input_shape) != 2:
+            raise ValueError(f"{self.name}: Subtract takes exactly 2 inputs; got {len(input_shape)}")
+        return super().build(input_shape)
+
+    def _combine(self, xs, y):
+        np.subtract(xs[0], xs[1], out=y)
+
+    def _split(self, dy):
+        return [dy, -dy]
+
+
+class Multiply(_Merge):
+    def _combine(self, xs, y):
+        np.multiply(xs[0], xs[1], out=y)
+        for x in xs[2:]:
+            y *= x
+
+    def _split(self, dy):
+        out = []
+        for i in range(len(self._xs)):
+            others = dy.copy()
+            for j, x in enumerate(self._xs):
+                if j != i:
+                    others *= x
+            out.append(others)
+        return out
+
+
+class Average(_Merge):
+    def _combine(self, xs, y):
+        np.add(xs[0], xs[1], out=y)
+        for x in xs[2:]:
+            y += x
+        y *= y.dtype.type(1.0 / len(xs))
+
+    def _split(self, dy):
+        share = dy * dy.dtype.type(1.0 / len(self._xs))
+        return [share] * len(self._xs)
+
+
+class Maximum(_Merge):
+    """The elementwise maximum; the gradient goes to the first input holding it (as
+    Keras's pairwise maximum from the left). A NaN anywhere gives NaN, as np.maximum."""
+
+    def _combine(self, xs, y):
+        np.maximum(xs[0], xs[1], out=y)
+        for x in xs[2:]:
+            np.maximum(y, x, out=y)
+
+    def _split(self, dy):
+        y = self._buffers["y"]
+        taken = np.zeros(dy.shape, bool)
+        out = []
+        for x in self._xs:
+            mine = (x == y) & ~taken
+            taken |= mine
+            out.append(np.where(mine, dy, dy.dtype.type(0)))
+        return out
+
+
+class Concatenate(_Merge):
+    """Inputs of one shape but along `axis`, joined along it."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int; got {axis!r}")
+        self.axis = int(axis)
+
+    def compute_output_shape(self, input_shape):
+        rank = len(input_shape[0]) + 1
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(f"{self.name}: axis {self.axis} is not a feature axis of inputs of rank {rank}")
+        axis = self.axis % rank - 1
+        rest = {tuple(s[:axis]) + tuple(s[axis + 1:]) for s in input_shape}
+        if len(rest) != 1 or len({len(s) for s in input_shape}) != 1:
+            raise ValueError(f"{self.name}: Concatenate needs inputs that differ only along axis {self.axis}; "
+                             f"got {input_shape}")
+        out = list(input_shape[0])
+        out[axis] = sum(s[axis] for s in input_shape)
+        return tuple(out)
+
+    def forward(self, xs, training=False):
+        self._xs = [np.asarray(_device.to_host(x)) for x in xs]
+        y = self._buffer("y", (self._xs[0].shape[0],) + self.output_shape, self._xs[0])
+        np.concatenate(self._xs, axis=self.axis, out=y)
+        return y
+
+    def _split(self, dy):
+        bounds = np.cumsum([x.shape[self.axis] for x in self._xs])[:-1]
+        return [np.ascontiguousarray(part) for part in np.split(dy, bounds, axis=self.axis)]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

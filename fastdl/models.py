@@ -26,18 +26,27 @@ import numpy as np
 from fastdl import _config, _device, _prefetch, _weights_io
 from fastdl import callbacks as callbacks_module
 from fastdl import fusion, inference, losses, metrics as metrics_module, ops, optimizers
-from fastdl.layers import InputLayer, Layer
+from fastdl.layers import InputLayer, KerasTensor, Layer
 from fastdl.utils import new_generator
 
 _COMPILE_NO_OPS = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
 
 
-class Sequential:
-    """A stack of layers. dtype is float32 (Keras's default); float64 is there for
-    gradient checks."""
+class Model:
+    """A network of layers: Keras's functional Model(inputs, outputs), of which Sequential
+    is the case of a chain. The layers run as steps (fastdl.fusion) in topological order,
+    backward in reverse, gradients summed where a tensor feeds several layers. dtype is
+    float32 (Keras's default); float64 is there for gradient checks.
 
-    def __init__(self, layers=None, name=None, dtype="float32"):
-        self.name = name or "sequential"
+    One input and one output for now: a model of several of either is refused."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, dtype="float32"):
+        self._init_engine(name or "functional", dtype)
+        if type(self) is Model:
+            self._nodes, self.layers = _graph(inputs, outputs)
+
+    def _init_engine(self, name, dtype):
+        self.name = name
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
@@ -50,22 +59,23 @@ class Sequential:
         self.on_device = False
         self._lock = threading.RLock()  # the layers' buffers: one batch at a time
         self._fitting = False
-        for layer in layers or []:
-            self.add(layer)
 
     # -- structure -----------------------------------------------------------------------
-
-    def add(self, layer):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add expects a fastdl layer; got {type(layer).__name__}")
-        if isinstance(layer, InputLayer) and self.layers:
-            raise ValueError("an Input can only be the first entry of a Sequential model")
-        self.layers.append(layer)
-        self.built = False
 
     @property
     def input_shape(self):
         return self.layers[0].input_shape if self.layers else None
+
+    def _graph_nodes(self):
+        """[(layer, [input node indices])] in topological order, -1 the input, the
+        output last."""
+        return self._nodes
+
+    @property
+    def is_chain(self):
+        """Whether each layer reads the one before (a Sequential model, or a functional
+        one without branches)."""
+        return all(inputs == [i - 1] for i, (_, inputs) in enumerate(self._graph_nodes()))
 
     def build(self, input_shape=None):
         """Fix every layer's shapes and lay the weights out in the flat buffers."""
@@ -79,7 +89,12 @@ class Sequential:
         if len(shape) and shape[0] is None:
             shape = shape[1:]  # Keras-style batch shape
         for layer in self.layers:
-            shape = layer.build(shape)
+            if isinstance(layer, InputLayer):
+                layer.build(shape)
+        shapes = {-1: shape}
+        for i, (layer, inputs) in enumerate(self._graph_nodes()):
+            given = [shapes[j] for j in inputs]
+            shapes[i] = layer.build(given if len(given) > 1 else given[0])
         specs = [(layer, spec) for layer in self.layers for spec in layer.weight_specs()]
         self._sizes = [int(np.prod(shape)) for _, (_, shape, _) in specs]
         total = sum(self._sizes)
@@ -124,7 +139,7 @@ class Sequential:
     def _plan_steps(self):
         """The steps that run the layers (fastdl.fusion): Conv2D + MaxPooling2D fused, and
         the last layer's logits when the loss takes softmax outputs."""
-        self._steps = fusion.plan(self.layers, logits_last=getattr(self, "_softmax_outputs", False))
+        self._steps = fusion.plan(self._graph_nodes(), logits_last=getattr(self, "_softmax_outputs", False))
         inference.forget(self)
 
     def _check_input(self, x, allow_empty=False):
@@ -217,10 +232,27 @@ class Sequential:
     # -- computing -----------------------------------------------------------------------
 
     def _forward(self, x, training):
-        x = self._device_input(x)
-        for step in self._steps:
-            x = step.forward(x, training)
-        return x
+        values = [None] * len(self._steps) + [self._device_input(x)]  # [-1]: the input
+        for i, step in enumerate(self._steps):
+            given = [values[j] for j in step.inputs]
+            values[i] = step.forward(given if len(given) > 1 else given[0], training)
+        return values[-2]
+
+    def _backward(self, dy):
+        """Every step's backward pass from the output's gradient dy, in reverse order; a
+        step's gradient is the sum of its readers' (fills the layers' grads)."""
+        grads = {len(self._steps) - 1: dy}
+        for i in range(len(self._steps) - 1, -1, -1):
+            step, g = self._steps[i], grads.pop(i, None)
+            if g is None:
+                continue  # nothing after it reaches the output
+            need_dx = any(j >= 0 for j in step.inputs)
+            dx = step.backward(g, need_dx=need_dx)
+            if not need_dx:
+                continue
+            for j, part in zip(step.inputs, dx if len(step.inputs) > 1 else [dx]):
+                if j >= 0:
+                    grads[j] = part if j not in grads else ops.add(grads[j], part)
 
     def _outputs_to_predictions(self, out):
         return ops.softmax(out) if getattr(self, "_softmax_outputs", False) else out
@@ -287,8 +319,7 @@ class Sequential:
             dy = self.loss.gradient(y, out, self._from_logits)
             if weights is not None:
                 dy = self._weighted(dy, weights)
-            for i in range(len(self._steps) - 1, -1, -1):
-                dy = self._steps[i].backward(dy, need_dx=i > 0)
+            self._backward(dy)
         else:  # a global batch smaller than the number of ranks leaves this one idle
             self.flat_grads[:] = 0
             totals = {name: (0.0, 0.0) for name in names}
@@ -604,6 +635,67 @@ class Sequential:
             self.build()
         weights = _weights_io.load(filepath, [(layer, len(layer.weights)) for layer in self.layers])
         self._assign(self._converted(weights, repr(os.fspath(filepath))))
+
+
+class Sequential(Model):
+    """A stack of layers, each reading the one before: the chain case of Model."""
+
+    def __init__(self, layers=None, name=None, dtype="float32"):
+        self._init_engine(name or "sequential", dtype)
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if isinstance(layer, KerasTensor) and isinstance(layer.producer, InputLayer):
+            layer = layer.producer  # keras.Input(...) as the first entry
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fastdl layer; got {type(layer).__name__}")
+        if isinstance(layer, InputLayer) and self.layers:
+            raise ValueError("an Input can only be the first entry of a Sequential model")
+        self.layers.append(layer)
+        self.built = False
+
+    def _graph_nodes(self):
+        return fusion.chain(self.layers)
+
+
+def _graph(inputs, outputs):
+    """(nodes, layers) of the functional model from inputs to outputs: the layers that
+    make the output, in topological order (the output last), each with the node indices
+    of its inputs (-1: the model's input)."""
+    inputs, outputs = (list(t) if isinstance(t, (list, tuple)) else [t] for t in (inputs, outputs))
+    for name, tensors in (("inputs", inputs), ("outputs", outputs)):
+        if not tensors or not all(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(f"Model({name}=...) takes symbolic tensors (fastdl.Input(...) and the layers "
+                            f"called on it); got {tensors!r}")
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"fastdl's Model takes one input and one output for now; got {len(inputs)} inputs and "
+                         f"{len(outputs)} outputs")
+    source = inputs[0].producer
+    if not isinstance(source, InputLayer):
+        raise ValueError(f"Model's input must be an Input(...) tensor; got the output of {source.name!r}")
+    order, placed = [], set()
+
+    def visit(layer, path):
+        if id(layer) in placed:
+            return
+        if isinstance(layer, InputLayer):
+            if layer is not source:
+                raise ValueError(f"the output depends on the input {layer.name!r}, which is not among the "
+                                 f"Model's inputs")
+            return
+        if id(layer) in path:
+            raise ValueError(f"the graph has a cycle through layer {layer.name!r}")
+        for tensor in layer._inbound:
+            visit(tensor.producer, path | {id(layer)})
+        placed.add(id(layer))
+        order.append(layer)
+    visit(outputs[0].producer, frozenset())
+    if not order:
+        raise ValueError("the model has no layer between its input and its output")
+    index = {id(layer): i for i, layer in enumerate(order)}
+    nodes = [(layer, [index.get(id(t.producer), -1) for t in layer._inbound]) for layer in order]
+    return nodes, [source] + order
 
 
 def _steps_per_epoch(value):

@@ -134,6 +134,9 @@ def to_onnx(model, opset=DEFAULT_OPSET):
         raise ValueError(f"opset must be an int >= 17; got {opset!r}")
     if not model.built:
         model.build()
+    if not model.is_chain:
+        raise ValueError("ONNX export takes Sequential models and functional ones whose layers form a chain; "
+                         "graphs with branches or merges: not yet")
     graph = _Graph(onnx)
     tensor, layout = "input", "NHWC"
     shape = tuple(model.layers[0].input_shape)

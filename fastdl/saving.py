@@ -208,6 +208,9 @@ def save_model(model, filepath):
                          f"got {path!r} (weights alone: save_weights('....weights.h5'))")
     if not model.built:
         model.build()
+    if not model.is_chain:
+        raise ValueError("model.save writes Sequential models and functional ones whose layers form a chain; "
+                         "a graph with branches or merges cannot be saved as .keras yet (save_weights can)")
     config = json.dumps(model_config(model))
     from fastdl import __version__
 
