@@ -28,7 +28,7 @@ from fastdl._config import (
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models", "ops",
+_SUBMODULES = ("applications", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models", "ops",
                "optimizers", "preprocessing", "saving", "utils")
 # Keras 3's top-level names: where each lives in fastdl
 _NAMES = {"Sequential": "fastdl.models", "Model": "fastdl.models", "Input": "fastdl.layers",

@@ -19,7 +19,7 @@ from fastdl import _config
 from fastdl.backends import auto
 from fastdl.fusion import ConvPoolStep, LayerStep, LogitsStep
 from fastdl.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                           MaxPooling2D)
+                           GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, Reshape)
 from fastdl.ops._geometry import window
 
 MAX_PLANS = 8  # input shapes kept per model (predict's last, smaller batch among them)
@@ -71,6 +71,14 @@ class InferencePlan:
             return self._call("avg_pool2d", x, out, g)
         if isinstance(layer, Flatten):
             return x.reshape(x.shape[0], -1)
+        if isinstance(layer, Reshape):
+            return x.reshape((x.shape[0],) + layer.output_shape)
+        if isinstance(layer, (GlobalAveragePooling2D, GlobalMaxPooling2D)):
+            whole = tuple(x.shape[1:3])
+            g = window(x.shape, whole, whole, (1, 1), "valid")
+            out = np.empty((g.n, 1, 1, g.c), self.dtype)
+            self._call("avg_pool2d" if isinstance(layer, GlobalAveragePooling2D) else "max_pool2d", x, out, g)
+            return out if layer.keepdims else out.reshape(g.n, g.c)
         if isinstance(layer, Dropout):
             return x
         if isinstance(layer, Dense):

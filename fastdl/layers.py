@@ -661,3 +661,82 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+# -- global pooling and reshaping -----------------------------------------------------------
+
+class _GlobalPooling2D(Layer):
+    """The whole image as one pooling window: (N, H, W, C) -> (N, C) (or (N, 1, 1, C)
+    with keepdims), on the pooling ops of every backend."""
+    _forward = _backward = None
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"data_format must be 'channels_last' (NHWC); got {data_format!r}")
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: global pooling expects inputs (height, width, channels); "
+                             f"got {input_shape}")
+        return (1, 1, input_shape[-1]) if self.keepdims else (input_shape[-1],)
+
+    def forward(self, x, training=False):
+        window = tuple(x.shape[1:3])
+        y = self._buffer("y", (x.shape[0], 1, 1, x.shape[3]), x)
+        type(self)._forward(x, window, None, "valid", out=y)
+        self._x = x
+        return y if self.keepdims else y.reshape(x.shape[0], x.shape[3])
+
+    def backward(self, dy, need_dx=True):
+        x = self._x
+        return type(self)._backward(dy.reshape(x.shape[0], 1, 1, x.shape[3]), x, tuple(x.shape[1:3]), None,
+                                    "valid", out=self._buffer("dx", x.shape, x))
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    _forward = staticmethod(ops.avg_pool2d)
+    _backward = staticmethod(ops.avg_pool2d_backward)
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The gradient goes to each channel's first maximum (read again from the input: a
+    whole image is too large a window for the saved one-byte positions)."""
+    _forward = staticmethod(ops.max_pool2d)
+    _backward = staticmethod(ops.max_pool2d_backward)
+
+
+class Reshape(Layer):
+    """(N, ...) -> (N, *target_shape), a view; one entry of target_shape may be -1."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.target_shape = tuple(int(d) for d in target_shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"target_shape must be a tuple of ints; got {target_shape!r}") from None
+        if any(d < 1 and d != -1 for d in self.target_shape) or self.target_shape.count(-1) > 1:
+            raise ValueError(f"target_shape must hold positive ints and at most one -1; got {target_shape!r}")
+
+    def compute_output_shape(self, input_shape):
+        size = int(np.prod(input_shape))
+        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        shape = tuple(size // known if d == -1 else d for d in self.target_shape)
+        if int(np.prod(shape)) != size:
+            raise ValueError(f"{self.name}: cannot reshape inputs of shape {tuple(input_shape)} ({size} values) "
+                             f"to {self.target_shape}")
+        return shape
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape((x.shape[0],) + self.output_shape)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(self._shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": self.target_shape}

@@ -674,23 +674,32 @@ def _graph(inputs, outputs):
     source = inputs[0].producer
     if not isinstance(source, InputLayer):
         raise ValueError(f"Model's input must be an Input(...) tensor; got the output of {source.name!r}")
-    order, placed = [], set()
+    # Keras's order (keras.src.ops.function.map_graph), so that weight lists and files
+    # line up: by depth from the output, the deepest first, ties in the order a
+    # depth-first walk from the output first meets them
+    first_seen, finished, post_order = {}, set(), []
 
     def visit(layer, path):
-        if id(layer) in placed:
+        if id(layer) in finished:
             return
-        if isinstance(layer, InputLayer):
-            if layer is not source:
-                raise ValueError(f"the output depends on the input {layer.name!r}, which is not among the "
-                                 f"Model's inputs")
-            return
+        if isinstance(layer, InputLayer) and layer is not source:
+            raise ValueError(f"the output depends on the input {layer.name!r}, which is not among the "
+                             f"Model's inputs")
         if id(layer) in path:
             raise ValueError(f"the graph has a cycle through layer {layer.name!r}")
+        first_seen.setdefault(id(layer), len(first_seen))
         for tensor in layer._inbound:
             visit(tensor.producer, path | {id(layer)})
-        placed.add(id(layer))
-        order.append(layer)
+        finished.add(id(layer))
+        post_order.append(layer)
     visit(outputs[0].producer, frozenset())
+    depth = {}
+    for layer in reversed(post_order):
+        below = depth.setdefault(id(layer), 0) + 1
+        for tensor in layer._inbound:
+            depth[id(tensor.producer)] = max(depth.get(id(tensor.producer), 0), below)
+    order = sorted((layer for layer in post_order if layer is not source),
+                   key=lambda layer: (-depth[id(layer)], first_seen[id(layer)]))
     if not order:
         raise ValueError("the model has no layer between its input and its output")
     index = {id(layer): i for i, layer in enumerate(order)}

@@ -109,6 +109,18 @@ def _export_layer(graph, layer, tensor, layout, shape):
             if layer.use_bias:
                 tensor = graph.node("Add", [tensor, graph.constant(f"{layer.name}_bias", params[1])], layer.name)
         return _activation(graph, tensor, layer.activation, rank, layout), layout
+    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        tensor = _to(graph, tensor, layout, "NCHW")
+        op = "GlobalAveragePool" if kind == "GlobalAveragePooling2D" else "GlobalMaxPool"
+        tensor = graph.node(op, [tensor], layer.name)  # (N, C, 1, 1)
+        if layer.keepdims:
+            return tensor, "NCHW"
+        return graph.node("Flatten", [tensor], f"{layer.name}_flatten", axis=1), "NHWC"
+    if kind == "Reshape":
+        if rank == 4:
+            tensor = _to(graph, tensor, layout, "NHWC")  # Keras reshapes NHWC order
+        target = graph.constant(f"{layer.name}_shape", np.array((0,) + layer.target_shape, np.int64))
+        return graph.node("Reshape", [tensor, target], layer.name), "NHWC"
     if kind == "BatchNormalization":  # at inference: the moving statistics
         if rank not in (2, 4):
             raise ValueError(f"layer {layer.name!r}: BatchNormalization exports on 2-D or 4-D inputs; got rank {rank}")

@@ -92,6 +92,10 @@ def keras_layer_config(layer, dtype):
         config.update(max_value=None, negative_slope=0.0, threshold=0.0)
     elif kind == "Softmax":
         config.update(axis=-1)
+    elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        config.update(data_format="channels_last", keepdims=layer.keepdims)
+    elif kind == "Reshape":
+        config.update(target_shape=list(layer.target_shape))
     elif kind == "BatchNormalization":
         config.update(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center, scale=layer.scale,
                       beta_initializer=_initializer_config(layer.beta_initializer, "zeros"),
@@ -422,6 +426,9 @@ _TAKEN = {
     "Activation": ("name", "activation", "dtype", "batch_input_shape"),
     "ReLU": ("name", "dtype", "batch_input_shape"),
     "Softmax": ("name", "dtype", "batch_input_shape"),
+    "GlobalAveragePooling2D": ("name", "keepdims", "dtype", "batch_input_shape"),
+    "GlobalMaxPooling2D": ("name", "keepdims", "dtype", "batch_input_shape"),
+    "Reshape": ("name", "target_shape", "dtype", "batch_input_shape"),
     "BatchNormalization": ("name", "axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
                            "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "dtype",
                            "batch_input_shape"),

@@ -25,9 +25,15 @@ class CommandLineError(Exception):
     """A problem the command line reports in one line, with its fix."""
 
 
+MODELS = ("seed", "resnet20")
+
+
 def add_arguments(parser):
     parser.add_argument("--dataset", default="cifar10", choices=DATASETS,
                         help="the data set (cifar10 is downloaded on first use)")
+    parser.add_argument("--model", default="seed", choices=MODELS,
+                        help="seed: the reference program's CNN; resnet20: ResNet v1 of depth 20 "
+                             "(fastdl.applications.resnet_v1), built for the data set's image size")
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training set")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per step")
     parser.add_argument("--backend", default=None, help="fastdl backend; unset: the active one (auto)")
@@ -131,13 +137,22 @@ def run(args):
                                f"--dataset fashion_mnist (apt-get install dataset-fashion-mnist)") from None
     say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
           f"{x_train.shape[1:]}; backend {fastdl.get_backend()}, {fastdl.get_num_threads()} threads")
-    model = seed_cnn(x_train.shape[1:], classes=int(y_train.max()) + 1)
+    classes = int(y_train.max()) + 1
+    if args.model == "resnet20":
+        from fastdl.applications import resnet_v1
+
+        model = resnet_v1(x_train.shape[1:], depth=20, classes=classes)
+    else:
+        model = seed_cnn(x_train.shape[1:], classes=classes)
     model.compile(optimizer=Adam(learning_rate=0.001), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     verbose = ("auto" if args.verbose is None else args.verbose) if chief else 0
     extra = {"epochs": args.epochs, "verbose": verbose, "distributed": args.distributed}
     if args.save is not None and not args.save.endswith(".keras"):
         raise CommandLineError(f"--save takes a file name ending in .keras; got {args.save!r}")
+    if args.save is not None and not model.is_chain:
+        raise CommandLineError(f"--save writes .keras files of chains of layers; {args.model} has branches "
+                               f"(its weights can be saved with save_weights)")
     if args.plot:
         png, csv = _plot_files(args.plot)
         extra.update(validation_data=(x_test, y_test), callbacks=[fastdl.callbacks.CSVLogger(csv)])

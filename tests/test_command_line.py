@@ -95,3 +95,34 @@ def test_plot_options_are_checked_before_training(monkeypatch, capsys, tmp_path)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--plot needs matplotlib: pip install matplotlib" in err
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_train_builds_resnet20_for_the_images_and_refuses_to_save_its_graph(monkeypatch, capsys, tmp_path):
+    _small_data(monkeypatch)
+    main(["train", "--model", "resnet20", "--dataset", "fashion_mnist", "--epochs", "1", "--batch-size", "32",
+          "--verbose", "0", "--seed", "2", "--no-augment"])
+    assert "test accuracy:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "resnet20", "--dataset", "fashion_mnist", "--epochs", "1",
+              "--save", str(tmp_path / "r.keras")])
+    assert exit_info.value.code == 2 and "has branches" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_resnet20_learns_fashion_mnist(capsys):
+    # a tenth of the full run's work (10,000 images, 2 epochs, about a minute here; the
+    # full 60,000 x 10 epochs takes ~25 minutes on two cores, beyond CI's budget)
+    loss, accuracy = main_results(["train", "--model", "resnet20", "--dataset", "fashion_mnist", "--limit", "10000",
+                                   "--epochs", "2", "--no-augment", "--seed", "0", "--verbose", "0"])
+    assert accuracy >= 0.75, accuracy
+
+
+def main_results(argv):
+    """train.run's (loss, accuracy) for these command-line arguments."""
+    import argparse
+
+    from fastdl import train
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    return train.run(parser.parse_args(argv[1:]))

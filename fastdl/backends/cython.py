@@ -188,6 +188,9 @@ def dense(x, kernel, bias, activation, out):
 
 
 def activation(x, out, name):
+    if name == "relu":  # one pass, not a copy then the activation in place
+        _activations.relu(x.reshape(-1), out.reshape(-1), _threads_for(x.size))
+        return
     if not np.may_share_memory(out, x):  # in place when out is x
         np.copyto(out, x)
     _activations.bias_activation(out, None, ACTIVATION_CODES[name], _threads_for(out.size))
