@@ -1,5 +1,6 @@
 """Training suite: the reference CNN's training step (forward, backward, Adam) and its
-inference, fastdl against PyTorch (NCHW and channels_last, fused Adam) and Keras; and,
+inference, fastdl against PyTorch (NCHW and channels_last, fused Adam) and Keras; ResNet-20's
+(suites/resnet.py); and,
 outside --quick, whole epochs of fit on 50,000 CIFAR-shaped images, with and without
 ImageDataGenerator, each in a fresh process so that its peak memory is its own."""
 import json
@@ -227,6 +228,9 @@ def cases(quick, batches, libs):
     rng = np.random.default_rng(0)
     out = [step_case(b, libs, rng) for b in batches]
     out += [inference_case(b, libs, rng) for b in ((1, 32, 256) if not quick else (1, 256))]
+    from fastdl.benchmarks.suites import resnet
+
+    out += resnet.cases(quick, batches, libs)
     if not quick:
         threads = fastdl.get_num_threads()
         out += [epoch_case(False, libs, threads), epoch_case(True, libs, threads)]
