@@ -92,6 +92,10 @@ def keras_layer_config(layer, dtype):
         config.update(max_value=None, negative_slope=0.0, threshold=0.0)
     elif kind == "Softmax":
         config.update(axis=-1)
+    elif kind in ("Add", "Subtract", "Multiply", "Average", "Maximum"):
+        pass
+    elif kind == "Concatenate":
+        config.update(axis=layer.axis)
     elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         config.update(data_format="channels_last", keepdims=layer.keepdims)
     elif kind == "Reshape":
@@ -113,7 +117,9 @@ def keras_layer_config(layer, dtype):
 
 
 def model_config(model):
-    """config.json's content for a built Sequential model."""
+    """config.json's content for a built model: Keras's Sequential or Functional."""
+    if type(model).__name__ != "Sequential":
+        return _functional_config(model)
     shape = [None, *model.layers[0].input_shape]
     entries = list(model.layers)
     if not isinstance(entries[0], layers_module.InputLayer):
@@ -123,6 +129,34 @@ def model_config(model):
                          "layers": [keras_layer_config(layer, model.dtype) for layer in entries],
                          "build_input_shape": shape},
               "build_config": {"input_shape": shape}}
+    if model.compiled:
+        config["compile_config"] = _compile_config(model)
+    return config
+
+
+def _functional_config(model):
+    """A Functional config: every layer with its inbound node, the tensors it reads named
+    by the layers that make them (keras_history), as Keras writes it."""
+    nodes = model._graph_nodes()
+    source = model.layers[0]
+
+    def tensor(j):
+        producer = source if j < 0 else nodes[j][0]
+        shape = producer.input_shape if j < 0 else producer.output_shape
+        return {"class_name": "__keras_tensor__", "config": {"shape": [None, *shape], "dtype": model.dtype.name,
+                                                             "keras_history": [producer.name, 0, 0]}}
+    entries = [{**keras_layer_config(source, model.dtype), "name": source.name, "inbound_nodes": []}]
+    for layer, inputs in nodes:
+        read = [tensor(j) for j in inputs]
+        entry = keras_layer_config(layer, model.dtype)
+        entry.update(name=layer.name, inbound_nodes=[{"args": [read] if len(read) > 1 else read, "kwargs": {}}])
+        if len(read) > 1:
+            entry["build_config"] = {"input_shape": [t["config"]["shape"] for t in read]}
+        entries.append(entry)
+    config = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
+              "config": {"name": model.name, "trainable": True, "layers": entries,
+                         "input_layers": [source.name, 0, 0], "output_layers": [nodes[-1][0].name, 0, 0]},
+              "build_config": {"input_shape": None}}
     if model.compiled:
         config["compile_config"] = _compile_config(model)
     return config
@@ -212,9 +246,6 @@ def save_model(model, filepath):
                          f"got {path!r} (weights alone: save_weights('....weights.h5'))")
     if not model.built:
         model.build()
-    if not model.is_chain:
-        raise ValueError("model.save writes Sequential models and functional ones whose layers form a chain; "
-                         "a graph with branches or merges cannot be saved as .keras yet (save_weights can)")
     config = json.dumps(model_config(model))
     from fastdl import __version__
 
@@ -332,8 +363,8 @@ def _model_from_config(config, path):
     if not isinstance(entries, list) or not entries:
         raise FormatError(f"{path!r}: the model config lists no layers")
     if kind in ("Functional", "Model"):
-        entries = _chain(entries, body, path)
-    elif kind != "Sequential":
+        return _functional_from_config(entries, body, path)
+    if kind != "Sequential":
         raise FormatError(f"{path!r}: a {kind} model; fastdl loads Sequential models and functional "
                           f"ones whose layers form a chain")
     dtype = _dtype(body.get("dtype"), f"{path!r}: the model") or "float32"
@@ -358,21 +389,52 @@ def _model_from_config(config, path):
     return model
 
 
-def _chain(entries, body, path):
-    """A Functional config's layers in order, when each takes the previous one's output."""
-    by_name = {entry["config"]["name"]: entry for entry in entries}
-    order, previous = [], None
+def _functional_from_config(entries, body, path):
+    """A built fastdl Model from a Functional config: each layer made and called on the
+    tensors its inbound node names (one input, one output, each layer called once)."""
+    from fastdl.models import Model
+
+    tensors, merges = {}, (layers_module._Merge,)
     for entry in entries:
-        inbound = _inbound_names(entry.get("inbound_nodes", []))
-        name = entry["config"]["name"]
-        if (previous is None and inbound) or (previous is not None and inbound != [previous]):
-            raise FormatError(f"{path!r}: layer {name!r} takes {inbound or 'no input'}; fastdl loads functional "
-                              f"models whose layers form a chain (branches, merges and shared layers: not yet)")
-        order.append(by_name[name])
-        previous = name
-    if _inbound_names([{"args": [{"config": {"keras_history": body.get("output_layers", [None])}}]}]) != [previous]:
-        raise FormatError(f"{path!r}: the model's output is not its last layer")
-    return order
+        layer = _layer_from_config(entry, path)
+        name = entry.get("name") or entry.get("config", {}).get("name")
+        if isinstance(layer, layers_module.InputLayer):
+            layer.output_shape, layer._inbound = layer.input_shape, []
+            tensors[name] = layers_module.KerasTensor(layer.input_shape, layer)
+            continue
+        nodes = entry.get("inbound_nodes") or []
+        if len(nodes) != 1:
+            raise FormatError(f"{path!r}: layer {name!r} is called {len(nodes)} times; fastdl calls each layer "
+                              f"once (shared layers: not yet)")
+        sources = _inbound_names(nodes)
+        missing = [s for s in sources if s not in tensors]
+        if missing or not sources:
+            raise FormatError(f"{path!r}: layer {name!r} reads {missing or 'nothing'}, not made before it")
+        given = [tensors[s] for s in sources]
+        try:
+            tensors[name] = layer(given if isinstance(layer, merges) else given[0])
+        except ValueError as exc:
+            raise FormatError(f"{path!r}: layer {name!r}: {exc}") from None
+    ends = []
+    for key in ("input_layers", "output_layers"):
+        found = _inbound_names([{"args": [{"config": {"keras_history": h}} for h in _histories(body.get(key))]}])
+        if len(found) != 1 or found[0] not in tensors:
+            raise FormatError(f"{path!r}: fastdl loads models of one input and one output; {key} is "
+                              f"{body.get(key)!r}")
+        ends.append(tensors[found[0]])
+    try:
+        model = Model(ends[0], ends[1], name=body.get("name"), dtype=ends[0].producer.dtype.name)
+        model.build()
+    except ValueError as exc:
+        raise FormatError(f"{path!r}: {exc}") from None
+    return model
+
+
+def _histories(value):
+    """[name, node, tensor] triples from input_layers / output_layers (one, or a list of them)."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return [value]
+    return list(value or [])
 
 
 def _inbound_names(nodes):
@@ -426,6 +488,8 @@ _TAKEN = {
     "Activation": ("name", "activation", "dtype", "batch_input_shape"),
     "ReLU": ("name", "dtype", "batch_input_shape"),
     "Softmax": ("name", "dtype", "batch_input_shape"),
+    **{kind: ("name", "dtype", "batch_input_shape") for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum")},
+    "Concatenate": ("name", "axis", "dtype", "batch_input_shape"),
     "GlobalAveragePooling2D": ("name", "keepdims", "dtype", "batch_input_shape"),
     "GlobalMaxPooling2D": ("name", "keepdims", "dtype", "batch_input_shape"),
     "Reshape": ("name", "target_shape", "dtype", "batch_input_shape"),

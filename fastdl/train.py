@@ -150,9 +150,6 @@ def run(args):
     extra = {"epochs": args.epochs, "verbose": verbose, "distributed": args.distributed}
     if args.save is not None and not args.save.endswith(".keras"):
         raise CommandLineError(f"--save takes a file name ending in .keras; got {args.save!r}")
-    if args.save is not None and not model.is_chain:
-        raise CommandLineError(f"--save writes .keras files of chains of layers; {args.model} has branches "
-                               f"(its weights can be saved with save_weights)")
     if args.plot:
         png, csv = _plot_files(args.plot)
         extra.update(validation_data=(x_test, y_test), callbacks=[fastdl.callbacks.CSVLogger(csv)])

@@ -182,13 +182,23 @@ def test_fastdl_opens_a_keras_functional_chain(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_a_functional_model_with_a_branch_is_refused_by_name(tmp_path):
+def test_functional_graphs_with_branches_go_both_ways_and_shared_layers_are_refused(tmp_path):
     keras = keras_or_skip()
     inputs = keras.Input((6,))
-    outputs = keras.layers.Add()([keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
-    keras.Model(inputs, outputs).save(tmp_path / "branch.keras")
-    with pytest.raises(FormatError, match=r"branch.keras.*form a chain"):
-        load_model(tmp_path / "branch.keras")
+    left, right = keras.layers.Dense(3, activation="relu")(inputs), keras.layers.Dense(3)(inputs)
+    outputs = keras.layers.Concatenate()([keras.layers.Add()([left, right]), keras.layers.Maximum()([left, right])])
+    theirs = keras.Model(inputs, outputs)
+    theirs.save(tmp_path / "branch.keras")
+    x = np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)
+    ours = load_model(tmp_path / "branch.keras")
+    np.testing.assert_allclose(ours.predict(x), np.asarray(theirs.predict(x, verbose=0)), rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "back.keras")
+    again = keras.saving.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(np.asarray(again.predict(x, verbose=0)), ours.predict(x), rtol=1e-5, atol=1e-6)
+    shared = keras.layers.Dense(6)
+    keras.Model(inputs, shared(shared(inputs))).save(tmp_path / "shared.keras")
+    with pytest.raises(FormatError, match=r"shared.keras.*called 2 times"):
+        load_model(tmp_path / "shared.keras")
 
 
 def test_fastdl_opens_legacy_h5_model_files(tmp_path):
