@@ -48,11 +48,12 @@ def reference(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def numerical_gradient(f, x, eps=1e-6):
-    """Central differences of the scalar f() with respect to every element of x (float64)."""
-    grad = np.empty_like(x)
+def numerical_gradient(f, x, eps=1e-6, at=None):
+    """Central differences of the scalar f() with respect to every element of x (float64),
+    or only at the flat indices `at` (the others left 0)."""
+    grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
+    for i in range(flat.size) if at is None else at:
         saved = flat[i]
         flat[i] = saved + eps
         up = f()

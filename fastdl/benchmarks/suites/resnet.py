@@ -7,6 +7,7 @@ import numpy as np
 
 import fastdl
 from fastdl.benchmarks.harness import Case
+from fastdl.benchmarks.suites.train import _torch_input
 from fastdl.ops._geometry import window
 
 SHAPE = (32, 32, 3)
@@ -85,11 +86,6 @@ def torch_resnet(torch, model, channels_last):
 
     net = Graph()
     return net.to(memory_format=torch.channels_last) if channels_last else net
-
-
-def _torch_input(torch, x, channels_last):
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    return t.contiguous(memory_format=torch.channels_last) if channels_last else t
 
 
 FLOPS_PER_IMAGE = 2 * 40.55e6  # multiply-adds of ResNet-20 at 32x32 (forward), times two
