@@ -138,6 +138,26 @@ def _export_layer(graph, layer, tensor, layout, shape):
     raise ValueError(f"layer {layer.name!r}: {kind} has no ONNX export yet")
 
 
+_MERGES = {"Add": "Sum", "Subtract": "Sub", "Multiply": "Mul", "Average": "Mean", "Maximum": "Max",
+           "Concatenate": "Concat"}
+_NHWC_TO_NCHW_AXIS = {1: 2, 2: 3, 3: 1}
+
+
+def _export_merge(graph, layer, given):
+    """A merge layer's node: its inputs brought to one layout (NCHW for images, which keeps
+    a convolution chain untransposed), then Sum / Sub / Mul / Mean / Max / Concat."""
+    rank = len(given[0][2]) + 1
+    layout = "NCHW" if rank == 4 else "NHWC"
+    tensors = [_to(graph, tensor, have, layout) if rank == 4 else tensor for tensor, have, _ in given]
+    kind = type(layer).__name__
+    if kind == "Concatenate":
+        axis = layer.axis % rank
+        if layout == "NCHW":
+            axis = _NHWC_TO_NCHW_AXIS[axis]
+        return graph.node("Concat", tensors, layer.name, axis=axis), layout
+    return graph.node(_MERGES[kind], tensors, layer.name), layout
+
+
 def to_onnx(model, opset=DEFAULT_OPSET):
     """The model as an onnx.ModelProto: input 'input' (batch, *input_shape), output
     'output' (batch, *output_shape), the batch axis dynamic."""
@@ -146,15 +166,16 @@ def to_onnx(model, opset=DEFAULT_OPSET):
         raise ValueError(f"opset must be an int >= 17; got {opset!r}")
     if not model.built:
         model.build()
-    if not model.is_chain:
-        raise ValueError("ONNX export takes Sequential models and functional ones whose layers form a chain; "
-                         "graphs with branches or merges: not yet")
     graph = _Graph(onnx)
-    tensor, layout = "input", "NHWC"
-    shape = tuple(model.layers[0].input_shape)
-    for layer in model.layers:
-        tensor, layout = _export_layer(graph, layer, tensor, layout, shape)
-        shape = layer.output_shape
+    values = {-1: ("input", "NHWC", tuple(model.layers[0].input_shape))}  # node -> (tensor, layout, shape)
+    for i, (layer, inputs) in enumerate(model._graph_nodes()):
+        given = [values[j] for j in inputs]
+        if isinstance(layer, layers_module._Merge):
+            tensor, layout = _export_merge(graph, layer, given)
+        else:
+            tensor, layout = _export_layer(graph, layer, *given[0])
+        values[i] = (tensor, layout, tuple(layer.output_shape))
+    tensor, layout, shape = values[len(model._graph_nodes()) - 1]
     if len(shape) == 3:
         tensor = _to(graph, tensor, layout, "NHWC")
     graph.nodes.append(onnx.helper.make_node("Identity", [tensor], ["output"], name="output"))

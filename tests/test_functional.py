@@ -102,7 +102,7 @@ def test_a_tensor_read_by_three_layers_gets_the_sum_of_their_gradients():
                                rtol=1e-6, atol=1e-9)
 
 
-def test_graphs_save_as_keras_files_and_weights_but_do_not_export_to_onnx_yet(tmp_path):
+def test_graphs_save_as_keras_files_and_weights_and_export_to_onnx(tmp_path):
     keras = keras_or_skip()
     model = residual(fastdl, "Concatenate")
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -113,10 +113,12 @@ def test_graphs_save_as_keras_files_and_weights_but_do_not_export_to_onnx_yet(tm
     np.testing.assert_allclose(np.asarray(keras.saving.load_model(tmp_path / "m.keras").predict(x, verbose=0)),
                                model.predict(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(fastdl.models.load_model(tmp_path / "m.keras").predict(x), model.predict(x))
+    onnxruntime = pytest.importorskip("onnxruntime")
     from fastdl import onnx as fastdl_onnx
 
-    with pytest.raises(ValueError, match="graphs with branches or merges: not yet"):
-        fastdl_onnx.to_onnx(model)
+    session = onnxruntime.InferenceSession(fastdl_onnx.to_onnx(model).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x), rtol=1e-5, atol=1e-6)
     model.save_weights(tmp_path / "m.weights.h5")
     other = residual(fastdl, "Concatenate")
     other.load_weights(tmp_path / "m.weights.h5")

@@ -106,3 +106,24 @@ def test_bad_opsets_and_a_missing_onnx_are_clear_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'fastdl\[onnx\]'"):
         fastdl_onnx.to_onnx(model)
+
+
+@pytest.mark.parametrize("merge", ["Add", "Subtract", "Multiply", "Average", "Maximum", "Concatenate"])
+def test_graphs_with_every_merge_on_images_and_on_vectors_run_as_predict(merge):
+    from fastdl.models import Model
+
+    fastdl.utils.set_random_seed(5)
+    inputs = fastdl.Input((6, 5, 3))
+    a = layers.Conv2D(4, 3, padding="same")(inputs)
+    b = layers.Conv2D(4 if merge != "Concatenate" else 2, 1)(inputs)
+    images = getattr(layers, merge)()([a, b])  # in NCHW between the convolutions
+    c = layers.Dense(3)(layers.Flatten()(images))
+    d = layers.Dense(3)(layers.GlobalAveragePooling2D()(a))
+    assert_runs_as_predict(Model(inputs, getattr(layers, merge)()([c, d])))
+
+
+def test_resnet20_runs_in_onnxruntime():
+    from fastdl.applications import resnet_v1
+
+    fastdl.utils.set_random_seed(6)
+    assert_runs_as_predict(resnet_v1((32, 32, 3), depth=20), batch=3, atol=1e-4)

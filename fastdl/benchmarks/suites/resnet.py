@@ -128,11 +128,13 @@ def inference_case(batch, libs, rng):
                 with torch.no_grad():
                     result[label] = torch.softmax(net(tx), dim=1).numpy()
             candidates[label] = infer
-    if any(name in libs for name in ("onnxruntime", "openvino")):
-        print("resnet20: the engines need an ONNX export of graphs with branches, not built yet; skipped")
+    from fastdl.benchmarks import engines
+
+    for label, run in engines.runners(model, libs, fastdl.get_num_threads()).items():
+        candidates[label] = lambda run=run, label=label: result.__setitem__(label, np.asarray(run(x)))
 
     def check():
-        for other in ("torch", "torch-cl"):
+        for other in ("torch", "torch-cl", "onnxruntime", "openvino"):
             if other in result and not np.allclose(result["fastdl"], result[other], atol=1e-4):
                 raise AssertionError(f"resnet20 inference disagrees with {other}: "
                                      f"{np.abs(result['fastdl'] - result[other]).max()}")
