@@ -50,17 +50,18 @@ def stats(const floating[:, ::1] x, floating[::1] mean, floating[::1] var, doubl
 def normalize(const floating[:, ::1] x, const floating[::1] mean, const floating[::1] var,
               const floating[::1] gamma, const floating[::1] beta, double eps, floating[:, ::1] out,
               floating[:, ::1] coefficients, int num_threads):
-    """out = x * scale + shift, scale = gamma / sqrt(var + eps), shift = beta - mean * scale
-    (coefficients: (2, C), filled here): one multiply-add an element."""
+    """out = (x - mean) * scale + beta, scale = gamma / sqrt(var + eps) (coefficients: (2,
+    C), filled here): x - mean first, not x * scale + (beta - mean * scale), whose two
+    large terms cancel where the variance is small next to the mean."""
     cdef Py_ssize_t m = x.shape[0], c = x.shape[1], i, j
     cdef double s
     for j in range(c):
         s = gamma[j] / sqrt(<double> var[j] + eps)
         coefficients[0, j] = <floating> s
-        coefficients[1, j] = <floating> (beta[j] - mean[j] * s)
+        coefficients[1, j] = beta[j]
     for i in prange(m, nogil=True, schedule="static", num_threads=num_threads):
         for j in range(c):
-            out[i, j] = x[i, j] * coefficients[0, j] + coefficients[1, j]
+            out[i, j] = (x[i, j] - mean[j]) * coefficients[0, j] + coefficients[1, j]
 
 
 def backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] mean,
@@ -69,7 +70,8 @@ def backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating
              floating[:, ::1] coefficients, int num_threads):
     """dx of the training-mode normalisation (the batch's own statistics), dgamma, dbeta:
     first the channel sums of dy and dy * (x - mean) per block of rows (partial: (2,
-    blocks, C)), then dx = a dy + b x + k with per-channel a, b, k (coefficients: (3, C))."""
+    blocks, C)), then dx = a dy + b (x - mean) + k with per-channel a, b, k (coefficients:
+    (3, C))."""
     cdef Py_ssize_t m = x.shape[0], c = x.shape[1], blocks = partial.shape[1]
     cdef Py_ssize_t t, i, j, lo, hi
     cdef double g, sdy, sdyx, inv, a, b
@@ -98,7 +100,8 @@ def backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating
         b = -a * inv * inv * sdyx / m
         coefficients[0, j] = <floating> a
         coefficients[1, j] = <floating> b
-        coefficients[2, j] = <floating> (-a * sdy / m - b * mean[j])
+        coefficients[2, j] = <floating> (-a * sdy / m)
     for i in prange(m, nogil=True, schedule="static", num_threads=num_threads):
         for j in range(c):
-            dx[i, j] = dy[i, j] * coefficients[0, j] + x[i, j] * coefficients[1, j] + coefficients[2, j]
+            dx[i, j] = (dy[i, j] * coefficients[0, j] + (x[i, j] - mean[j]) * coefficients[1, j]
+                        + coefficients[2, j])

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from fastdl import ops  # noqa: E402
+from fastdl.backends import _spec  # noqa: E402
 from fastdl.ops._checks import ACTIVATIONS  # noqa: E402
 
 from support import assert_close, reference  # noqa: E402
@@ -224,6 +225,70 @@ def test_affine_transform_batch(backend, n, h, w, c, dtype, batch, mode, reach, 
     matrices = rng.standard_normal((batch, 2, 3)) * np.array([1.0, 1.0, reach])
     check_against_reference(ops.affine_transform_batch, (images, indices, matrices),
                             dict(fill_mode=mode, cval=3.0, scale=0.5), np.float32, scale=255)
+
+
+@fuzz
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 40), transposed=st.tuples(st.booleans(),
+       st.booleans()), dtype=DTYPES, seed=st.integers(0, 2**16))
+def test_matmul_of_plain_and_transposed_operands(backend, m, k, n, transposed, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = normal(rng, (k, m), dtype).T if transposed[0] else normal(rng, (m, k), dtype)  # a BLAS-transposed view
+    b = normal(rng, (n, k), dtype).T if transposed[1] else normal(rng, (k, n), dtype)
+    check_against_reference(ops.matmul, (a, b), {}, dtype, scale=k)
+
+
+@fuzz
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple), dtype=DTYPES, layout=LAYOUTS,
+       seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 50.0]))
+def test_relu_and_softmax(backend, shape, dtype, layout, seed, scale):
+    rng = np.random.default_rng(seed)
+    x = view(normal(rng, shape, dtype) * dtype(scale), layout)
+    check_against_reference(ops.relu, (x,), {}, dtype)
+    check_against_reference(ops.relu_backward, (view(normal(rng, shape, dtype), layout), x), {}, dtype)
+    check_against_reference(ops.softmax, (x,), {}, dtype)
+    if x.ndim > 1:
+        check_against_reference(ops.softmax, (x,), dict(axis=0), dtype)
+
+
+@fuzz
+@given(n=st.integers(1, 6), classes=st.integers(1, 12), from_logits=st.booleans(), dtype=DTYPES,
+       seed=st.integers(0, 2**16))
+def test_sparse_crossentropy_and_its_gradient(backend, n, classes, from_logits, dtype, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    outputs = normal(rng, (n, classes), dtype) * 3 if from_logits else rng.uniform(0.01, 1, (n, classes)).astype(dtype)
+    check_against_reference(ops.sparse_categorical_crossentropy, (labels, outputs, from_logits), {}, dtype)
+    check_against_reference(ops.sparse_categorical_crossentropy_backward, (labels, outputs, from_logits), {}, dtype)
+
+
+@fuzz
+@given(name=st.sampled_from(list(_spec.LOSSES)), shape=st.sampled_from([(5, 3), (1, 4), (2, 3, 4), (6,), (3, 1)]),
+       dtype=DTYPES, seed=st.integers(0, 2**16))
+def test_every_loss_and_its_gradient(backend, name, shape, dtype, seed):
+    from optable import _loss_sample
+
+    y, p, kwargs = _loss_sample(np.random.default_rng(seed), name, shape)
+    y, p = y.astype(dtype), p.astype(dtype)
+    check_against_reference(ops.loss, (name, y, p), kwargs, dtype, scale=3)
+    check_against_reference(ops.loss_backward, (name, y, p), kwargs, dtype, scale=3)
+
+
+@fuzz
+@given(shape=st.lists(st.integers(1, 7), min_size=2, max_size=4).map(tuple), dtype=DTYPES, layout=LAYOUTS,
+       offset=st.sampled_from([0.0, 100.0]), affine=st.booleans(), epsilon=st.sampled_from([1e-5, 1e-3, 0.5]),
+       seed=st.integers(0, 2**16))
+def test_batch_norm_ops(backend, shape, dtype, layout, offset, affine, epsilon, seed):
+    rng = np.random.default_rng(seed)
+    x = view((normal(rng, shape, np.float64) + offset).astype(dtype), layout)
+    c = shape[-1]
+    mean, var = check_against_reference(ops.batch_norm_stats, (x,), {}, dtype, scale=1 + offset)
+    mean, var = np.asarray(mean), np.asarray(var)
+    gamma, beta = (normal(rng, c, dtype), normal(rng, c, dtype)) if affine else (None, None)
+    check_against_reference(ops.batch_norm, (x, mean, var, gamma, beta), dict(epsilon=epsilon), dtype,
+                            scale=1 + offset)
+    dy = view(normal(rng, shape, dtype), layout)
+    check_against_reference(ops.batch_norm_backward, (dy, x, mean, var, gamma), dict(epsilon=epsilon), dtype,
+                            scale=(1 + offset) * np.prod(shape))
 
 
 # -- invalid arguments: drawn, refused with an error naming the argument -----------------

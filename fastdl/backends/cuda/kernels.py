@@ -652,16 +652,16 @@ def _bn_scale_shift(mean, var, gamma, beta, eps, coefficients):
     if j < mean.size:
         s = gamma[j] / math.sqrt(float(var[j]) + eps)
         coefficients[0, j] = s
-        coefficients[1, j] = beta[j] - mean[j] * s
+        coefficients[1, j] = beta[j]
 
 
 @cuda.jit
-def _bn_apply(x, coefficients, out):
+def _bn_apply(x, mean, coefficients, out):
     i = cuda.grid(1)
     c = x.shape[1]
     if i < x.size:
         r, j = i // c, i % c
-        out[r, j] = x[r, j] * coefficients[0, j] + coefficients[1, j]
+        out[r, j] = (x[r, j] - mean[j]) * coefficients[0, j] + coefficients[1, j]
 
 
 @cuda.jit
@@ -693,16 +693,16 @@ def _bn_grad_finish(sums, mean, var, gamma, eps, m, dgamma, dbeta, coefficients)
         b = -a * inv * inv * sdyx / m
         coefficients[0, j] = a
         coefficients[1, j] = b
-        coefficients[2, j] = -a * sdy / m - b * mean[j]
+        coefficients[2, j] = -a * sdy / m
 
 
 @cuda.jit
-def _bn_apply_backward(dy, x, coefficients, dx):
+def _bn_apply_backward(dy, x, mean, coefficients, dx):
     i = cuda.grid(1)
     c = x.shape[1]
     if i < x.size:
         r, j = i // c, i % c
-        dx[r, j] = dy[r, j] * coefficients[0, j] + x[r, j] * coefficients[1, j] + coefficients[2, j]
+        dx[r, j] = dy[r, j] * coefficients[0, j] + (x[r, j] - mean[j]) * coefficients[1, j] + coefficients[2, j]
 
 
 def batch_norm_stats(x, mean, var):
@@ -717,7 +717,7 @@ def batch_norm(x, mean, var, gamma, beta, eps, out):
     c = x.shape[1]
     coefficients = cuda.device_array((2, c), x.dtype)
     _launch(_bn_scale_shift, c, mean, var, gamma, beta, eps, coefficients)
-    _launch(_bn_apply, x.size, x, coefficients, out)
+    _launch(_bn_apply, x.size, x, mean, coefficients, out)
 
 
 def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta):
@@ -727,4 +727,4 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta):
     _bn_grad_sums[blocks, threads](dy, x, mean, sums)
     coefficients = cuda.device_array((3, c), x.dtype)
     _launch(_bn_grad_finish, c, sums, mean, var, gamma, eps, m, dgamma, dbeta, coefficients)
-    _launch(_bn_apply_backward, x.size, dy, x, coefficients, dx)
+    _launch(_bn_apply_backward, x.size, dy, x, mean, coefficients, dx)

@@ -511,10 +511,10 @@ def batch_norm(x, mean, var, gamma, beta, eps, out):
     for j in range(c):
         s = gamma[j] / math.sqrt(np.float64(var[j]) + eps)
         scale[j] = s
-        shift[j] = beta[j] - mean[j] * s
+        shift[j] = beta[j]
     for i in prange(m):
-        for j in range(c):
-            out[i, j] = x[i, j] * scale[j] + shift[j]
+        for j in range(c):  # x - mean first: see kernels/norm.pyx
+            out[i, j] = (x[i, j] - mean[j]) * scale[j] + shift[j]
 
 
 @njit(parallel=True, **OPTS)
@@ -543,7 +543,7 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta, blocks)
         bj = -aj * inv * inv * sdyx / m
         a[j] = aj
         b[j] = bj
-        k[j] = -aj * sdy / m - bj * mean[j]
+        k[j] = -aj * sdy / m
     for i in prange(m):
         for j in range(c):
-            dx[i, j] = dy[i, j] * a[j] + x[i, j] * b[j] + k[j]
+            dx[i, j] = dy[i, j] * a[j] + (x[i, j] - mean[j]) * b[j] + k[j]
