@@ -506,8 +506,12 @@ class BatchNormalization(Layer):
         ops.batch_norm(x, mean, var, gamma, beta, self.epsilon, out=y)
         self._x, self._mean, self._var = x, mean, var
         for moving, batch in ((moving_mean, mean), (moving_variance, var)):
-            updated = _device.host_copy(moving) * self.momentum + _device.host_copy(batch) * (1 - self.momentum)
-            _device.copy_into(moving, updated.astype(moving.dtype))
+            if _device.is_device(moving):  # C values: moved through the host
+                updated = _device.host_copy(moving) * self.momentum + _device.host_copy(batch) * (1 - self.momentum)
+                _device.copy_into(moving, updated.astype(moving.dtype))
+            else:  # in place, no copies on the training step's path
+                moving *= self.momentum
+                moving += batch * (1 - self.momentum)
         return y
 
     def backward(self, dy, need_dx=True):
