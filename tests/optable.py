@@ -391,6 +391,135 @@ def ce_grad(args, kwargs):
 
 X4 = np.zeros((1, 4, 4, 1), np.float32)
 
+# -- recurrent cells and embeddings ------------------------------------------------------------
+
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+# (cell, steps, batch, units, activation, recurrent_activation, initial states, bias, mask)
+RECURRENT_CASES = [("lstm", 4, 3, 5, "tanh", "sigmoid", True, False, True),
+                   ("simple_rnn", 3, 1, 4, "tanh", "sigmoid", False, False, False),
+                   ("gru", 2, 2, 3, "tanh", "sigmoid", True, True, True),
+                   ("lstm", 3, 2, 2, "relu", "tanh", False, False, False),
+                   ("simple_rnn", 5, 3, 3, "relu", "sigmoid", True, False, True),
+                   ("gru", 3, 2, 4, "linear", "sigmoid", False, False, False),
+                   ("lstm", 5, 40, 40, "tanh", "sigmoid", True, False, True),  # several threads
+                   ("gru", 3, 40, 36, "tanh", "sigmoid", False, True, False)]
+
+
+def recurrent_samples(rng, dtype, cases=RECURRENT_CASES):
+    out = []
+    for cell, steps, batch, units, act, ract, states, bias, masked in cases:
+        width = GATES[cell] * units
+        kw = dict(activation=act, recurrent_activation=ract)
+        if states:
+            kw["h0"] = normal(rng, (batch, units), dtype)
+            if cell == "lstm":
+                kw["c0"] = normal(rng, (batch, units), dtype)
+        if bias:
+            kw["recurrent_bias"] = normal(rng, width, dtype)
+        if masked:
+            mask = rng.random((steps, batch)) < 0.7
+            mask[0, 0] = False
+            kw["mask"] = mask
+        u = (normal(rng, (units, width), dtype) / np.sqrt(units)).astype(dtype)
+        out.append(((cell, normal(rng, (steps, batch, width), dtype), u), kw))
+    return out
+
+
+def recurrent_backward_samples(rng, dtype):
+    out = []
+    for (cell, xp, u), kw in recurrent_samples(rng, dtype):
+        with fastdl.use_backend("reference"):
+            h, c, gates = ops.recurrent(cell, xp, u, **kw)
+        steps, batch, units = h.shape[0] - 1, h.shape[1], h.shape[2]
+        back = {k: kw[k] for k in ("mask", "activation", "recurrent_activation") if k in kw}
+        if "h0" in kw:  # the last states' gradients too (return_state)
+            back["dh_last"] = normal(rng, (batch, units), dtype)
+            if cell == "lstm":
+                back["dc_last"] = normal(rng, (batch, units), dtype)
+        dh_seq = None if steps == 2 else normal(rng, (steps, batch, units), dtype)
+        out.append(((cell, dh_seq, u, h, c, gates), back))
+    return out
+
+
+def torch_recurrent(torch, cell, xp, u, h0=None, c0=None, recurrent_bias=None, mask=None, activation="tanh",
+                    recurrent_activation="sigmoid"):
+    """torch's nn.RNN/LSTM/GRU fed xp through an identity input weight (Keras's gate order
+    mapped to torch's: GRU's z, r, h are torch's r, z, n)."""
+    if mask is not None or recurrent_activation != "sigmoid" or activation not in ("tanh", "relu") or (
+            activation == "relu" and cell != "simple_rnn"):
+        return None
+    steps, batch, width = xp.shape
+    units = u.shape[0]
+    kind = {"simple_rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    extra = dict(nonlinearity=activation) if cell == "simple_rnn" else {}
+    module = kind(width, units, **extra).double()
+    perm = (lambda a: np.concatenate([a[..., units:2 * units], a[..., :units], a[..., 2 * units:]], axis=-1)) \
+        if cell == "gru" else (lambda a: a)
+    rbias = np.zeros(width) if recurrent_bias is None else recurrent_bias
+    weights = dict(weight_ih_l0=perm(np.eye(width)).T, weight_hh_l0=perm(u).T, bias_ih_l0=np.zeros(width),
+                   bias_hh_l0=perm(rbias))
+    module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, np.float64)) for k, v in weights.items()})
+    h0 = np.zeros((batch, units)) if h0 is None else h0
+    state = torch.from_numpy(h0[None])
+    if cell == "lstm":
+        state = (state, torch.from_numpy((np.zeros((batch, units)) if c0 is None else c0)[None]))
+    out, _ = module(torch.from_numpy(xp), state)
+    return np.concatenate([h0[None], out.detach().numpy()])
+
+
+def recurrent_grad(args, kwargs):
+    """Every cell's backward (masks, initial states and the last states' gradients
+    included) against differences of its forward."""
+    rng = np.random.default_rng(11)
+    checks = []
+    for (cell, xp, u), kw in recurrent_samples(rng, np.float64, [c for c in RECURRENT_CASES[:6] if c[4] != "relu"]):
+        h, c, gates = ops.recurrent(cell, xp, u, **kw)
+        dy = rng.standard_normal(h[1:].shape)
+        dh_last = rng.standard_normal(h[0].shape)
+        dc_last = rng.standard_normal(h[0].shape) if cell == "lstm" else None
+
+        def f():
+            hh, cc, _ = ops.recurrent(cell, xp, u, **kw)
+            total = (hh[1:] * dy).sum() + (hh[-1] * dh_last).sum()
+            return float(total + ((cc[-1] * dc_last).sum() if cell == "lstm" else 0))
+        dxp, du, drb, dh0, dc0 = ops.recurrent_backward(
+            cell, dy, u, h, c, gates, mask=kw.get("mask"), activation=kw["activation"],
+            recurrent_activation=kw["recurrent_activation"], dh_last=dh_last, dc_last=dc_last)
+        checks += [(f"{cell} dxp", dxp, _numerical(f, xp)), (f"{cell} du", du, _numerical(f, u))]
+        if "h0" in kw:
+            checks.append((f"{cell} dh0", dh0, _numerical(f, kw["h0"])))
+        if "c0" in kw:
+            checks.append((f"{cell} dc0", dc0, _numerical(f, kw["c0"])))
+        if "recurrent_bias" in kw:
+            checks.append((f"{cell} drecurrent_bias", drb, _numerical(f, kw["recurrent_bias"])))
+    return checks
+
+
+def embedding_samples(rng, dtype):
+    return [((rng.integers(0, 7, (3, 5)), normal(rng, (7, 4), dtype)), {}),
+            ((np.array([2]), normal(rng, (3, 1), dtype)), {}),
+            ((rng.integers(0, 50, 300).astype(np.int32), normal(rng, (50, 33), dtype)), {})]
+
+
+def embedding_backward_samples(rng, dtype):
+    # repeated indices: their rows must add up
+    return [((indices, normal(rng, np.shape(indices) + (table.shape[1],), dtype), table.shape[0]), {})
+            for (indices, table), _ in embedding_samples(rng, dtype)]
+
+
+def torch_embedding_backward(torch, indices, dy, input_dim):
+    table = torch.zeros((input_dim, dy.shape[-1]), dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.embedding(torch.from_numpy(np.asarray(indices, np.int64)), table).backward(torch.from_numpy(dy))
+    return table.grad.numpy()
+
+
+def embedding_grad(args, kwargs):
+    indices, table = args
+    dy = np.random.default_rng(12).standard_normal(np.shape(indices) + (table.shape[1],))
+    f = _weighted(lambda: ops.embedding(indices, table), dy)
+    return [("dtable", ops.embedding_backward(indices, dy, table.shape[0]), _numerical(f, table))]
+
+
 TABLE = [
     OpInfo("conv2d", conv_samples, torch=torch_conv, scale=6, grad=conv_grad,
            invalid=((lambda: ops.conv2d(X4, np.zeros((2, 2, 3, 1), np.float32)), ValueError, "kernel"),
@@ -473,5 +602,42 @@ TABLE = [
     OpInfo("affine_transform_batch", affine_samples,
            invalid=((lambda: ops.affine_transform_batch(np.zeros((1, 4, 4, 1), np.uint8), [1], np.zeros((1, 2, 3))),
                      ValueError, "indices must be in"),)),
+    OpInfo("recurrent", recurrent_samples, torch=torch_recurrent, grad=recurrent_grad, scale=3,
+           invalid=((lambda: ops.recurrent("rnn", np.ones((2, 1, 4)), np.ones((4, 4))), ValueError, "cell must be"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4)), np.ones((4, 4))), ValueError,
+                     r"recurrent_kernel must have shape \(units, 4 \* units\)"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 8)), np.ones((1, 4))), ValueError, "xp's last axis"),
+                    (lambda: ops.recurrent("gru", np.ones((2, 1, 3)), np.ones((1, 3)), h0=np.ones((2, 1))),
+                     ValueError, r"h0 must have shape \(1, 1\)"),
+                    (lambda: ops.recurrent("gru", np.ones((2, 1, 3)), np.ones((1, 3)), c0=np.ones((1, 1))),
+                     ValueError, "c0 is LSTM's"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4)), np.ones((1, 4)), mask=np.ones((1, 2))),
+                     ValueError, r"mask must have shape \(steps, batch\)"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4)), np.ones((1, 4), np.float32)), TypeError,
+                     "recurrent_kernel must have dtype float64"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4)), np.ones((1, 4)), activation="softmax"),
+                     ValueError, "activation must be one of"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4)), np.ones((1, 4)), recurrent_bias=np.ones(4)),
+                     ValueError, "GRU's alone"),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4), int), np.ones((1, 4))), TypeError, "xp"))),
+    OpInfo("recurrent_backward", recurrent_backward_samples, scale=3,
+           invalid=((lambda: ops.recurrent_backward("lstm", None, np.ones((1, 4)), np.ones((3, 1, 1)), None,
+                                                    np.ones((2, 1, 4))), ValueError, "c is needed"),
+                    (lambda: ops.recurrent_backward("gru", np.ones((3, 1, 1)), np.ones((1, 3)), np.ones((3, 1, 1)),
+                                                    None, np.ones((2, 1, 4))), ValueError, "dh_seq must have shape"),
+                    (lambda: ops.recurrent_backward("gru", None, np.ones((1, 3)), np.ones((3, 1, 1)), None,
+                                                    np.ones((2, 1, 3))), ValueError, "gates must have shape"))),
+    OpInfo("embedding", embedding_samples, grad=embedding_grad,
+           torch=lambda torch, i, t: torch.nn.functional.embedding(torch.from_numpy(np.asarray(i, np.int64)),
+                                                                   torch.from_numpy(t)).numpy(),
+           invalid=((lambda: ops.embedding([0, 3], np.ones((3, 2))), ValueError, r"indices must be in \[0, 3\)"),
+                    (lambda: ops.embedding([-1], np.ones((3, 2))), ValueError, "got -1"),
+                    (lambda: ops.embedding([0.5], np.ones((3, 2))), ValueError, "whole numbers"),
+                    (lambda: ops.embedding(["a"], np.ones((3, 2))), TypeError, "indices must be integers"),
+                    (lambda: ops.embedding([0], np.ones(3)), ValueError, "table must be 2-D"))),
+    OpInfo("embedding_backward", embedding_backward_samples, torch=torch_embedding_backward,
+           invalid=((lambda: ops.embedding_backward([0, 1], np.ones((3, 2)), 2), ValueError, "dy must have shape"),
+                    (lambda: ops.embedding_backward([0, 2], np.ones((2, 2)), 2), ValueError, "indices must be in"),
+                    (lambda: ops.embedding_backward([0], np.ones((1, 2)), 0), ValueError, "input_dim"))),
 ]
 BY_NAME = {info.name: info for info in TABLE}

@@ -64,6 +64,21 @@ OPS = (
     _op("batch_norm_stats", "x mean var", "mean var"),
     _op("batch_norm", "x mean var gamma beta eps out", "out"),
     _op("batch_norm_backward", "dy x mean var gamma eps dx", "dx"),
+    # recurrent cells through time, time-major (T steps, B samples, H units, G gates):
+    # xp (T, B, G*H) the input projection x @ W + b of every step; u (H, G*H); h, c
+    # (T+1, B, H) with h[0], c[0] the initial states, filled with every step's states;
+    # gates (T, B, GATE_SLOTS*H) what the backward needs; mask (T, B) uint8, 0 keeps the
+    # previous states; rbias (G*H,) (GRU only), mask, c (LSTM only), dh_seq and dinner
+    # (GRU only) may be None. The backward fills dxp (T, B, G*H) and, for GRU, dinner (the
+    # gradient of h @ U + rbias), and turns dh, dc (B, H) (the last states' gradients)
+    # into the initial states'; dh_seq (T, B, H) is the gradient of h[1:].
+    _op("recurrent", "cell xp u rbias mask activation recurrent_activation h c gates", "h c gates"),
+    _op("recurrent_backward",
+        "cell dh_seq u h c gates mask activation recurrent_activation dh dc dxp dinner", "dh dc dxp dinner"),
+    # table (V, D) rows gathered by indices (N,) intp into out (N, D); the backward adds
+    # dy's rows into dtable (V, D), zeroed by the op, repeated indices summed
+    _op("embedding", "indices table out", "out"),
+    _op("embedding_backward", "indices dy dtable", "dtable"),
 )
 NAMES = tuple(op.name for op in OPS)
 
@@ -89,6 +104,18 @@ LOSSES = ("mean_squared_error", "mean_absolute_error", "mean_absolute_percentage
  CATEGORICAL_HINGE) = range(len(LOSSES))
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 ROW_LOSSES = (KLD, CATEGORICAL_HINGE)
+
+# recurrent cells, by index: kernels/recurrent.pyx (DEF SIMPLE_RNN ...); their gate
+# count G (Keras's kernel width is G * units, in Keras's gate order) and the
+# (T, B, slots * H) values each saves for the backward pass: SimpleRNN its activation,
+# LSTM its activated i, f, c~, o; GRU its z, r, h~ and the recurrent part of h~ (h @ U_h
+# + b_h, reset_after=True)
+CELLS = ("simple_rnn", "lstm", "gru")
+SIMPLE_RNN, LSTM, GRU = range(3)
+CELL_GATES = (1, 4, 3)
+GATE_SLOTS = (1, 4, 4)
+# the activations a recurrent cell may use (the kernels' formulas, by ACTIVATION_CODES)
+RECURRENT_ACTIVATIONS = (None, "relu", "sigmoid", "tanh")
 
 # augmentation fill modes, by index: kernels/augment.pyx (DEF NEAREST ...)
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")

@@ -10,6 +10,7 @@ from fastdl._kernels import losses as _losses
 from fastdl._kernels import norm as _norm
 from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
+from fastdl._kernels import recurrent as _recurrent
 from fastdl.backends import _compose
 from fastdl.backends._spec import ACTIVATION_CODES, LOSS_CODES
 from fastdl.backends._plan import IM2COL_BLOCK_BYTES
@@ -312,3 +313,33 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
     _norm.backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta, np.empty((2, _blocks(x.shape[0]), c)),
                    np.empty((3, c), x.dtype), get_num_threads())
     return dgamma, dbeta
+
+
+# A recurrence splits its samples among the threads when a step's GEMM is at least this
+# many multiply-adds (below it a second thread's wake-up costs more than its half).
+RECURRENT_PARALLEL_WORK = 1 << 17
+
+
+def _recurrent_threads(batch, width, units):
+    return get_num_threads() if batch > 1 and batch * width * units >= RECURRENT_PARALLEL_WORK else 1
+
+
+def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+    batch, width = xp.shape[1], xp.shape[2]
+    inner = workspace.get("recurrent_inner", batch * width, xp.dtype).reshape(batch, width)
+    _recurrent.forward(cell, xp, u, rbias, mask, ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation],
+                       h, c, gates, inner, _recurrent_threads(xp.shape[1], xp.shape[2], u.shape[0]))
+
+
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
+    _recurrent.backward(cell, np.ascontiguousarray(u.T), h, dh_seq, c, gates, mask, ACTIVATION_CODES[activation],
+                        ACTIVATION_CODES[recurrent_activation], dh, dc, dxp, dinner,
+                        _recurrent_threads(dxp.shape[1], dxp.shape[2], u.shape[0]))
+
+
+def embedding(indices, table, out):
+    _recurrent.embedding(indices, table, out, _threads_for(out.size))
+
+
+def embedding_backward(indices, dy, dtable):
+    _recurrent.embedding_backward(indices, dy, dtable, _threads_for(dy.size))

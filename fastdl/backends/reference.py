@@ -409,3 +409,106 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
     m = x.shape[0]
     dx[...] = gamma * inv / m * (m * g - dbeta - xhat * dgamma)
     return dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# -- recurrent cells: one step at a time, in float64 -----------------------------------------
+
+def _act(z, name):
+    z = z.copy()
+    _activate(z, name)
+    return z
+
+
+def _act_grad(y, name):
+    """The activation's derivative, from its output y."""
+    return _activation_backward(np.ones_like(y), y, name)
+
+
+def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+    n = u.shape[0]
+    u64 = u.astype(np.float64)
+    hs = np.zeros(h.shape)  # h[0], c[0] hold the initial states, the rest is to be filled
+    hs[0] = h[0]
+    cs = None
+    if c is not None:
+        cs = np.zeros(c.shape)
+        cs[0] = c[0]
+    for t in range(xp.shape[0]):
+        inner = hs[t] @ u64
+        z = xp[t].astype(np.float64)
+        if cell == _spec.SIMPLE_RNN:
+            y = _act(z + inner, activation)
+            new_h, saved = y, [y]
+        elif cell == _spec.LSTM:
+            z = z + inner
+            i, f = _act(z[:, :n], recurrent_activation), _act(z[:, n:2 * n], recurrent_activation)
+            g, o = _act(z[:, 2 * n:3 * n], activation), _act(z[:, 3 * n:], recurrent_activation)
+            new_c = f * cs[t] + i * g
+            new_h = o * _act(new_c, activation)
+            saved = [i, f, g, o]
+        else:  # GRU, reset_after
+            inner = inner + rbias
+            zg = _act(z[:, :n] + inner[:, :n], recurrent_activation)
+            r = _act(z[:, n:2 * n] + inner[:, n:2 * n], recurrent_activation)
+            candidate = _act(z[:, 2 * n:] + r * inner[:, 2 * n:], activation)
+            new_h = zg * hs[t] + (1 - zg) * candidate
+            saved = [zg, r, candidate, inner[:, 2 * n:]]
+        keep = np.ones((xp.shape[1], 1), bool) if mask is None else (mask[t] != 0)[:, None]
+        hs[t + 1] = np.where(keep, new_h, hs[t])
+        if cs is not None:
+            cs[t + 1] = np.where(keep, new_c, cs[t])
+        gates[t] = np.concatenate(saved, axis=1)
+    h[...] = hs
+    if c is not None:
+        c[...] = cs
+
+
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
+    n = u.shape[0]
+    u64 = u.astype(np.float64)
+    hs, saved = h.astype(np.float64), gates.astype(np.float64)
+    dh64 = dh.astype(np.float64)
+    dc64 = None if dc is None else dc.astype(np.float64)
+    for t in range(dxp.shape[0] - 1, -1, -1):
+        if dh_seq is not None:
+            dh64 = dh64 + dh_seq[t]
+        keep = np.ones((dxp.shape[1], 1), bool) if mask is None else (mask[t] != 0)[:, None]
+        s = saved[t]
+        direct = 0.0
+        if cell == _spec.SIMPLE_RNN:
+            dz = dh64 * _act_grad(s, activation)
+            d_inner = dz
+        elif cell == _spec.LSTM:
+            i, f, g, o = s[:, :n], s[:, n:2 * n], s[:, 2 * n:3 * n], s[:, 3 * n:]
+            a = _act(c[t + 1].astype(np.float64), activation)
+            dcell = dc64 + dh64 * o * _act_grad(a, activation)
+            dz = np.concatenate([dcell * g * _act_grad(i, recurrent_activation),
+                                 dcell * c[t].astype(np.float64) * _act_grad(f, recurrent_activation),
+                                 dcell * i * _act_grad(g, activation),
+                                 dh64 * a * _act_grad(o, recurrent_activation)], axis=1)
+            d_inner = dz
+            dc64 = np.where(keep, dcell * f, dc64)
+        else:
+            zg, r, candidate, rec = s[:, :n], s[:, n:2 * n], s[:, 2 * n:3 * n], s[:, 3 * n:]
+            dcand = dh64 * (1 - zg) * _act_grad(candidate, activation)
+            dzg = dh64 * (hs[t] - candidate) * _act_grad(zg, recurrent_activation)
+            dr = dcand * rec * _act_grad(r, recurrent_activation)
+            dz = np.concatenate([dzg, dr, dcand], axis=1)
+            d_inner = np.concatenate([dzg, dr, dcand * r], axis=1)
+            direct = dh64 * zg
+        dz, d_inner = np.where(keep, dz, 0), np.where(keep, d_inner, 0)
+        dxp[t] = dz
+        if dinner is not None:
+            dinner[t] = d_inner
+        dh64 = np.where(keep, direct + d_inner @ u64.T, dh64)
+    dh[...] = dh64
+    if dc is not None:
+        dc[...] = dc64
+
+
+def embedding(indices, table, out):
+    out[...] = table[indices]
+
+
+def embedding_backward(indices, dy, dtable):
+    np.add.at(dtable, indices, dy)

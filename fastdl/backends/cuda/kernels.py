@@ -12,7 +12,8 @@ from numba import cuda
 
 from fastdl.backends import _element_losses as element_losses
 from fastdl.backends import _element_updates as updates
-from fastdl.backends._spec import CATEGORICAL_HINGE, CONSTANT, COORD_LIMIT, KLD, RELU, SIGMOID, SOFTMAX, TANH
+from fastdl.backends._spec import (
+    CATEGORICAL_HINGE, CONSTANT, COORD_LIMIT, GRU, KLD, LSTM, RELU, SIGMOID, SIMPLE_RNN, SOFTMAX, TANH)
 
 TILE = 16  # the shared-memory matmul's tile edge: blocks of TILE x TILE threads
 THREADS = 256  # threads per block of the one-dimensional kernels
@@ -728,3 +729,158 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta):
     coefficients = cuda.device_array((3, c), x.dtype)
     _launch(_bn_grad_finish, c, sums, mean, var, gamma, eps, m, dgamma, dbeta, coefficients)
     _launch(_bn_apply_backward, x.size, dy, x, mean, coefficients, dx)
+
+
+# -- recurrent cells: per step one matmul and one launch over the (B, H) units ----------------
+
+@cuda.jit(device=True)
+def _act(v, code, one):
+    if code == RELU:
+        return (one - one) if v < 0 else v
+    if code == SIGMOID:
+        return one / (one + math.exp(-v))
+    if code == TANH:
+        return math.tanh(v)
+    return v
+
+
+@cuda.jit(device=True)
+def _dact(y, code, one):
+    if code == RELU:
+        return one if y > 0 else one - one
+    if code == SIGMOID:
+        return y * (one - y)
+    if code == TANH:
+        return one - y * y
+    return one
+
+
+@cuda.jit
+def _recurrent_step(cell, t, xp, inner, rb, mask, has_mask, a, ra, h, c, gates):
+    """Step t for unit (b, j): gates and the new states (the old ones where masked)."""
+    i = cuda.grid(1)
+    batch, n = h.shape[1], h.shape[2]
+    if i >= batch * n:
+        return
+    b, j = i // n, i % n
+    one = xp.dtype.type(1)
+    keep = (not has_mask) or mask[t, b] != 0
+    x, s, g = xp[t, b], inner[b], gates[t, b]
+    if cell == SIMPLE_RNN:
+        z = _act(x[j] + s[j], a, one)
+        g[j] = z
+        h[t + 1, b, j] = z if keep else h[t, b, j]
+    elif cell == LSTM:
+        ig = _act(x[j] + s[j], ra, one)
+        f = _act(x[n + j] + s[n + j], ra, one)
+        cc = _act(x[2 * n + j] + s[2 * n + j], a, one)
+        o = _act(x[3 * n + j] + s[3 * n + j], ra, one)
+        g[j], g[n + j], g[2 * n + j], g[3 * n + j] = ig, f, cc, o
+        if keep:
+            cv = f * c[t, b, j] + ig * cc
+            c[t + 1, b, j] = cv
+            h[t + 1, b, j] = o * _act(cv, a, one)
+        else:
+            c[t + 1, b, j] = c[t, b, j]
+            h[t + 1, b, j] = h[t, b, j]
+    else:
+        z = _act(x[j] + s[j] + rb[j], ra, one)
+        r = _act(x[n + j] + s[n + j] + rb[n + j], ra, one)
+        rec = s[2 * n + j] + rb[2 * n + j]
+        cc = _act(x[2 * n + j] + r * rec, a, one)
+        g[j], g[n + j], g[2 * n + j], g[3 * n + j] = z, r, cc, rec
+        h[t + 1, b, j] = z * h[t, b, j] + (one - z) * cc if keep else h[t, b, j]
+
+
+@cuda.jit
+def _recurrent_step_backward(cell, t, dh_seq, has_seq, gates, h, c, mask, has_mask, a, ra, dh, dc, dxp, dinner):
+    """Step t backward for unit (b, j): see recurrent_cell.h's fastdl_step_backward."""
+    i = cuda.grid(1)
+    batch, n = h.shape[1], h.shape[2]
+    if i >= batch * n:
+        return
+    b, j = i // n, i % n
+    one = h.dtype.type(1)
+    keep = (not has_mask) or mask[t, b] != 0
+    d = dh[b, j] + dh_seq[t, b, j] if has_seq else dh[b, j]
+    g, dx, di = gates[t, b], dxp[t, b], dinner[t, b]
+    if not keep:
+        dh[b, j] = d
+        for q in range(dx.shape[0] // n):
+            dx[q * n + j] = 0
+            if cell == GRU:
+                di[q * n + j] = 0
+        return
+    if cell == SIMPLE_RNN:
+        dx[j] = d * _dact(g[j], a, one)
+        dh[b, j] = 0
+    elif cell == LSTM:
+        ig, f, cc, o = g[j], g[n + j], g[2 * n + j], g[3 * n + j]
+        th = _act(c[t + 1, b, j], a, one)
+        dcell = dc[b, j] + d * o * _dact(th, a, one)
+        dx[j] = dcell * cc * _dact(ig, ra, one)
+        dx[n + j] = dcell * c[t, b, j] * _dact(f, ra, one)
+        dx[2 * n + j] = dcell * ig * _dact(cc, a, one)
+        dx[3 * n + j] = d * th * _dact(o, ra, one)
+        dc[b, j] = dcell * f
+        dh[b, j] = 0
+    else:
+        z, r, cc = g[j], g[n + j], g[2 * n + j]
+        dcand = d * (one - z) * _dact(cc, a, one)
+        dz = d * (h[t, b, j] - cc) * _dact(z, ra, one)
+        dr = dcand * g[3 * n + j] * _dact(r, ra, one)
+        dx[j], dx[n + j], dx[2 * n + j] = dz, dr, dcand
+        di[j], di[n + j], di[2 * n + j] = dz, dr, dcand * r
+        dh[b, j] = d * z
+
+
+def recurrent(cell, xp, u, rb, mask, a, ra, h, c, gates):
+    """rb, mask and c may be None (LSTM alone has c, GRU alone rb)."""
+    steps, batch, width = xp.shape
+    has_mask = mask is not None
+    rb = rb if rb is not None else cuda.to_device(np.zeros(1, xp.dtype))
+    mask = mask if has_mask else cuda.to_device(np.zeros((1, 1), np.uint8))
+    c = c if c is not None else h
+    inner = cuda.device_array((batch, width), xp.dtype)
+    for t in range(steps):
+        matmul(h[t], u, inner)
+        _launch(_recurrent_step, batch * h.shape[2], cell, t, xp, inner, rb, mask, has_mask, a, ra, h, c, gates)
+
+
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, a, ra, dh, dc, dxp, dinner):
+    steps = dxp.shape[0]
+    has_seq, has_mask = dh_seq is not None, mask is not None
+    dh_seq = dh_seq if has_seq else h
+    mask = mask if has_mask else cuda.to_device(np.zeros((1, 1), np.uint8))
+    c = c if c is not None else h
+    dc = dc if dc is not None else dh
+    inner = dinner if dinner is not None else dxp
+    for t in range(steps - 1, -1, -1):
+        _launch(_recurrent_step_backward, dh.size, cell, t, dh_seq, has_seq, gates, h, c, mask, has_mask, a, ra,
+                dh, dc, dxp, inner)
+        matmul(inner[t], u, dh, trans_b=True, beta=1.0)  # dh += dinner[t] @ U^T
+
+
+@cuda.jit
+def _embedding(indices, table, out):
+    i = cuda.grid(1)
+    d = table.shape[1]
+    if i < out.size:
+        out[i // d, i % d] = table[indices[i // d], i % d]
+
+
+@cuda.jit
+def _embedding_backward(indices, dy, dtable):
+    """One thread a column: the rows are added in index order (no atomics, no races)."""
+    j = cuda.grid(1)
+    if j < dtable.shape[1]:
+        for i in range(indices.shape[0]):
+            dtable[indices[i], j] += dy[i, j]
+
+
+def embedding(indices, table, out):
+    _launch(_embedding, out.size, indices, table, out)
+
+
+def embedding_backward(indices, dy, dtable):
+    _launch(_embedding_backward, dtable.shape[1], indices, dy, dtable)

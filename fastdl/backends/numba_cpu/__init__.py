@@ -279,6 +279,43 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx):
     return dgamma, dbeta
 
 
+def _recurrent_parts(batch, width, units):
+    threads = _threads()
+    return threads if batch > 1 and batch * width * units >= _RECURRENT_PARALLEL_WORK else 1
+
+
+_RECURRENT_PARALLEL_WORK = 1 << 17  # as the Cython backend's RECURRENT_PARALLEL_WORK
+
+
+def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+    batch, width = xp.shape[1], xp.shape[2]
+    # absent arrays become stand-ins the kernel never reads (Numba wants one type a call)
+    rb = rbias if rbias is not None else np.zeros(1, xp.dtype)
+    m = mask if mask is not None else np.zeros((1, 1), np.uint8)
+    _k.recurrent(cell, xp, u, rb, rbias is not None, m, mask is not None, ACTIVATION_CODES[activation],
+                 ACTIVATION_CODES[recurrent_activation], h, c if c is not None else h, c is not None, gates,
+                 np.empty((batch, width), xp.dtype), _recurrent_parts(batch, width, u.shape[0]))
+
+
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
+    batch, width = dxp.shape[1], dxp.shape[2]
+    m = mask if mask is not None else np.zeros((1, 1), np.uint8)
+    _k.recurrent_backward(cell, dh_seq if dh_seq is not None else h, dh_seq is not None, np.ascontiguousarray(u.T),
+                          h, c if c is not None else h, gates, m, mask is not None, ACTIVATION_CODES[activation],
+                          ACTIVATION_CODES[recurrent_activation], dh, dc if dc is not None else dh, dxp,
+                          dinner if dinner is not None else dxp, np.empty_like(dh),
+                          _recurrent_parts(batch, width, u.shape[0]))
+
+
+def embedding(indices, table, out):
+    _threads()
+    _k.embedding(indices, table, out)
+
+
+def embedding_backward(indices, dy, dtable):
+    _k.embedding_backward(indices, dy, dtable, max(1, min(_threads(), dy.shape[1])))
+
+
 def _warm_every_op():
     from fastdl import ops, use_backend
 
@@ -325,5 +362,13 @@ def _warm_every_op():
             mean, var = ops.batch_norm_stats(rows)
             ops.batch_norm(rows, mean, var, channel, channel)
             ops.batch_norm_backward(rows, rows, mean, var, channel)
+            for cell, gates in (("simple_rnn", 1), ("lstm", 4), ("gru", 3)):
+                xp, u = np.ones((2, 2, 2 * gates), dtype), np.ones((2, 2 * gates), dtype)
+                for mask in (None, np.ones((2, 2), bool)):
+                    h, c, saved = ops.recurrent(cell, xp, u, mask=mask)
+                    for dh_seq in (None, h[1:]):
+                        ops.recurrent_backward(cell, dh_seq, u, h, c, saved, mask=mask)
+            table = ops.embedding([0, 1], np.ones((2, 3), dtype))
+            ops.embedding_backward([0, 1], table, 2)
         for images in (np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 4, 4, 1), np.float32)):
             ops.affine_transform_batch(images, [0], np.tile(np.eye(2, 3), (1, 1, 1)))

@@ -12,7 +12,8 @@ from numba import njit, prange
 
 from fastdl.backends import _element_losses as element_losses
 from fastdl.backends import _element_updates as updates
-from fastdl.backends._spec import CATEGORICAL_HINGE, CONSTANT, COORD_LIMIT, KLD, RELU, SIGMOID, SOFTMAX, TANH
+from fastdl.backends._spec import (
+    CATEGORICAL_HINGE, CONSTANT, COORD_LIMIT, GRU, KLD, LSTM, RELU, SIGMOID, SIMPLE_RNN, SOFTMAX, TANH)
 
 OPTS = dict(cache=True, nogil=True)
 
@@ -547,3 +548,147 @@ def batch_norm_backward(dy, x, mean, var, gamma, eps, dx, dgamma, dbeta, blocks)
     for i in prange(m):
         for j in range(c):
             dx[i, j] = dy[i, j] * a[j] + (x[i, j] - mean[j]) * b[j] + k[j]
+
+
+# -- recurrent cells through time: see kernels/recurrent.pyx and recurrent_cell.h -----------
+
+@njit(**OPTS)
+def _act(v, code, one):
+    """one: 1 in the arrays' dtype (float32 stays float32)."""
+    if code == RELU:
+        return (one - one) if v < 0 else v
+    if code == SIGMOID:
+        return one / (one + np.exp(-v))
+    if code == TANH:
+        return np.tanh(v)
+    return v
+
+
+@njit(**OPTS)
+def _dact(y, code, one):
+    """The activation's derivative at the point whose output is y."""
+    if code == RELU:
+        return one if y > 0 else one - one
+    if code == SIGMOID:
+        return y * (one - y)
+    if code == TANH:
+        return one - y * y
+    return one
+
+
+@njit(**OPTS)
+def _step_row(cell, x, inner, rb, hp, cp, hn, cn, g, keep, a, ra):
+    n = hp.size
+    one = x.dtype.type(1)
+    for j in range(n):
+        if cell == SIMPLE_RNN:
+            z = _act(x[j] + inner[j], a, one)
+            g[j] = z
+            hn[j] = z if keep else hp[j]
+        elif cell == LSTM:
+            i = _act(x[j] + inner[j], ra, one)
+            f = _act(x[n + j] + inner[n + j], ra, one)
+            cc = _act(x[2 * n + j] + inner[2 * n + j], a, one)
+            o = _act(x[3 * n + j] + inner[3 * n + j], ra, one)
+            g[j], g[n + j], g[2 * n + j], g[3 * n + j] = i, f, cc, o
+            if keep:
+                cv = f * cp[j] + i * cc
+                cn[j] = cv
+                hn[j] = o * _act(cv, a, one)
+            else:
+                cn[j] = cp[j]
+                hn[j] = hp[j]
+        else:
+            z = _act(x[j] + inner[j] + rb[j], ra, one)
+            r = _act(x[n + j] + inner[n + j] + rb[n + j], ra, one)
+            rec = inner[2 * n + j] + rb[2 * n + j]
+            cc = _act(x[2 * n + j] + r * rec, a, one)
+            g[j], g[n + j], g[2 * n + j], g[3 * n + j] = z, r, cc, rec
+            hn[j] = z * hp[j] + (one - z) * cc if keep else hp[j]
+
+
+@njit(parallel=True, **OPTS)
+def recurrent(cell, xp, u, rb, has_rb, mask, has_mask, a, ra, h, c, has_c, gates, inner, parts):
+    """h[1:], c[1:] and gates from xp, U, h[0], c[0]; each of `parts` threads takes a block
+    of samples through every step (inner: (B, G*H) scratch, its rows per block)."""
+    steps, batch = xp.shape[0], xp.shape[1]
+    for k in prange(parts):
+        lo, hi = k * batch // parts, (k + 1) * batch // parts
+        for t in range(steps):
+            np.dot(h[t, lo:hi], u, inner[lo:hi])
+            for b in range(lo, hi):
+                keep = (not has_mask) or mask[t, b] != 0
+                _step_row(cell, xp[t, b], inner[b], rb, h[t, b], c[t, b], h[t + 1, b], c[t + 1, b],
+                          gates[t, b], keep, a, ra)
+
+
+@njit(**OPTS)
+def _step_row_backward(cell, dseq, has_seq, g, hp, cp, cn, dh, dc, dx, di, keep, a, ra):
+    n = hp.size
+    one = g.dtype.type(1)
+    for j in range(n):
+        d = dh[j] + dseq[j] if has_seq else dh[j]
+        if not keep:
+            dh[j] = d
+            for q in range(dx.size // n):
+                dx[q * n + j] = 0
+                if cell == GRU:
+                    di[q * n + j] = 0
+            continue
+        if cell == SIMPLE_RNN:
+            dx[j] = d * _dact(g[j], a, one)
+            dh[j] = 0
+        elif cell == LSTM:
+            i, f, cc, o = g[j], g[n + j], g[2 * n + j], g[3 * n + j]
+            th = _act(cn[j], a, one)
+            dcell = dc[j] + d * o * _dact(th, a, one)
+            dx[j] = dcell * cc * _dact(i, ra, one)
+            dx[n + j] = dcell * cp[j] * _dact(f, ra, one)
+            dx[2 * n + j] = dcell * i * _dact(cc, a, one)
+            dx[3 * n + j] = d * th * _dact(o, ra, one)
+            dc[j] = dcell * f
+            dh[j] = 0
+        else:
+            z, r, cc = g[j], g[n + j], g[2 * n + j]
+            dcand = d * (one - z) * _dact(cc, a, one)
+            dz = d * (hp[j] - cc) * _dact(z, ra, one)
+            dr = dcand * g[3 * n + j] * _dact(r, ra, one)
+            dx[j], dx[n + j], dx[2 * n + j] = dz, dr, dcand
+            di[j], di[n + j], di[2 * n + j] = dz, dr, dcand * r
+            dh[j] = d * z
+
+
+@njit(parallel=True, **OPTS)
+def recurrent_backward(cell, dh_seq, has_seq, ut, h, c, gates, mask, has_mask, a, ra, dh, dc, dxp, dinner,
+                       step_dh, parts):
+    """dxp (and GRU's dinner) from dh, dc (the last states' gradients, turned into the
+    initial states'); ut is U^T, C-contiguous; step_dh (B, H) scratch."""
+    steps, batch = dxp.shape[0], dxp.shape[1]
+    for k in prange(parts):
+        lo, hi = k * batch // parts, (k + 1) * batch // parts
+        for t in range(steps - 1, -1, -1):
+            for b in range(lo, hi):
+                keep = (not has_mask) or mask[t, b] != 0
+                _step_row_backward(cell, dh_seq[t, b], has_seq, gates[t, b], h[t, b], c[t, b], c[t + 1, b],
+                                   dh[b], dc[b], dxp[t, b], dinner[t, b], keep, a, ra)
+            np.dot(dinner[t, lo:hi] if cell == GRU else dxp[t, lo:hi], ut, step_dh[lo:hi])
+            for b in range(lo, hi):
+                for j in range(dh.shape[1]):
+                    dh[b, j] += step_dh[b, j]
+
+
+@njit(parallel=True, **OPTS)
+def embedding(indices, table, out):
+    for i in prange(indices.size):
+        for j in range(table.shape[1]):
+            out[i, j] = table[indices[i], j]
+
+
+@njit(parallel=True, **OPTS)
+def embedding_backward(indices, dy, dtable, chunks):
+    """dtable[indices[i]] += dy[i]; the threads split the columns (no races, fixed order)."""
+    d = dy.shape[1]
+    for k in prange(chunks):
+        for i in range(indices.size):
+            for j in range(k * d // chunks, (k + 1) * d // chunks):
+                dtable[indices[i], j] += dy[i, j]
