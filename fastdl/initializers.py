@@ -73,3 +73,19 @@ def get(identifier):
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]
     raise ValueError(f"unknown initializer {identifier!r}; use one of {sorted(_BY_NAME)} or a callable")
+
+
+def orthogonal(shape, dtype, rng):
+    """Keras's Orthogonal (gain 1): the Q of a normal matrix's QR, signs fixed by R's
+    diagonal, over the shape flattened to (rows, last axis)."""
+    rows, cols = math.prod(shape[:-1]) if len(shape) > 1 else 1, shape[-1]
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return q.reshape(shape).astype(dtype)
+
+
+_BY_NAME["orthogonal"] = orthogonal
+_BY_NAME["uniform"] = random_uniform  # Keras's "uniform": RandomUniform(-0.05, 0.05)

@@ -87,6 +87,12 @@ class Layer(BufferOwner):
         """[(name, shape, initializer)] of this layer's weights, once built."""
         return []
 
+    supports_masking = False  # whether a mask reaching the layer passes on to its output
+
+    def compute_mask(self, x, mask=None):
+        """The (batch, steps) mask of the output, given the input and its mask."""
+        return mask if self.supports_masking else None
+
     def state_specs(self):
         """[(name, shape, initializer)] of the weights no optimizer updates (the layer does,
         in its forward pass), once built; after weight_specs' in the layer's weights."""
@@ -336,6 +342,8 @@ class Flatten(Layer):
 class Dense(Layer):
     """activation(x @ kernel + bias) over the last axis; the activation fused in one pass."""
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
@@ -383,6 +391,8 @@ class Dropout(Layer):
     The mask is drawn on the host, so a seed gives the same mask on every backend; on
     the device, ops.multiply copies it there in the forward and the backward pass."""
 
+    supports_masking = True
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _checks.finite_number("rate", rate, 0, 1, inclusive=True)
@@ -410,6 +420,8 @@ class Dropout(Layer):
 
 class Activation(Layer):
     """An activation by name as its own layer."""
+
+    supports_masking = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -744,3 +756,8 @@ class Reshape(Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}
+
+
+# the recurrent layers live in their own module and are Keras's layers all the same
+from fastdl.recurrent import (  # noqa: E402,F401  (they subclass Layer, defined above)
+    GRU, LSTM, Bidirectional, Embedding, SimpleRNN, TimeDistributed)

@@ -140,6 +140,8 @@ class Model:
         """The steps that run the layers (fastdl.fusion): Conv2D + MaxPooling2D fused, and
         the last layer's logits when the loss takes softmax outputs."""
         self._steps = fusion.plan(self._graph_nodes(), logits_last=getattr(self, "_softmax_outputs", False))
+        # masks (Keras's masking, from Embedding(mask_zero=True)) are carried only when made
+        self._masking = any(getattr(layer, "mask_zero", False) for layer in self.layers)
         inference.forget(self)
 
     def _check_input(self, x, allow_empty=False):
@@ -233,8 +235,11 @@ class Model:
 
     def _forward(self, x, training):
         values = [None] * len(self._steps) + [self._device_input(x)]  # [-1]: the input
+        masks = [None] * len(values) if self._masking else None
         for i, step in enumerate(self._steps):
             given = [values[j] for j in step.inputs]
+            if masks is not None:
+                masks[i] = _step_mask(step, given, [masks[j] for j in step.inputs])
             values[i] = step.forward(given if len(given) > 1 else given[0], training)
         return values[-2]
 
@@ -705,6 +710,19 @@ def _graph(inputs, outputs):
     index = {id(layer): i for i, layer in enumerate(order)}
     nodes = [(layer, [index.get(id(t.producer), -1) for t in layer._inbound]) for layer in order]
     return nodes, [source] + order
+
+
+def _step_mask(step, inputs, masks):
+    """Give a one-layer step the mask reaching it (layers with an `input_mask` use it) and
+    return the mask of its output: the layer's compute_mask, or none for a layer that
+    does not support masking (the mask ends there, as in Keras)."""
+    layer = getattr(step, "layer", None)
+    mask = masks[0] if len(masks) == 1 else None
+    if layer is None:
+        return None
+    if hasattr(layer, "input_mask"):
+        layer.input_mask = mask
+    return layer.compute_mask(inputs[0] if len(inputs) == 1 else inputs, mask)
 
 
 def _steps_per_epoch(value):
