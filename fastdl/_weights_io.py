@@ -32,6 +32,22 @@ def layer_paths(layers):
     return paths
 
 
+def weight_groups(layer):
+    """[(group under the layer's path, number of arrays)]: where Keras keeps a layer's
+    weights (a recurrent layer in its cell, a wrapper in its wrapped layers)."""
+    from fastdl.recurrent import _RNN, Bidirectional, TimeDistributed
+
+    if isinstance(layer, _RNN):
+        return [("cell/vars", len(layer.weight_specs()))]
+    if isinstance(layer, Bidirectional):
+        return [(f"{side}/{group}", count) for side, inner in (("forward_layer", layer.forward_layer),
+                                                               ("backward_layer", layer.backward_layer))
+                for group, count in weight_groups(inner)]
+    if isinstance(layer, TimeDistributed):
+        return [(f"layer/{group}", count) for group, count in weight_groups(layer.layer)]
+    return [("vars", len(layer.weight_specs()) + len(layer.state_specs()))]
+
+
 def _format(filepath, action):
     path = os.fspath(filepath)
     if path.endswith(H5_SUFFIX):
@@ -67,10 +83,17 @@ def write_h5(f, model_name, layers, optimizer=None):
         for (layer, weights), path in zip(layers, layer_paths([layer for layer, _ in layers])):
             if path is None:
                 continue
-            variables = group.create_group(path).create_group("vars")
-            variables.attrs["name"] = layer.name
-            for i, w in enumerate(weights):
-                variables.create_dataset(str(i), data=w)
+            start = 0
+            group.require_group(f"{path}/vars")  # Keras has one for every object, variables or not
+            for where, count in weight_groups(layer):
+                parents = where.split("/")[:-2]
+                for depth in range(1, len(parents) + 1):
+                    group.require_group("/".join([path] + parents[:depth] + ["vars"]))
+                variables = group.require_group(f"{path}/{where}")
+                variables.attrs["name"] = layer.name
+                for i, w in enumerate(weights[start:start + count]):
+                    variables.create_dataset(str(i), data=w)
+                start += count
         if optimizer is not None:
             variables = h5.create_group("optimizer").create_group("vars")
             variables.attrs["name"] = optimizer[0]
@@ -101,13 +124,14 @@ def read_h5(h5, layers, source):
     for (layer, count), key in zip(layers, layer_paths([layer for layer, _ in layers])):
         if not count:
             continue
-        variables = stored.get(f"{key}/vars")
-        found = len(variables) if variables is not None else 0
-        if found != count:
-            raise ValueError(f"{source} holds {found} arrays at layers/{key}/vars for layer "
-                             f"{layer.name!r}, which has {count} (weights of another "
-                             f"architecture? the file has {sorted(stored)})")
-        weights += [np.asarray(variables[str(i)]) for i in range(count)]
+        for where, n in weight_groups(layer):
+            variables = stored.get(f"{key}/{where}")
+            found = len(variables) if variables is not None else 0
+            if found != n:
+                raise ValueError(f"{source} holds {found} arrays at layers/{key}/{where} for layer "
+                                 f"{layer.name!r}, which has {n} there (weights of another "
+                                 f"architecture? the file has {sorted(stored)})")
+            weights += [np.asarray(variables[str(i)]) for i in range(n)]
     return weights
 
 

@@ -90,9 +90,9 @@ class _RNN(Layer):
                              f"recurrent GEMM on the unmasked state (use dropout= on the inputs)")
         if stateful:
             raise ValueError("stateful=True is not supported: every batch starts from zero states")
-        if zero_output_for_mask:
-            raise ValueError("zero_output_for_mask=True is not supported: masked steps repeat the previous "
-                             "output, as Keras's default")
+        # masked steps output zeros (True; Bidirectional's layers with return_sequences) or
+        # repeat the previous output (Keras's default)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.unroll = bool(unroll)  # the compiled loop is as fast as unrolling: accepted, no effect
@@ -170,6 +170,10 @@ class _RNN(Layer):
                                     activation=self.activation, recurrent_activation=self.recurrent_activation)
         self._xt, self._h, self._c, self._gates = xt, h, c, gates
         output = _time_major(h[1:]) if self.return_sequences else h[-1]
+        self._zeroed = None
+        if self.return_sequences and self.zero_output_for_mask and mask is not None:
+            self._zeroed = mask[..., None].astype(output.dtype)  # in the outputs' (processing) order
+            output *= self._zeroed
         if not self.return_state:
             return output
         return [output, h[-1]] + ([c[-1]] if c is not None else [])
@@ -192,6 +196,8 @@ class _RNN(Layer):
         dh_last = parts[1] if len(parts) > 1 else None
         dc_last = parts[2] if len(parts) > 2 else None
         if self.return_sequences:
+            if dout is not None and self._zeroed is not None:
+                dout = dout * self._zeroed
             dh_seq = None if dout is None else _time_major(dout)
         else:
             dh_seq = None
@@ -222,7 +228,8 @@ class _RNN(Layer):
     def get_config(self):
         config = {**super().get_config(), "units": self.units, "activation": self.activation or "linear",
                   "use_bias": self.use_bias, "dropout": self.dropout, "return_sequences": self.return_sequences,
-                  "return_state": self.return_state, "go_backwards": self.go_backwards, "seed": self.seed}
+                  "return_state": self.return_state, "go_backwards": self.go_backwards, "seed": self.seed,
+                  "zero_output_for_mask": self.zero_output_for_mask}
         return config
 
 
@@ -312,13 +319,16 @@ class Bidirectional(Layer):
         self.merge_mode = merge_mode
         config = layer.get_config()
         if backward_layer is None:
-            config.update(name=f"backward_{layer.name}", go_backwards=not layer.go_backwards)
+            config.update(name=f"backward_{layer.name.removeprefix('forward_')}", go_backwards=not layer.go_backwards)
             backward_layer = type(layer)(**config)
         elif backward_layer.return_sequences != layer.return_sequences:
             raise ValueError("backward_layer must have the forward layer's return_sequences")
-        layer.name = f"forward_{layer.name}"
+        if not layer.name.startswith("forward_"):
+            layer.name = f"forward_{layer.name}"
         self.forward_layer, self.backward_layer = layer, backward_layer
         self.return_sequences = layer.return_sequences
+        # as Keras: with sequences out, masked steps are zeros in both directions
+        layer.zero_output_for_mask = backward_layer.zero_output_for_mask = self.return_sequences
 
     @property
     def input_mask(self):

@@ -34,10 +34,10 @@ class FormatError(ValueError):
 
 _INITIALIZERS = {"zeros": "Zeros", "ones": "Ones", "glorot_uniform": "GlorotUniform",
                  "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform", "he_normal": "HeNormal",
-                 "random_normal": "RandomNormal", "random_uniform": "RandomUniform"}
+                 "random_normal": "RandomNormal", "random_uniform": "RandomUniform", "orthogonal": "Orthogonal"}
 _INITIALIZER_CONFIGS = {"RandomNormal": {"seed": None, "mean": 0.0, "stddev": 0.05},
                         "RandomUniform": {"seed": None, "minval": -0.05, "maxval": 0.05},
-                        "Zeros": {}, "Ones": {}}
+                        "Orthogonal": {"seed": None, "gain": 1.0}, "Zeros": {}, "Ones": {}}
 
 
 def _policy(dtype):
@@ -108,12 +108,48 @@ def keras_layer_config(layer, dtype):
                       moving_variance_initializer=_initializer_config(layer.moving_variance_initializer, "ones"),
                       **_no_extras("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
                       synchronized=False)
+    elif kind == "Embedding":
+        config.update(input_dim=layer.input_dim, output_dim=layer.output_dim, mask_zero=layer.mask_zero,
+                      embeddings_initializer=_initializer_config(layer.embeddings_initializer, "random_uniform"),
+                      **_no_extras("embeddings_regularizer", "activity_regularizer", "embeddings_constraint",
+                                   "quantization_config"))
+    elif kind in ("SimpleRNN", "LSTM", "GRU"):
+        config.update(_recurrent_config(layer))
+    elif kind == "Bidirectional":
+        config.update(merge_mode=layer.merge_mode, layer=keras_layer_config(layer.forward_layer, dtype),
+                      backward_layer=keras_layer_config(layer.backward_layer, dtype))
+    elif kind == "TimeDistributed":
+        config.update(layer=keras_layer_config(layer.layer, dtype))
     else:
         raise ValueError(f"layer {layer.name!r}: {kind} has no Keras config in fastdl.saving")
     out = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}
     if layer.weights:
         out["build_config"] = {"input_shape": [None, *layer.input_shape]}
     return out
+
+
+def _recurrent_config(layer):
+    """SimpleRNN / LSTM / GRU arguments as Keras 3 writes them."""
+    kind = type(layer).__name__
+    config = dict(return_sequences=layer.return_sequences, return_state=layer.return_state,
+                  go_backwards=layer.go_backwards, stateful=False, unroll=layer.unroll,
+                  zero_output_for_mask=layer.zero_output_for_mask, units=layer.units,
+                  activation=layer.activation or "linear")
+    if kind != "SimpleRNN":
+        config["recurrent_activation"] = layer.recurrent_activation or "linear"
+    config.update(use_bias=layer.use_bias,
+                  kernel_initializer=_initializer_config(layer.kernel_initializer, "glorot_uniform"),
+                  recurrent_initializer=_initializer_config(layer.recurrent_initializer, "orthogonal"),
+                  bias_initializer=_initializer_config(layer.bias_initializer, "zeros"))
+    if kind == "LSTM":
+        config["unit_forget_bias"] = layer.unit_forget_bias
+    config.update(**_no_extras("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                               "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+                               "bias_constraint"),
+                  dropout=layer.dropout, recurrent_dropout=0.0, seed=layer.seed)
+    if kind == "GRU":
+        config["reset_after"] = True
+    return config
 
 
 def model_config(model):
@@ -496,7 +532,16 @@ _TAKEN = {
     "BatchNormalization": ("name", "axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
                            "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "dtype",
                            "batch_input_shape"),
+    "Embedding": ("name", "input_dim", "output_dim", "embeddings_initializer", "mask_zero", "input_length", "dtype",
+                  "batch_input_shape"),
+    **{kind: ("name", "units", "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+              "recurrent_initializer", "bias_initializer", "unit_forget_bias", "dropout", "recurrent_dropout",
+              "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask",
+              "reset_after", "seed", "dtype", "batch_input_shape") for kind in ("SimpleRNN", "LSTM", "GRU")},
+    "Bidirectional": ("name", "layer", "backward_layer", "merge_mode", "dtype", "batch_input_shape"),
+    "TimeDistributed": ("name", "layer", "dtype", "batch_input_shape"),
 }
+_WRAPPED = ("layer", "backward_layer")  # a wrapper's layers: configs of their own
 _IGNORED = ("renorm_momentum",)  # meaningless at the values _FIXED allows (renorm off)
 _KERAS_INITIALIZERS = {v: k for k, v in _INITIALIZERS.items()}
 
@@ -518,13 +563,17 @@ def _layer_from_config(entry, path):
                 raise FormatError(f"{where}: {key}={value!r} is not supported (fastdl takes {_FIXED[key][0]!r})")
         elif value is not None:
             raise FormatError(f"{where}: option {key}={value!r} is not supported")
+    for key in _WRAPPED:
+        if isinstance(args.get(key), dict):
+            args[key] = _layer_from_config(args[key], path)
     dtype = _dtype(args.pop("dtype", None), where)
     if dtype is not None and kind != "InputLayer":
         args["dtype"] = dtype
     for key in [key for key in args if key.endswith("_initializer")]:
         args[key] = _initializer_name(args[key], where, key)
-    if "activation" in args:
-        args["activation"] = _activation_name(args["activation"], where)
+    for key in ("activation", "recurrent_activation"):
+        if key in args:
+            args[key] = _activation_name(args[key], where)
     if kind == "InputLayer":
         shape = args.pop("batch_shape", None) or args.pop("batch_input_shape", None)
         shape = shape[1:] if shape is not None else args.pop("shape", None)
@@ -550,8 +599,8 @@ def _initializer_name(value, where, key):
     if class_name in _KERAS_INITIALIZERS:
         return _KERAS_INITIALIZERS[class_name]
     # an initializer only matters for a fresh build; the file's weights replace it
-    return {"kernel_initializer": "glorot_uniform", "gamma_initializer": "ones",
-            "moving_variance_initializer": "ones"}.get(key, "zeros")
+    return {"kernel_initializer": "glorot_uniform", "gamma_initializer": "ones", "recurrent_initializer": "orthogonal",
+            "embeddings_initializer": "uniform", "moving_variance_initializer": "ones"}.get(key, "zeros")
 
 
 def _activation_name(value, where):

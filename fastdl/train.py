@@ -1,6 +1,7 @@
 """The main job: the seed program's CNN (section 4), trained on a real data set.
 
     python -m fastdl train --dataset fashion_mnist --epochs 10
+    python -m fastdl train --model lstm --dataset mnist --epochs 5   # images read row by row
 
 Same steps as the reference program: load, scale to [0, 1], subtract the mean image,
 augment with ImageDataGenerator(rotation 10, shifts 0.1, horizontal flips), train
@@ -25,7 +26,9 @@ class CommandLineError(Exception):
     """A problem the command line reports in one line, with its fix."""
 
 
-MODELS = ("seed", "resnet20")
+MODELS = ("seed", "resnet20", "lstm")
+# samples per step when --batch-size is not given
+BATCH_SIZES = {"seed": 32, "resnet20": 32, "lstm": 128}
 
 
 def add_arguments(parser):
@@ -33,9 +36,12 @@ def add_arguments(parser):
                         help="the data set (cifar10 is downloaded on first use)")
     parser.add_argument("--model", default="seed", choices=MODELS,
                         help="seed: the reference program's CNN; resnet20: ResNet v1 of depth 20 "
-                             "(fastdl.applications.resnet_v1), built for the data set's image size")
+                             "(fastdl.applications.resnet_v1), built for the data set's image size; lstm: "
+                             "LSTM(128) then Dense over the images read row by row (a sequence of rows, "
+                             "no augmentation)")
     parser.add_argument("--epochs", type=int, default=10, help="passes over the training set")
-    parser.add_argument("--batch-size", type=int, default=32, help="samples per step")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples per step; unset: 128 for lstm, 32 for the CNNs")
     parser.add_argument("--backend", default=None, help="fastdl backend; unset: the active one (auto)")
     parser.add_argument("--threads", type=int, default=None, help="threads; unset: every core")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N samples only")
@@ -65,6 +71,16 @@ def seed_cnn(input_shape, classes=10, dtype="float32"):
     model.add(Dense(128, activation="relu"))
     model.add(Dense(classes, activation="softmax"))
     return model
+
+
+def row_lstm(input_shape, classes=10, units=128, dtype="float32"):
+    """LSTM(units) over an image's rows (steps = rows, features = columns x channels),
+    then Dense(classes, softmax): the classic sequence-classification task."""
+    from fastdl.layers import LSTM, InputLayer
+
+    rows, columns, channels = input_shape
+    return Sequential([InputLayer((rows, columns * channels)), LSTM(units), Dense(classes, activation="softmax")],
+                      dtype=dtype)
 
 
 def load(name, path=None, limit=None):
@@ -138,10 +154,16 @@ def run(args):
     say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape "
           f"{x_train.shape[1:]}; backend {fastdl.get_backend()}, {fastdl.get_num_threads()} threads")
     classes = int(y_train.max()) + 1
+    batch_size = args.batch_size or BATCH_SIZES[args.model]
+    augment = not args.no_augment
     if args.model == "resnet20":
         from fastdl.applications import resnet_v1
 
         model = resnet_v1(x_train.shape[1:], depth=20, classes=classes)
+    elif args.model == "lstm":
+        model = row_lstm(x_train.shape[1:], classes=classes)
+        x_train, x_test = (x.reshape(len(x), x.shape[1], -1) for x in (x_train, x_test))
+        augment = False  # the image augmentations are not sequence ones
     else:
         model = seed_cnn(x_train.shape[1:], classes=classes)
     model.compile(optimizer=Adam(learning_rate=0.001), loss="sparse_categorical_crossentropy",
@@ -154,12 +176,12 @@ def run(args):
         png, csv = _plot_files(args.plot)
         extra.update(validation_data=(x_test, y_test), callbacks=[fastdl.callbacks.CSVLogger(csv)])
     start = time.perf_counter()
-    if args.no_augment:
-        history = model.fit(x_train, y_train, batch_size=args.batch_size, **extra)
+    if not augment:
+        history = model.fit(x_train, y_train, batch_size=batch_size, **extra)
     else:
         datagen = ImageDataGenerator(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1,
                                      horizontal_flip=True, seed=args.seed)
-        history = model.fit(datagen.flow(x_train, y_train, batch_size=args.batch_size, seed=args.seed), **extra)
+        history = model.fit(datagen.flow(x_train, y_train, batch_size=batch_size, seed=args.seed), **extra)
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     say(f"trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / max(args.epochs, 1):.1f} s/epoch)")

@@ -13,7 +13,7 @@ def test_train_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "(default: 10)" in out and "(default: cifar10)" in out and "(default: 32)" in out
+    assert "(default: 10)" in out and "(default: cifar10)" in out and "128 for lstm, 32 for the CNNs" in out
 
 
 def test_missing_data_and_an_unbuilt_source_tree_are_one_line_errors(monkeypatch, capsys):
@@ -105,6 +105,24 @@ def test_train_builds_resnet20_for_the_images_and_saves_it(monkeypatch, capsys, 
     reference = fastdl.applications.resnet_v1((12, 12, 1), depth=20, classes=3)
     reference.build()
     assert fastdl.models.load_model(tmp_path / "r.keras").count_params() == reference.count_params()
+
+
+def test_train_lstm_reads_the_images_row_by_row_and_saves_it(monkeypatch, capsys, tmp_path):
+    _small_data(monkeypatch, "mnist")
+    main(["train", "--model", "lstm", "--dataset", "mnist", "--epochs", "1", "--verbose", "0", "--seed", "3",
+          "--save", str(tmp_path / "l.keras")])
+    assert "test accuracy:" in capsys.readouterr().out
+    model = fastdl.models.load_model(tmp_path / "l.keras")
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "LSTM", "Dense"]
+    assert model.layers[0].input_shape == (12, 12)
+
+
+@pytest.mark.real_data
+def test_an_lstm_reading_mnist_row_by_row_reaches_97_percent_in_5_epochs(capsys):
+    # the classic sequence task: 28 steps of 28 pixels, LSTM(128), Dense(10); about a minute
+    loss, accuracy = main_results(["train", "--model", "lstm", "--dataset", "mnist", "--epochs", "5", "--seed", "0",
+                                   "--verbose", "0"])
+    assert accuracy >= 0.97, accuracy
 
 
 @pytest.mark.real_data

@@ -19,6 +19,7 @@ hypothesis = pytest.importorskip("hypothesis") if not os.environ.get("CI") else 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+import fastdl  # noqa: E402
 from fastdl import ops  # noqa: E402
 from fastdl.backends import _spec  # noqa: E402
 from fastdl.ops._checks import ACTIVATIONS  # noqa: E402
@@ -291,6 +292,53 @@ def test_batch_norm_ops(backend, shape, dtype, layout, offset, affine, epsilon, 
                             scale=(1 + offset) * np.prod(shape))
 
 
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+
+
+@fuzz
+@given(cell=st.sampled_from(sorted(GATES)), steps=st.integers(1, 6), batch=st.integers(1, 5), units=st.integers(1, 7),
+       activation=st.sampled_from(["tanh", "relu", "sigmoid", "linear"]),
+       recurrent_activation=st.sampled_from(["sigmoid", "tanh", "linear"]), dtype=DTYPES, layout=LAYOUTS,
+       states=st.booleans(), masked=st.booleans(), bias=st.booleans(), sequence_gradient=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_recurrent_cells_forward_and_backward(backend, cell, steps, batch, units, activation, recurrent_activation,
+                                              dtype, layout, states, masked, bias, sequence_gradient, seed):
+    rng = np.random.default_rng(seed)
+    width = GATES[cell] * units
+    xp = view(normal(rng, (steps, batch, width), dtype), layout)
+    u = (normal(rng, (units, width), np.float64) / np.sqrt(units)).astype(dtype)
+    kwargs = dict(activation=activation, recurrent_activation=recurrent_activation)
+    if states:
+        kwargs["h0"] = normal(rng, (batch, units), dtype)
+        if cell == "lstm":
+            kwargs["c0"] = normal(rng, (batch, units), dtype)
+    if bias and cell == "gru":
+        kwargs["recurrent_bias"] = normal(rng, width, dtype)
+    if masked:
+        kwargs["mask"] = rng.random((steps, batch)) < 0.6
+    h, c, gates = check_against_reference(ops.recurrent, (cell, xp, u), kwargs, dtype, scale=3 * steps)
+    back = {k: kwargs[k] for k in ("mask", "activation", "recurrent_activation") if k in kwargs}
+    back["dh_last"] = normal(rng, (batch, units), dtype)
+    dh_seq = view(normal(rng, (steps, batch, units), dtype), layout) if sequence_gradient else None
+    with fastdl.use_backend("reference"):  # the reference's own states: both backwards read the same
+        h, c, gates = ops.recurrent(cell, xp, u, **kwargs)
+    check_against_reference(ops.recurrent_backward, (cell, dh_seq, u, h, c, gates), back, dtype,
+                            scale=10 * steps * (units + 1))
+
+
+@fuzz
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple), rows=st.integers(1, 9),
+       dim=st.integers(1, 40), dtype=DTYPES, index_dtype=st.sampled_from([np.int64, np.int32, np.uint8, np.float32]),
+       seed=st.integers(0, 2**16))
+def test_embedding_lookup_and_its_scatter_add(backend, shape, rows, dim, dtype, index_dtype, seed):
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, rows, shape).astype(index_dtype)  # few rows: repeated indices
+    table = normal(rng, (rows, dim), dtype)
+    check_against_reference(ops.embedding, (indices, table), {}, dtype)
+    check_against_reference(ops.embedding_backward, (indices, normal(rng, shape + (dim,), dtype), rows), {}, dtype,
+                            scale=np.prod(shape))
+
+
 # -- invalid arguments: drawn, refused with an error naming the argument -----------------
 # They run in a child process: a crash (a kernel reached with what it cannot take) ends
 # the child, and the test below reports it.
@@ -441,6 +489,47 @@ def test_sparse_crossentropy_refuses_bad_labels(backend, labels, from_logits):
     outputs = np.full((3, 5), 0.2, np.float32)
     for op in (ops.sparse_categorical_crossentropy, ops.sparse_categorical_crossentropy_backward):
         _raises_naming("labels", op, np.array(labels), outputs, from_logits)
+
+
+@in_child
+@fuzz
+@given(data=st.data(), cell=st.sampled_from(sorted(GATES)),
+       which=st.sampled_from(["xp", "recurrent_kernel", "h0", "c0", "recurrent_bias", "mask", "activation"]))
+def test_recurrent_refuses_bad_arguments(backend, data, cell, which):
+    rng = np.random.default_rng(0)
+    width = GATES[cell] * 3
+    args = dict(xp=normal(rng, (4, 2, width), np.float32), recurrent_kernel=normal(rng, (3, width), np.float32),
+                h0=normal(rng, (2, 3), np.float32))
+    if which == "c0":
+        args["c0"] = normal(rng, (2, 3), np.float32)
+        if cell == "lstm":
+            args["c0"] = _bad_array(data.draw, args["c0"])
+    elif which == "recurrent_bias":
+        args["recurrent_bias"] = normal(rng, (width,), np.float32)
+        if cell == "gru":
+            args["recurrent_bias"] = data.draw(st.sampled_from([np.ones(width + 1, np.float32), np.ones(width),
+                                                                np.ones((1, width), np.float32)]))
+    elif which == "mask":
+        args["mask"] = data.draw(st.sampled_from([np.ones((2, 4), bool), np.ones(4, bool),
+                                                  np.array([["a", "b"]] * 4), np.ones((4, 2, 1))]))
+    elif which == "activation":
+        args["activation"] = data.draw(st.sampled_from(["softmax", "gelu", 3]))
+    else:
+        args[which] = _bad_array(data.draw, args[which])
+    _raises_naming(which, ops.recurrent, cell, **args)
+
+
+@in_child
+@fuzz
+@given(indices=st.sampled_from([[0, 7], [-1, 2], [2**40], [0.5], [np.nan], ["a"], [], [[0, 1], [2, 8]]]),
+       backward=st.booleans())
+def test_embedding_refuses_bad_indices(backend, indices, backward):
+    table = np.ones((7, 3), np.float32)
+    indices = np.array(indices)
+    if backward:
+        _raises_naming("indices", ops.embedding_backward, indices, np.ones(indices.shape + (3,), np.float32), 7)
+    else:
+        _raises_naming("indices", ops.embedding, indices, table)
 
 
 def _valid_hyper(optimizer, value):

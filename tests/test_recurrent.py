@@ -64,6 +64,21 @@ def test_masking_from_embedding_through_bidirectional_and_stacked_layers_matches
     assert_outputs_equal(ours, theirs, ids)
 
 
+@pytest.mark.parametrize("merge_mode", ["concat", "mul"])
+def test_bidirectional_sequences_are_zero_where_masked_as_in_keras(merge_mode):
+    keras = keras_or_skip()
+    ids = tokens(np.random.default_rng(9), 4, 6, 12)
+
+    def build(lib, inputs):
+        return [inputs, lib.layers.Embedding(12, 3, mask_zero=True, embeddings_initializer="glorot_uniform"),
+                lib.layers.Bidirectional(lib.layers.GRU(4, return_sequences=True), merge_mode=merge_mode)]
+    theirs = keras.Sequential(build(keras, keras.Input((6,))))
+    ours = Sequential(build(fastdl, layers.InputLayer((6,))))
+    same_weights(ours, theirs)
+    assert_outputs_equal(ours, theirs, ids)
+    assert np.all(ours.predict(ids, verbose=0)[ids == 0] == 0)
+
+
 def test_dense_on_sequences_matches_keras():
     keras = keras_or_skip()
     x = np.random.default_rng(2).standard_normal((2, 4, 3)).astype(np.float32)
@@ -82,9 +97,17 @@ def sequence_model(dtype="float64"):
                        layers.SimpleRNN(3), layers.Dense(3, activation="softmax")], dtype=dtype)
 
 
-def test_a_recurrent_models_gradient_matches_finite_differences(backend):
+def zeroed_sequence_model(dtype="float64"):
+    """Bidirectional sequences (zeros where masked) read by a layer that ignores the mask."""
+    return Sequential([layers.InputLayer((6,)), layers.Embedding(9, 4, mask_zero=True),
+                       layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="concat"),
+                       layers.Flatten(), layers.Dense(3, activation="softmax")], dtype=dtype)
+
+
+@pytest.mark.parametrize("build", [sequence_model, zeroed_sequence_model])
+def test_a_recurrent_models_gradient_matches_finite_differences(backend, build):
     fastdl.utils.set_random_seed(3)
-    model = sequence_model()
+    model = build()
     model.compile(optimizers.SGD(0.0), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(4)
     ids, y = tokens(rng, 4, 6, 9), np.array([0, 2, 1, 2])
@@ -216,3 +239,28 @@ def test_a_recurrent_model_trains_on_every_backend(backend):
     history = model.fit(ids, y, batch_size=32, epochs=8, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     assert history.history["accuracy"][-1] > 0.9
+
+
+def test_recurrent_models_round_trip_through_keras_files_both_ways(tmp_path):
+    keras = keras_or_skip()
+    ids = tokens(np.random.default_rng(10), 4, 7, 15)
+
+    def build(lib, inputs):
+        return [inputs, lib.layers.Embedding(15, 4, mask_zero=True),
+                lib.layers.Bidirectional(lib.layers.LSTM(3, return_sequences=True), merge_mode="sum"),
+                lib.layers.TimeDistributed(lib.layers.Dense(5, activation="relu")),
+                lib.layers.GRU(4, return_sequences=True, go_backwards=True), lib.layers.SimpleRNN(3, activation="relu"),
+                lib.layers.Dense(2, activation="softmax")]
+    ours = Sequential(build(fastdl, layers.InputLayer((7,))))
+    ours.compile(optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    ours.fit(ids, np.array([0, 1, 1, 0]), epochs=2, verbose=0)
+    ours.save(tmp_path / "ours.keras")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras")
+    assert_outputs_equal(ours, theirs, ids)
+    again = fastdl.models.load_model(tmp_path / "ours.keras")
+    np.testing.assert_array_equal(again.predict(ids, verbose=0), ours.predict(ids, verbose=0))
+    theirs.save(tmp_path / "theirs.keras")
+    back = fastdl.models.load_model(tmp_path / "theirs.keras")
+    assert_outputs_equal(back, theirs, ids)
+    assert [type(layer).__name__ for layer in back.layers][1:] == ["Embedding", "Bidirectional", "TimeDistributed",
+                                                                  "GRU", "SimpleRNN", "Dense"]

@@ -212,8 +212,8 @@ def embedding_backward(indices, dy, input_dim):
     the rows their indices name (a scatter-add; repeated indices sum)."""
     if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) or input_dim < 1:
         raise ValueError(f"input_dim must be a positive int; got {input_dim!r}")
-    dy = _checks.float_array("dy", dy)
     shape, flat = _indices(indices, int(input_dim))
+    dy = _checks.float_array("dy", dy)
     if dy.shape != shape + dy.shape[-1:] or dy.ndim != len(shape) + 1:
         raise ValueError(f"dy must have shape indices.shape + (output_dim,) = {shape} + (D,); got {dy.shape}")
     dtable = _device.full((int(input_dim), dy.shape[-1]), dy.dtype, 0.0, _checks.on_device(dy))
