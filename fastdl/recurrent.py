@@ -10,7 +10,7 @@ the previous states and repeats the previous output, as Keras does.
 import numpy as np
 
 from fastdl import _device, initializers, ops
-from fastdl.backends._spec import CELL_GATES, CELLS
+from fastdl.backends._spec import CELL_GATES, CELLS, GATE_SLOTS
 from fastdl.layers import Layer, _unique_name
 from fastdl.ops import _checks
 from fastdl.ops.recurrent import _activation
@@ -159,24 +159,41 @@ class _RNN(Layer):
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
-        xt = _time_major(x).reshape(steps * batch, features)
+        xt = self._time_major("xt", x).reshape(steps * batch, features)
         kernel, recurrent_kernel = self.params[0], self.params[1]
-        xp = ops.dense(xt, kernel, self._input_bias(), None,
-                       out=self._buffer("xp", (steps * batch, kernel.shape[1]), xt)).reshape(steps, batch, -1)
+        width = kernel.shape[1]
+        xp = ops.matmul(xt, kernel, out=self._buffer("xp", (steps * batch, width), xt)).reshape(steps, batch, width)
         h0, c0 = self._initial_states(initial_state, batch)
         self._mask = None if mask is None else np.ascontiguousarray(mask.T)
-        h, c, gates = ops.recurrent(self.CELL, xp, recurrent_kernel, h0=h0, c0=c0,
+        states = (steps + 1, batch, self.units)
+        out = (self._buffer("h", states, xt), self._buffer("c", states, xt) if self.CELL == "lstm" else None,
+               self._buffer("gates", (steps, batch) + self._gate_slots(), xt))
+        h, c, gates = ops.recurrent(self.CELL, xp, recurrent_kernel, h0=h0, c0=c0, bias=self._input_bias(),
                                     recurrent_bias=self._recurrent_bias(), mask=self._mask,
-                                    activation=self.activation, recurrent_activation=self.recurrent_activation)
+                                    activation=self.activation, recurrent_activation=self.recurrent_activation,
+                                    out=out)
         self._xt, self._h, self._c, self._gates = xt, h, c, gates
-        output = _time_major(h[1:]) if self.return_sequences else h[-1]
+        output = self._time_major("output", h[1:]) if self.return_sequences else h[-1]
         self._zeroed = None
         if self.return_sequences and self.zero_output_for_mask and mask is not None:
             self._zeroed = mask[..., None].astype(output.dtype)  # in the outputs' (processing) order
             output *= self._zeroed
         if not self.return_state:
             return output
-        return [output, h[-1]] + ([c[-1]] if c is not None else [])
+        # the states as copies: the buffers behind them are this layer's next call's
+        return [output, h[-1].copy()] + ([c[-1].copy()] if c is not None else [])
+
+    def _xp_shape(self):
+        return (self._h.shape[0] - 1, self._h.shape[1], self.gates * self.units)
+
+    def _gate_slots(self):
+        return (GATE_SLOTS[CELLS.index(self.CELL)] * self.units,)
+
+    def _time_major(self, key, a):
+        """(B, T, ...) <-> (T, B, ...) into a reused buffer: no fresh pages every step."""
+        out = self._buffer(key, (a.shape[1], a.shape[0]) + a.shape[2:], a)
+        np.copyto(out, np.swapaxes(a, 0, 1))
+        return out
 
     def _initial_states(self, initial_state, batch):
         if initial_state is None:
@@ -198,7 +215,7 @@ class _RNN(Layer):
         if self.return_sequences:
             if dout is not None and self._zeroed is not None:
                 dout = dout * self._zeroed
-            dh_seq = None if dout is None else _time_major(dout)
+            dh_seq = None if dout is None else self._time_major("dh_seq", dout)
         else:
             dh_seq = None
             dh_last = dout if dh_last is None else (dout if dout is None else dout + dh_last)
@@ -206,21 +223,21 @@ class _RNN(Layer):
         dxp, du, drb, _, _ = ops.recurrent_backward(
             self.CELL, dh_seq, self.params[1], self._h, self._c, self._gates, mask=self._mask,
             activation=self.activation, recurrent_activation=self.recurrent_activation,
-            dh_last=dh_last, dc_last=dc_last)
+            dh_last=dh_last, dc_last=dc_last, dxp_out=self._buffer("dxp", self._xp_shape(), self._h))
         flat = dxp.reshape(steps * batch, -1)
-        _device.copy_into(self.grads[0], ops.matmul(self._xt.T, flat))
+        ops.matmul(self._xt.T, flat, out=self.grads[0])
         _device.copy_into(self.grads[1], du)
         if self.use_bias:
             self._bias_gradient(flat.sum(axis=0), drb)
         if not need_dx:
             return None
-        dx = ops.matmul(flat, self.params[0].T).reshape(steps, batch, -1)
-        dx = np.swapaxes(dx, 0, 1)
+        dxt = ops.matmul(flat, self.params[0].T, out=self._buffer("dxt", self._xt.shape, flat))
+        dx = self._time_major("dx", dxt.reshape(steps, batch, -1))
         if self.go_backwards:
-            dx = dx[:, ::-1]
+            dx = np.ascontiguousarray(dx[:, ::-1])
         if self._dropout is not None:
-            dx = dx * self._dropout
-        return np.ascontiguousarray(dx)
+            dx *= self._dropout
+        return dx
 
     def _bias_gradient(self, dinput_bias, drecurrent_bias):
         _device.copy_into(self.grads[2], dinput_bias)

@@ -16,10 +16,12 @@ from cython.parallel cimport prange
 from _blas cimport gemm
 
 cdef extern from "recurrent_cell.h" nogil:
-    void fastdl_step_f(int cell, const float *x, const float *inner, const float *rb, const float *hp,
-                       const float *cp, float *hn, float *cn, float *g, Py_ssize_t n, int keep, int a, int ra)
-    void fastdl_step_d(int cell, const double *x, const double *inner, const double *rb, const double *hp,
-                       const double *cp, double *hn, double *cn, double *g, Py_ssize_t n, int keep, int a, int ra)
+    void fastdl_step_f(int cell, const float *x, const float *b, const float *inner, const float *rb,
+                       const float *hp, const float *cp, float *hn, float *cn, float *g, Py_ssize_t n, int keep,
+                       int a, int ra)
+    void fastdl_step_d(int cell, const double *x, const double *b, const double *inner, const double *rb,
+                       const double *hp, const double *cp, double *hn, double *cn, double *g, Py_ssize_t n,
+                       int keep, int a, int ra)
     void fastdl_step_backward_f(int cell, const float *dseq, const float *g, const float *hp, const float *cp,
                                 const float *cn, float *dh, float *dc, float *dx, float *di, Py_ssize_t n,
                                 int keep, int a, int ra)
@@ -28,13 +30,13 @@ cdef extern from "recurrent_cell.h" nogil:
                                 double *di, Py_ssize_t n, int keep, int a, int ra)
 
 
-cdef inline void step_row(int cell, const floating *x, const floating *inner, const floating *rb,
-                          const floating *hp, const floating *cp, floating *hn, floating *cn, floating *g,
-                          Py_ssize_t n, bint keep, int a, int ra) noexcept nogil:
+cdef inline void step_row(int cell, const floating *x, const floating *b, const floating *inner,
+                          const floating *rb, const floating *hp, const floating *cp, floating *hn, floating *cn,
+                          floating *g, Py_ssize_t n, bint keep, int a, int ra) noexcept nogil:
     if floating is float:
-        fastdl_step_f(cell, x, inner, rb, hp, cp, hn, cn, g, n, keep, a, ra)
+        fastdl_step_f(cell, x, b, inner, rb, hp, cp, hn, cn, g, n, keep, a, ra)
     else:
-        fastdl_step_d(cell, x, inner, rb, hp, cp, hn, cn, g, n, keep, a, ra)
+        fastdl_step_d(cell, x, b, inner, rb, hp, cp, hn, cn, g, n, keep, a, ra)
 
 
 cdef inline void step_row_backward(int cell, const floating *dseq, const floating *g, const floating *hp,
@@ -49,7 +51,7 @@ cdef inline void step_row_backward(int cell, const floating *dseq, const floatin
 
 cdef void forward_rows(int cell, Py_ssize_t steps, Py_ssize_t batch, Py_ssize_t width, Py_ssize_t n,
                        Py_ssize_t slots, Py_ssize_t lo, Py_ssize_t hi, const floating *x, const floating *u,
-                       const floating *rb, const unsigned char *m, floating *hs, floating *cs, floating *gs,
+                       const floating *bias, const floating *rb, const unsigned char *m, floating *hs, floating *cs, floating *gs,
                        floating *inner, int a, int ra) noexcept nogil:
     """Samples lo..hi through every step; inner: their (hi - lo, width) scratch rows."""
     cdef Py_ssize_t t, b, row
@@ -58,16 +60,17 @@ cdef void forward_rows(int cell, Py_ssize_t steps, Py_ssize_t batch, Py_ssize_t 
              <floating> 0, inner, width)
         for b in range(lo, hi):
             row = t * batch + b
-            step_row(cell, x + row * width, inner + (b - lo) * width, rb, hs + row * n,
+            step_row(cell, x + row * width, bias, inner + (b - lo) * width, rb, hs + row * n,
                      NULL if cs == NULL else cs + row * n, hs + (row + batch) * n,
                      NULL if cs == NULL else cs + (row + batch) * n, gs + row * slots, n,
                      m == NULL or m[row] != 0, a, ra)
 
 
-def forward(int cell, const floating[:, :, ::1] xp, const floating[:, ::1] u, const floating[::1] rbias,
+def forward(int cell, const floating[:, :, ::1] xp, const floating[:, ::1] u, const floating[::1] bias,
+            const floating[::1] rbias,
             const unsigned char[:, ::1] mask, int a, int ra, floating[:, :, ::1] h, floating[:, :, ::1] c,
             floating[:, :, ::1] gates, floating[:, ::1] inner, int num_threads):
-    """Fill h[1:], c[1:] (LSTM) and gates from xp, U and h[0], c[0]; inner (B, G*H) is scratch."""
+    """Fill h[1:], c[1:] (LSTM) and gates from xp + bias, U and h[0], c[0]; inner (B, G*H) is scratch."""
     cdef Py_ssize_t steps = xp.shape[0], batch = xp.shape[1], width = xp.shape[2], n = u.shape[0]
     cdef Py_ssize_t lo, hi
     cdef int k, parts = <int> max(1, min(<Py_ssize_t> num_threads, batch))
@@ -77,7 +80,7 @@ def forward(int cell, const floating[:, :, ::1] xp, const floating[:, ::1] u, co
     for k in prange(parts, nogil=True, schedule="static", num_threads=parts):
         lo = k * batch // parts
         hi = (k + 1) * batch // parts
-        forward_rows(cell, steps, batch, width, n, gates.shape[2], lo, hi, &xp[0, 0, 0], &u[0, 0], rb, m,
+        forward_rows(cell, steps, batch, width, n, gates.shape[2], lo, hi, &xp[0, 0, 0], &u[0, 0], &bias[0], rb, m,
                      &h[0, 0, 0], cs, &gates[0, 0, 0], &inner[lo, 0], a, ra)
 
 

@@ -7,7 +7,8 @@
  * clamped range), since libm's expf is a scalar call that took three quarters of an
  * LSTM step; double keeps libm. NaN propagates through both.
  *
- * Row layouts (n units): x, inner the step's input projection and h @ U (G*n); g the
+ * Row layouts (n units): x, inner the step's input projection and h @ U (G*n), b the
+ * input bias (G*n), rb GRU's recurrent bias (3n); g the
  * saved gates (SimpleRNN its output; LSTM i, f, c~, o; GRU z, r, h~, h @ U_h + b_h).
  */
 #ifndef FASTDL_RECURRENT_CELL_H
@@ -84,15 +85,15 @@ FASTDL_INLINE T fastdl_dact_##S(T y, int code) {                                
          : code == FASTDL_RELU ? (y > 0 ? (T)1 : (T)0) : (T)1;                          \
 }                                                                                       \
 FASTDL_CLONES static void fastdl_step_##S(                                              \
-        int cell, const T *x, const T *inner, const T *rb, const T *hp, const T *cp,    \
-        T *hn, T *cn, T *g, ptrdiff_t n, int keep, int a, int ra) {                     \
+        int cell, const T *x, const T *b, const T *inner, const T *rb, const T *hp,     \
+        const T *cp, T *hn, T *cn, T *g, ptrdiff_t n, int keep, int a, int ra) {        \
     ptrdiff_t j;                                                                        \
     if (cell == FASTDL_SIMPLE_RNN) {                                                    \
-        for (j = 0; j < n; j++) g[j] = x[j] + inner[j];                                 \
+        for (j = 0; j < n; j++) g[j] = x[j] + b[j] + inner[j];                          \
         fastdl_act_##S(g, n, a);                                                        \
         for (j = 0; j < n; j++) hn[j] = keep ? g[j] : hp[j];                            \
     } else if (cell == FASTDL_LSTM) {                                                   \
-        for (j = 0; j < 4 * n; j++) g[j] = x[j] + inner[j];                             \
+        for (j = 0; j < 4 * n; j++) g[j] = x[j] + b[j] + inner[j];                      \
         fastdl_act_##S(g, 2 * n, ra);                                                   \
         fastdl_act_##S(g + 2 * n, n, a);                                                \
         fastdl_act_##S(g + 3 * n, n, ra);                                               \
@@ -106,11 +107,11 @@ FASTDL_CLONES static void fastdl_step_##S(                                      
             memcpy(hn, hp, (size_t) n * sizeof(T));                                     \
         }                                                                               \
     } else {                                                                            \
-        for (j = 0; j < 2 * n; j++) g[j] = x[j] + inner[j] + rb[j];                     \
+        for (j = 0; j < 2 * n; j++) g[j] = x[j] + b[j] + inner[j] + rb[j];              \
         fastdl_act_##S(g, 2 * n, ra);                                                   \
         for (j = 0; j < n; j++) {                                                       \
             g[3 * n + j] = inner[2 * n + j] + rb[2 * n + j];                            \
-            g[2 * n + j] = x[2 * n + j] + g[n + j] * g[3 * n + j];                      \
+            g[2 * n + j] = x[2 * n + j] + b[2 * n + j] + g[n + j] * g[3 * n + j];       \
         }                                                                               \
         fastdl_act_##S(g + 2 * n, n, a);                                                \
         for (j = 0; j < n; j++)                                                         \

@@ -407,9 +407,11 @@ RECURRENT_CASES = [("lstm", 4, 3, 5, "tanh", "sigmoid", True, False, True),
 
 def recurrent_samples(rng, dtype, cases=RECURRENT_CASES):
     out = []
-    for cell, steps, batch, units, act, ract, states, bias, masked in cases:
+    for i, (cell, steps, batch, units, act, ract, states, bias, masked) in enumerate(cases):
         width = GATES[cell] * units
         kw = dict(activation=act, recurrent_activation=ract)
+        if i % 2 == 0:
+            kw["bias"] = normal(rng, width, dtype)
         if states:
             kw["h0"] = normal(rng, (batch, units), dtype)
             if cell == "lstm":
@@ -441,8 +443,8 @@ def recurrent_backward_samples(rng, dtype):
     return out
 
 
-def torch_recurrent(torch, cell, xp, u, h0=None, c0=None, recurrent_bias=None, mask=None, activation="tanh",
-                    recurrent_activation="sigmoid"):
+def torch_recurrent(torch, cell, xp, u, h0=None, c0=None, bias=None, recurrent_bias=None, mask=None,
+                    activation="tanh", recurrent_activation="sigmoid"):
     """torch's nn.RNN/LSTM/GRU fed xp through an identity input weight (Keras's gate order
     mapped to torch's: GRU's z, r, h are torch's r, z, n)."""
     if mask is not None or recurrent_activation != "sigmoid" or activation not in ("tanh", "relu") or (
@@ -456,7 +458,8 @@ def torch_recurrent(torch, cell, xp, u, h0=None, c0=None, recurrent_bias=None, m
     perm = (lambda a: np.concatenate([a[..., units:2 * units], a[..., :units], a[..., 2 * units:]], axis=-1)) \
         if cell == "gru" else (lambda a: a)
     rbias = np.zeros(width) if recurrent_bias is None else recurrent_bias
-    weights = dict(weight_ih_l0=perm(np.eye(width)).T, weight_hh_l0=perm(u).T, bias_ih_l0=np.zeros(width),
+    weights = dict(weight_ih_l0=perm(np.eye(width)).T, weight_hh_l0=perm(u).T,
+                   bias_ih_l0=perm(np.zeros(width) if bias is None else bias),
                    bias_hh_l0=perm(rbias))
     module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, np.float64)) for k, v in weights.items()})
     h0 = np.zeros((batch, units)) if h0 is None else h0
@@ -492,6 +495,8 @@ def recurrent_grad(args, kwargs):
             checks.append((f"{cell} dc0", dc0, _numerical(f, kw["c0"])))
         if "recurrent_bias" in kw:
             checks.append((f"{cell} drecurrent_bias", drb, _numerical(f, kw["recurrent_bias"])))
+        if "bias" in kw:  # the input bias's gradient: dxp summed over steps and samples
+            checks.append((f"{cell} dbias", dxp.sum(axis=(0, 1)), _numerical(f, kw["bias"])))
     return checks
 
 

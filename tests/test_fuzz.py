@@ -312,8 +312,10 @@ def test_recurrent_cells_forward_and_backward(backend, cell, steps, batch, units
         kwargs["h0"] = normal(rng, (batch, units), dtype)
         if cell == "lstm":
             kwargs["c0"] = normal(rng, (batch, units), dtype)
-    if bias and cell == "gru":
-        kwargs["recurrent_bias"] = normal(rng, width, dtype)
+    if bias:
+        kwargs["bias"] = normal(rng, width, dtype)
+        if cell == "gru":
+            kwargs["recurrent_bias"] = normal(rng, width, dtype)
     if masked:
         kwargs["mask"] = rng.random((steps, batch)) < 0.6
     h, c, gates = check_against_reference(ops.recurrent, (cell, xp, u), kwargs, dtype, scale=3 * steps)

@@ -65,14 +65,15 @@ OPS = (
     _op("batch_norm", "x mean var gamma beta eps out", "out"),
     _op("batch_norm_backward", "dy x mean var gamma eps dx", "dx"),
     # recurrent cells through time, time-major (T steps, B samples, H units, G gates):
-    # xp (T, B, G*H) the input projection x @ W + b of every step; u (H, G*H); h, c
+    # xp (T, B, G*H) the input projection x @ W of every step, bias (G*H,) added to it
+    # in the gate pass (one pass over xp fewer); u (H, G*H); h, c
     # (T+1, B, H) with h[0], c[0] the initial states, filled with every step's states;
     # gates (T, B, GATE_SLOTS*H) what the backward needs; mask (T, B) uint8, 0 keeps the
-    # previous states; rbias (G*H,) (GRU only), mask, c (LSTM only), dh_seq and dinner
+    # previous states; bias, rbias (G*H,) (GRU only), mask, c (LSTM only), dh_seq and dinner
     # (GRU only) may be None. The backward fills dxp (T, B, G*H) and, for GRU, dinner (the
     # gradient of h @ U + rbias), and turns dh, dc (B, H) (the last states' gradients)
     # into the initial states'; dh_seq (T, B, H) is the gradient of h[1:].
-    _op("recurrent", "cell xp u rbias mask activation recurrent_activation h c gates", "h c gates"),
+    _op("recurrent", "cell xp u bias rbias mask activation recurrent_activation h c gates", "h c gates"),
     _op("recurrent_backward",
         "cell dh_seq u h c gates mask activation recurrent_activation dh dc dxp dinner", "dh dc dxp dinner"),
     # table (V, D) rows gathered by indices (N,) intp into out (N, D); the backward adds

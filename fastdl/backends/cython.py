@@ -324,11 +324,12 @@ def _recurrent_threads(batch, width, units):
     return get_num_threads() if batch > 1 and batch * width * units >= RECURRENT_PARALLEL_WORK else 1
 
 
-def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
     batch, width = xp.shape[1], xp.shape[2]
     inner = workspace.get("recurrent_inner", batch * width, xp.dtype).reshape(batch, width)
-    _recurrent.forward(cell, xp, u, rbias, mask, ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation],
-                       h, c, gates, inner, _recurrent_threads(xp.shape[1], xp.shape[2], u.shape[0]))
+    _recurrent.forward(cell, xp, u, bias, rbias, mask, ACTIVATION_CODES[activation],
+                       ACTIVATION_CODES[recurrent_activation], h, c, gates, inner,
+                       _recurrent_threads(xp.shape[1], xp.shape[2], u.shape[0]))
 
 
 def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):

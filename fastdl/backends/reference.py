@@ -424,7 +424,7 @@ def _act_grad(y, name):
     return _activation_backward(np.ones_like(y), y, name)
 
 
-def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
     n = u.shape[0]
     u64 = u.astype(np.float64)
     hs = np.zeros(h.shape)  # h[0], c[0] hold the initial states, the rest is to be filled
@@ -435,7 +435,7 @@ def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, 
         cs[0] = c[0]
     for t in range(xp.shape[0]):
         inner = hs[t] @ u64
-        z = xp[t].astype(np.float64)
+        z = xp[t].astype(np.float64) + bias
         if cell == _spec.SIMPLE_RNN:
             y = _act(z + inner, activation)
             new_h, saved = y, [y]

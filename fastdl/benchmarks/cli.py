@@ -8,7 +8,7 @@ import numpy as np
 import fastdl
 from fastdl.benchmarks import baselines, harness, report
 
-SUITES = ("kernels", "optim", "train", "augment")
+SUITES = ("kernels", "optim", "train", "augment", "recurrent")
 
 
 def add_arguments(parser):

@@ -1,13 +1,14 @@
 """Recurrent cells through time (SimpleRNN, LSTM, GRU) and embedding lookups.
 
 The recurrent ops are time-major, as the kernels walk them: T steps of B samples of H
-units. The input projection of every step, xp = x @ W + b (T, B, G*H), is one GEMM the
+units. The input projection of every step, xp = x @ W (T, B, G*H), is one GEMM the
 caller makes beforehand (G gates in Keras's order: LSTM i, f, c, o; GRU z, r, h); the
-op runs the recurrence h_t = cell(xp_t + h_{t-1} @ U), one GEMM and one fused pass over
-the gates a step. `h` (T+1, B, H) holds the initial state and then every step's, so that
-h[:T] are the states each step read (the backward's one GEMM for dU reads them so).
-GRU follows Keras 3's reset_after=True: h~ = act(x_h + r * (h @ U_h + b_h)), with its
-recurrent bias `recurrent_bias` (3H,) beside the input bias inside xp.
+op runs the recurrence h_t = cell(xp_t + b + h_{t-1} @ U), one GEMM and one fused pass
+over the gates a step (which adds the bias b, so that xp needs no pass of its own).
+`h` (T+1, B, H) holds the initial state and then every step's, so that h[:T] are the
+states each step read (the backward's one GEMM for dU reads them so). GRU follows
+Keras 3's reset_after=True: h~ = act(x_h + b_h + r * (h @ U_h + rb_h)), with its
+recurrent bias `recurrent_bias` (3H,) beside the input bias.
 """
 import numpy as np
 
@@ -65,6 +66,16 @@ def _recurrent_kernel(u, cell, dtype):
     return u, units
 
 
+def _bias(bias, width, dtype, device):
+    if bias is None:
+        return _device.full((width,), dtype, 0.0, device)
+    bias = _checks.float_array("bias", bias, 1, "(gates * units,)")
+    if bias.dtype != dtype:
+        raise TypeError(f"bias must have dtype {dtype} (xp's); got {bias.dtype}")
+    _checks.shape_is("bias", bias, (width,), "gates * units")
+    return bias
+
+
 def _recurrent_bias(rbias, cell, width, dtype, device):
     if cell != GRU:
         if rbias is not None:
@@ -80,14 +91,16 @@ def _recurrent_bias(rbias, cell, width, dtype, device):
     return rbias
 
 
-def recurrent(cell, xp, recurrent_kernel, h0=None, c0=None, recurrent_bias=None, mask=None,
-              activation="tanh", recurrent_activation="sigmoid"):
+def recurrent(cell, xp, recurrent_kernel, h0=None, c0=None, bias=None, recurrent_bias=None, mask=None,
+              activation="tanh", recurrent_activation="sigmoid", *, out=None):
     """Run `cell` over T steps: returns (h, c, gates), h and c (T+1, B, H) with h[0] = h0
     (zeros when None) and h[t+1] the state after step t (c: LSTM's cell states, None for
     the others), gates (T, B, slots * H) what recurrent_backward needs.
 
-    xp (T, B, G*H): x @ W + b for every step; recurrent_kernel U (H, G*H); mask (T, B):
-    where 0, the step keeps the previous states (Keras's masking)."""
+    xp (T, B, G*H): x @ W for every step; bias (G*H,): added to it (None: zeros);
+    recurrent_kernel U (H, G*H); mask (T, B): where 0, the step keeps the previous
+    states (Keras's masking). out: (h, c, gates) arrays to fill (reused between calls),
+    c None but for LSTM."""
     code = _cell(cell)
     xp = _checks.float_array("xp", xp, 3, "(steps, batch, gates * units)")
     u, units = _recurrent_kernel(recurrent_kernel, code, xp.dtype)
@@ -100,31 +113,38 @@ def recurrent(cell, xp, recurrent_kernel, h0=None, c0=None, recurrent_bias=None,
     c0 = _state("c0", c0, (batch, units), xp.dtype, device)
     if c0 is not None and code != LSTM:
         raise ValueError(f"c0 is LSTM's cell state; {cell} has none")
+    bias = _bias(bias, width, xp.dtype, device)
     rbias = _recurrent_bias(recurrent_bias, code, width, xp.dtype, device)
     mask = _mask(mask, steps, batch)
     activation = _activation("activation", activation)
     recurrent_activation = _activation("recurrent_activation", recurrent_activation)
+    h_out, c_out, gates_out = (None, None, None) if out is None else out
+    states = (steps + 1, batch, units)
+    h = _checks.output("out[0] (h)", h_out, states, xp.dtype, device)
+    c = _checks.output("out[1] (c)", c_out, states, xp.dtype, device) if code == LSTM else None
+    gates = _checks.output("out[2] (gates)", gates_out, (steps, batch, GATE_SLOTS[code] * units), xp.dtype, device)
+    for name, a in (("out[0] (h)", h), ("out[1] (c)", c), ("out[2] (gates)", gates)):
+        if a is not None:
+            _checks.distinct(name, a, xp=xp, recurrent_kernel=u, h0=h0, c0=c0, bias=bias, recurrent_bias=rbias)
     zeros = np.zeros((batch, units), xp.dtype)
-    h = _device.empty((steps + 1, batch, units), xp.dtype, device)
     _device.copy_into(h[0], h0 if h0 is not None else zeros)
-    c = None
-    if code == LSTM:
-        c = _device.empty((steps + 1, batch, units), xp.dtype, device)
+    if c is not None:
         _device.copy_into(c[0], c0 if c0 is not None else zeros)
-    gates = _device.empty((steps, batch, GATE_SLOTS[code] * units), xp.dtype, device)
-    backend_module().recurrent(code, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates)
+    backend_module().recurrent(code, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates)
     return h, c, gates
 
 
 def recurrent_backward(cell, dh_seq, recurrent_kernel, h, c, gates, mask=None, activation="tanh",
-                       recurrent_activation="sigmoid", dh_last=None, dc_last=None):
+                       recurrent_activation="sigmoid", dh_last=None, dc_last=None, *, dxp_out=None):
     """Backward through time of `recurrent`: returns (dxp (T, B, G*H), drecurrent_kernel
     (H, G*H), drecurrent_bias (G*H,) for GRU else None, dh0 (B, H), dc0 (B, H) for LSTM
     else None).
 
     dh_seq (T, B, H): the gradient of every step's output h[1:] (None: zeros, when only
     the last state is used); dh_last, dc_last (B, H): the gradients of the last states
-    (return_state), added to the last step's; h, c, gates as `recurrent` returned them."""
+    (return_state), added to the last step's; h, c, gates as `recurrent` returned them.
+    dxp_out: an array to fill with dxp (reused between calls). The input bias's gradient
+    is dxp summed over steps and samples."""
     code = _cell(cell)
     h = _checks.float_array("h", h, 3, "(steps + 1, batch, units)")
     dtype = h.dtype
@@ -164,7 +184,8 @@ def recurrent_backward(cell, dh_seq, recurrent_kernel, h, c, gates, mask=None, a
         dc = _device.empty((batch, units), dtype, device)
         _device.copy_into(dc, dc_last if dc_last is not None else zeros)
     width = CELL_GATES[code] * units
-    dxp = _device.empty((steps, batch, width), dtype, device)
+    dxp = _checks.output("dxp_out", dxp_out, (steps, batch, width), dtype, device)
+    _checks.distinct("dxp_out", dxp, dh_seq=dh_seq, recurrent_kernel=u, h=h, c=c, gates=gates)
     dinner = _device.empty((steps, batch, width), dtype, device) if code == GRU else None
     backend = backend_module()
     backend.recurrent_backward(code, dh_seq, u, h, c, gates, mask, activation, recurrent_activation,

@@ -346,11 +346,11 @@ def _optional(a):
     return None if a is None else _dev(a)
 
 
-def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
     # h and c arrive holding the initial states: the device targets start as copies
     th, tg = _loaded(h, h), _target(gates)
     tc = None if c is None else _loaded(c, c)
-    gpu.recurrent(cell, _dev(xp), _dev(u), _optional(rbias), _optional(mask), ACTIVATION_CODES[activation],
+    gpu.recurrent(cell, _dev(xp), _dev(u), _dev(bias), _optional(rbias), _optional(mask), ACTIVATION_CODES[activation],
                   ACTIVATION_CODES[recurrent_activation], th, tc, tg)
     _finish(th, h)
     _finish(tg, gates)

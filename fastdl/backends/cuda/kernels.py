@@ -756,7 +756,7 @@ def _dact(y, code, one):
 
 
 @cuda.jit
-def _recurrent_step(cell, t, xp, inner, rb, mask, has_mask, a, ra, h, c, gates):
+def _recurrent_step(cell, t, xp, bias, inner, rb, mask, has_mask, a, ra, h, c, gates):
     """Step t for unit (b, j): gates and the new states (the old ones where masked)."""
     i = cuda.grid(1)
     batch, n = h.shape[1], h.shape[2]
@@ -767,14 +767,14 @@ def _recurrent_step(cell, t, xp, inner, rb, mask, has_mask, a, ra, h, c, gates):
     keep = (not has_mask) or mask[t, b] != 0
     x, s, g = xp[t, b], inner[b], gates[t, b]
     if cell == SIMPLE_RNN:
-        z = _act(x[j] + s[j], a, one)
+        z = _act(x[j] + bias[j] + s[j], a, one)
         g[j] = z
         h[t + 1, b, j] = z if keep else h[t, b, j]
     elif cell == LSTM:
-        ig = _act(x[j] + s[j], ra, one)
-        f = _act(x[n + j] + s[n + j], ra, one)
-        cc = _act(x[2 * n + j] + s[2 * n + j], a, one)
-        o = _act(x[3 * n + j] + s[3 * n + j], ra, one)
+        ig = _act(x[j] + bias[j] + s[j], ra, one)
+        f = _act(x[n + j] + bias[n + j] + s[n + j], ra, one)
+        cc = _act(x[2 * n + j] + bias[2 * n + j] + s[2 * n + j], a, one)
+        o = _act(x[3 * n + j] + bias[3 * n + j] + s[3 * n + j], ra, one)
         g[j], g[n + j], g[2 * n + j], g[3 * n + j] = ig, f, cc, o
         if keep:
             cv = f * c[t, b, j] + ig * cc
@@ -784,10 +784,10 @@ def _recurrent_step(cell, t, xp, inner, rb, mask, has_mask, a, ra, h, c, gates):
             c[t + 1, b, j] = c[t, b, j]
             h[t + 1, b, j] = h[t, b, j]
     else:
-        z = _act(x[j] + s[j] + rb[j], ra, one)
-        r = _act(x[n + j] + s[n + j] + rb[n + j], ra, one)
+        z = _act(x[j] + bias[j] + s[j] + rb[j], ra, one)
+        r = _act(x[n + j] + bias[n + j] + s[n + j] + rb[n + j], ra, one)
         rec = s[2 * n + j] + rb[2 * n + j]
-        cc = _act(x[2 * n + j] + r * rec, a, one)
+        cc = _act(x[2 * n + j] + bias[2 * n + j] + r * rec, a, one)
         g[j], g[n + j], g[2 * n + j], g[3 * n + j] = z, r, cc, rec
         h[t + 1, b, j] = z * h[t, b, j] + (one - z) * cc if keep else h[t, b, j]
 
@@ -834,7 +834,7 @@ def _recurrent_step_backward(cell, t, dh_seq, has_seq, gates, h, c, mask, has_ma
         dh[b, j] = d * z
 
 
-def recurrent(cell, xp, u, rb, mask, a, ra, h, c, gates):
+def recurrent(cell, xp, u, bias, rb, mask, a, ra, h, c, gates):
     """rb, mask and c may be None (LSTM alone has c, GRU alone rb)."""
     steps, batch, width = xp.shape
     has_mask = mask is not None
@@ -844,7 +844,8 @@ def recurrent(cell, xp, u, rb, mask, a, ra, h, c, gates):
     inner = cuda.device_array((batch, width), xp.dtype)
     for t in range(steps):
         matmul(h[t], u, inner)
-        _launch(_recurrent_step, batch * h.shape[2], cell, t, xp, inner, rb, mask, has_mask, a, ra, h, c, gates)
+        _launch(_recurrent_step, batch * h.shape[2], cell, t, xp, bias, inner, rb, mask, has_mask, a, ra, h, c,
+                gates)
 
 
 def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, a, ra, dh, dc, dxp, dinner):

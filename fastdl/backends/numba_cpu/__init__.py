@@ -287,12 +287,12 @@ def _recurrent_parts(batch, width, units):
 _RECURRENT_PARALLEL_WORK = 1 << 17  # as the Cython backend's RECURRENT_PARALLEL_WORK
 
 
-def recurrent(cell, xp, u, rbias, mask, activation, recurrent_activation, h, c, gates):
+def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
     batch, width = xp.shape[1], xp.shape[2]
     # absent arrays become stand-ins the kernel never reads (Numba wants one type a call)
     rb = rbias if rbias is not None else np.zeros(1, xp.dtype)
     m = mask if mask is not None else np.zeros((1, 1), np.uint8)
-    _k.recurrent(cell, xp, u, rb, rbias is not None, m, mask is not None, ACTIVATION_CODES[activation],
+    _k.recurrent(cell, xp, u, bias, rb, rbias is not None, m, mask is not None, ACTIVATION_CODES[activation],
                  ACTIVATION_CODES[recurrent_activation], h, c if c is not None else h, c is not None, gates,
                  np.empty((batch, width), xp.dtype), _recurrent_parts(batch, width, u.shape[0]))
 

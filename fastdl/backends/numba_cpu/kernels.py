@@ -577,19 +577,19 @@ def _dact(y, code, one):
 
 
 @njit(**OPTS)
-def _step_row(cell, x, inner, rb, hp, cp, hn, cn, g, keep, a, ra):
+def _step_row(cell, x, bias, inner, rb, hp, cp, hn, cn, g, keep, a, ra):
     n = hp.size
     one = x.dtype.type(1)
     for j in range(n):
         if cell == SIMPLE_RNN:
-            z = _act(x[j] + inner[j], a, one)
+            z = _act(x[j] + bias[j] + inner[j], a, one)
             g[j] = z
             hn[j] = z if keep else hp[j]
         elif cell == LSTM:
-            i = _act(x[j] + inner[j], ra, one)
-            f = _act(x[n + j] + inner[n + j], ra, one)
-            cc = _act(x[2 * n + j] + inner[2 * n + j], a, one)
-            o = _act(x[3 * n + j] + inner[3 * n + j], ra, one)
+            i = _act(x[j] + bias[j] + inner[j], ra, one)
+            f = _act(x[n + j] + bias[n + j] + inner[n + j], ra, one)
+            cc = _act(x[2 * n + j] + bias[2 * n + j] + inner[2 * n + j], a, one)
+            o = _act(x[3 * n + j] + bias[3 * n + j] + inner[3 * n + j], ra, one)
             g[j], g[n + j], g[2 * n + j], g[3 * n + j] = i, f, cc, o
             if keep:
                 cv = f * cp[j] + i * cc
@@ -599,17 +599,17 @@ def _step_row(cell, x, inner, rb, hp, cp, hn, cn, g, keep, a, ra):
                 cn[j] = cp[j]
                 hn[j] = hp[j]
         else:
-            z = _act(x[j] + inner[j] + rb[j], ra, one)
-            r = _act(x[n + j] + inner[n + j] + rb[n + j], ra, one)
+            z = _act(x[j] + bias[j] + inner[j] + rb[j], ra, one)
+            r = _act(x[n + j] + bias[n + j] + inner[n + j] + rb[n + j], ra, one)
             rec = inner[2 * n + j] + rb[2 * n + j]
-            cc = _act(x[2 * n + j] + r * rec, a, one)
+            cc = _act(x[2 * n + j] + bias[2 * n + j] + r * rec, a, one)
             g[j], g[n + j], g[2 * n + j], g[3 * n + j] = z, r, cc, rec
             hn[j] = z * hp[j] + (one - z) * cc if keep else hp[j]
 
 
 @njit(parallel=True, **OPTS)
-def recurrent(cell, xp, u, rb, has_rb, mask, has_mask, a, ra, h, c, has_c, gates, inner, parts):
-    """h[1:], c[1:] and gates from xp, U, h[0], c[0]; each of `parts` threads takes a block
+def recurrent(cell, xp, u, bias, rb, has_rb, mask, has_mask, a, ra, h, c, has_c, gates, inner, parts):
+    """h[1:], c[1:] and gates from xp + bias, U, h[0], c[0]; each of `parts` threads takes a block
     of samples through every step (inner: (B, G*H) scratch, its rows per block)."""
     steps, batch = xp.shape[0], xp.shape[1]
     for k in prange(parts):
@@ -618,7 +618,7 @@ def recurrent(cell, xp, u, rb, has_rb, mask, has_mask, a, ra, h, c, has_c, gates
             np.dot(h[t, lo:hi], u, inner[lo:hi])
             for b in range(lo, hi):
                 keep = (not has_mask) or mask[t, b] != 0
-                _step_row(cell, xp[t, b], inner[b], rb, h[t, b], c[t, b], h[t + 1, b], c[t + 1, b],
+                _step_row(cell, xp[t, b], bias, inner[b], rb, h[t, b], c[t, b], h[t + 1, b], c[t + 1, b],
                           gates[t, b], keep, a, ra)
 
 
