@@ -241,8 +241,8 @@ def _slot_order(optimizer):
 
 
 def optimizer_variables(model):
-    """(name, [iteration, learning_rate, slot arrays...]) in Keras's order, or None
-    before the first step (Keras writes only its two scalars then; so does this)."""
+    """(name, [iteration, learning_rate, slot arrays...]) in Keras's order; before the
+    first step only the two scalars (Keras writes only those then; so does this)."""
     optimizer = model.optimizer
     name = optimizer.name if optimizer.name != type(optimizer).__name__.lower() else _snake_optimizer(optimizer)
     scalars = [np.array(optimizer.iterations, np.int64), np.array(optimizer.current_learning_rate(), np.float32)]
@@ -263,13 +263,12 @@ def _snake_optimizer(optimizer):
 
 
 def _split(flat, model):
-    """A flat slot into one array per weight, shaped as the weights."""
+    """A flat slot into one array per weight, shaped as the weights (the model's own
+    layout of its flat buffer: each layer's params are views at these offsets)."""
     shapes = [p.shape for layer in model.layers for p in layer.params]
-    out, start = [], 0
-    for shape, size in zip(shapes, model._sizes):
-        out.append(np.asarray(flat[start:start + size]).reshape(shape).copy())
-        start += size
-    return out
+    offsets = np.cumsum([0] + model._sizes)
+    return [np.asarray(flat[start:start + size]).reshape(shape).copy()
+            for shape, start, size in zip(shapes, offsets, model._sizes)]
 
 
 # -- saving ----------------------------------------------------------------------------
