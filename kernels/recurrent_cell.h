@@ -78,34 +78,47 @@ FASTDL_INLINE void fastdl_act_##S(T *v, ptrdiff_t n, int code) {                
         for (ptrdiff_t j = 0; j < n; j++) v[j] = v[j] < 0 ? (T)0 : v[j];                \
     }                                                                                   \
 }                                                                                       \
+/* act(v): a constant code (the default activations' entry points) inlines to its formula */ \
+FASTDL_INLINE T fastdl_act1_##S(T v, int code) {                                         \
+    return code == FASTDL_SIGMOID ? SIGMOID_FN(v)                                       \
+         : code == FASTDL_TANH ? TANH_FN(v)                                             \
+         : code == FASTDL_RELU ? (v < 0 ? (T)0 : v) : v;                                \
+}                                                                                       \
 /* the activation's derivative at the point whose output is y */                        \
-FASTDL_INLINE T fastdl_dact_##S(T y, int code) {                                          \
+FASTDL_INLINE T fastdl_dact_##S(T y, int code) {                                        \
     return code == FASTDL_SIGMOID ? y * (1 - y)                                         \
          : code == FASTDL_TANH ? 1 - y * y                                              \
          : code == FASTDL_RELU ? (y > 0 ? (T)1 : (T)0) : (T)1;                          \
 }                                                                                       \
-FASTDL_CLONES static void fastdl_step_##S(                                              \
-        int cell, const T *x, const T *b, const T *inner, const T *rb, const T *hp,     \
-        const T *cp, T *hn, T *cn, T *g, ptrdiff_t n, int keep, int a, int ra) {        \
+/* each unit's gates and new states, a few vectorised passes over the row; a masked    \
+ * row keeps its states and saves zeros for gates (its backward passes the gradients   \
+ * straight on) */                                                                      \
+FASTDL_INLINE void fastdl_step_body_##S(                                               \
+        int cell, const T *restrict x, const T *restrict b, const T *restrict inner,    \
+        const T *restrict rb, const T *restrict hp, const T *restrict cp,               \
+        T *restrict hn, T *restrict cn, T *restrict g, ptrdiff_t n, int keep, int a,    \
+        int ra) {                                                                       \
     ptrdiff_t j;                                                                        \
+    if (!keep) {                                                                        \
+        int slots = cell == FASTDL_SIMPLE_RNN ? 1 : 4;                                  \
+        memset(g, 0, (size_t) (slots * n) * sizeof(T));                                 \
+        memcpy(hn, hp, (size_t) n * sizeof(T));                                         \
+        if (cell == FASTDL_LSTM) memcpy(cn, cp, (size_t) n * sizeof(T));                \
+        return;                                                                         \
+    }                                                                                   \
     if (cell == FASTDL_SIMPLE_RNN) {                                                    \
         for (j = 0; j < n; j++) g[j] = x[j] + b[j] + inner[j];                          \
         fastdl_act_##S(g, n, a);                                                        \
-        for (j = 0; j < n; j++) hn[j] = keep ? g[j] : hp[j];                            \
+        for (j = 0; j < n; j++) hn[j] = g[j];                                      \
     } else if (cell == FASTDL_LSTM) {                                                   \
         for (j = 0; j < 4 * n; j++) g[j] = x[j] + b[j] + inner[j];                      \
         fastdl_act_##S(g, 2 * n, ra);                                                   \
         fastdl_act_##S(g + 2 * n, n, a);                                                \
         fastdl_act_##S(g + 3 * n, n, ra);                                               \
-        if (keep) {                                                                     \
-            for (j = 0; j < n; j++) cn[j] = g[n + j] * cp[j] + g[j] * g[2 * n + j];     \
-            memcpy(hn, cn, (size_t) n * sizeof(T));                                     \
-            fastdl_act_##S(hn, n, a);                                                   \
-            for (j = 0; j < n; j++) hn[j] *= g[3 * n + j];                              \
-        } else {                                                                        \
-            memcpy(cn, cp, (size_t) n * sizeof(T));                                     \
-            memcpy(hn, hp, (size_t) n * sizeof(T));                                     \
-        }                                                                               \
+        for (j = 0; j < n; j++) cn[j] = g[n + j] * cp[j] + g[j] * g[2 * n + j];         \
+        memcpy(hn, cn, (size_t) n * sizeof(T));                                         \
+        fastdl_act_##S(hn, n, a);                                                       \
+        for (j = 0; j < n; j++) hn[j] *= g[3 * n + j];                                  \
     } else {                                                                            \
         for (j = 0; j < 2 * n; j++) g[j] = x[j] + b[j] + inner[j] + rb[j];              \
         fastdl_act_##S(g, 2 * n, ra);                                                   \
@@ -115,15 +128,16 @@ FASTDL_CLONES static void fastdl_step_##S(                                      
         }                                                                               \
         fastdl_act_##S(g + 2 * n, n, a);                                                \
         for (j = 0; j < n; j++)                                                         \
-            hn[j] = keep ? g[j] * hp[j] + (1 - g[j]) * g[2 * n + j] : hp[j];            \
+            hn[j] = g[j] * hp[j] + (1 - g[j]) * g[2 * n + j];                           \
     }                                                                                   \
 }                                                                                       \
 /* dh (+ dseq) and dc into the gates' gradients dx (GRU: and di, the gradient of h @ U  \
  * + b); dh becomes the part of dh_prev that bypasses U (GRU z * dh, else 0), dc dc_prev \
  * (masked: both pass through, the gradients are 0) */                                  \
-FASTDL_CLONES static void fastdl_step_backward_##S(                                     \
-        int cell, const T *dseq, const T *g, const T *hp, const T *cp, const T *cn,     \
-        T *dh, T *dc, T *dx, T *di, ptrdiff_t n, int keep, int a, int ra) {             \
+FASTDL_INLINE void fastdl_step_backward_body_##S(                                      \
+        int cell, const T *restrict dseq, const T *restrict g, const T *restrict hp,    \
+        const T *restrict cp, const T *restrict cn, T *restrict dh, T *restrict dc,     \
+        T *restrict dx, T *restrict di, ptrdiff_t n, int keep, int a, int ra) {         \
     ptrdiff_t j, gates = cell == FASTDL_LSTM ? 4 : cell == FASTDL_GRU ? 3 : 1;          \
     if (dseq != NULL)                                                                   \
         for (j = 0; j < n; j++) dh[j] += dseq[j];                                       \
@@ -138,11 +152,9 @@ FASTDL_CLONES static void fastdl_step_backward_##S(                             
             dh[j] = 0;                                                                  \
         }                                                                               \
     } else if (cell == FASTDL_LSTM) {                                                   \
-        T *th = dx + 3 * n; /* act(c) first, then o's gradient in its place */          \
-        memcpy(th, cn, (size_t) n * sizeof(T));                                         \
-        fastdl_act_##S(th, n, a);                                                       \
         for (j = 0; j < n; j++) {                                                       \
-            T i = g[j], f = g[n + j], cc = g[2 * n + j], o = g[3 * n + j], t = th[j];   \
+            T i = g[j], f = g[n + j], cc = g[2 * n + j], o = g[3 * n + j];              \
+            T t = fastdl_act1_##S(cn[j], a);                                             \
             T dcell = dc[j] + dh[j] * o * fastdl_dact_##S(t, a);                        \
             dx[j] = dcell * cc * fastdl_dact_##S(i, ra);                                \
             dx[n + j] = dcell * cp[j] * fastdl_dact_##S(f, ra);                         \
@@ -166,6 +178,27 @@ FASTDL_CLONES static void fastdl_step_backward_##S(                             
             dh[j] = dh[j] * z;                                                          \
         }                                                                               \
     }                                                                                   \
+}                                                                                       \
+/* the rows' entry points: Keras's default activations (tanh, sigmoid) as constants, so  \
+ * that their formulas inline into straight vector code; any other pair as arguments */ \
+FASTDL_CLONES static void fastdl_step_##S(                                              \
+        int cell, const T *x, const T *b, const T *inner, const T *rb, const T *hp,     \
+        const T *cp, T *hn, T *cn, T *g, ptrdiff_t n, int keep, int a, int ra) {        \
+    if (a == FASTDL_TANH && ra == FASTDL_SIGMOID)                                       \
+        fastdl_step_body_##S(cell, x, b, inner, rb, hp, cp, hn, cn, g, n, keep,         \
+                             FASTDL_TANH, FASTDL_SIGMOID);                              \
+    else                                                                                \
+        fastdl_step_body_##S(cell, x, b, inner, rb, hp, cp, hn, cn, g, n, keep, a, ra); \
+}                                                                                       \
+FASTDL_CLONES static void fastdl_step_backward_##S(                                     \
+        int cell, const T *dseq, const T *g, const T *hp, const T *cp, const T *cn,     \
+        T *dh, T *dc, T *dx, T *di, ptrdiff_t n, int keep, int a, int ra) {             \
+    if (a == FASTDL_TANH && ra == FASTDL_SIGMOID)                                       \
+        fastdl_step_backward_body_##S(cell, dseq, g, hp, cp, cn, dh, dc, dx, di, n,     \
+                                      keep, FASTDL_TANH, FASTDL_SIGMOID);               \
+    else                                                                                \
+        fastdl_step_backward_body_##S(cell, dseq, g, hp, cp, cn, dh, dc, dx, di, n,     \
+                                      keep, a, ra);                                     \
 }
 
 FASTDL_RECURRENT(float, f, fastdl_sigmoidf, fastdl_tanhf)

@@ -457,7 +457,7 @@ def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, 
         hs[t + 1] = np.where(keep, new_h, hs[t])
         if cs is not None:
             cs[t + 1] = np.where(keep, new_c, cs[t])
-        gates[t] = np.concatenate(saved, axis=1)
+        gates[t] = np.where(keep, np.concatenate(saved, axis=1), 0)  # masked rows save zeros
     h[...] = hs
     if c is not None:
         c[...] = cs

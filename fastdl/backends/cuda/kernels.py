@@ -766,6 +766,13 @@ def _recurrent_step(cell, t, xp, bias, inner, rb, mask, has_mask, a, ra, h, c, g
     one = xp.dtype.type(1)
     keep = (not has_mask) or mask[t, b] != 0
     x, s, g = xp[t, b], inner[b], gates[t, b]
+    if not keep:  # the states kept, zeros saved for the gates (as recurrent_cell.h)
+        for q in range(g.shape[0] // n):
+            g[q * n + j] = 0
+        h[t + 1, b, j] = h[t, b, j]
+        if cell == LSTM:
+            c[t + 1, b, j] = c[t, b, j]
+        return
     if cell == SIMPLE_RNN:
         z = _act(x[j] + bias[j] + s[j], a, one)
         g[j] = z

@@ -580,6 +580,12 @@ def _dact(y, code, one):
 def _step_row(cell, x, bias, inner, rb, hp, cp, hn, cn, g, keep, a, ra):
     n = hp.size
     one = x.dtype.type(1)
+    if not keep:  # the states kept, zeros saved for the gates (as recurrent_cell.h)
+        g[:] = 0
+        hn[:] = hp
+        if cell == LSTM:
+            cn[:] = cp
+        return
     for j in range(n):
         if cell == SIMPLE_RNN:
             z = _act(x[j] + bias[j] + inner[j], a, one)
