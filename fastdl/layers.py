@@ -9,6 +9,7 @@ import numpy as np
 
 from fastdl import _device, initializers, ops
 from fastdl.ops import _checks
+from fastdl.ops.resample import _margins
 from fastdl.utils import new_generator
 
 _counts = {}
@@ -323,6 +324,96 @@ class AveragePooling2D(_Pooling2D):
     """Average pooling; padded positions are not counted ('same')."""
     _forward = staticmethod(ops.avg_pool2d)
     _backward = staticmethod(ops.avg_pool2d_backward)
+
+
+def _image_shape(layer, input_shape):
+    """(height, width, channels) of an NHWC input, or a ValueError naming the layer."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer.name}: {type(layer).__name__} takes (batch, height, width, channels) inputs; "
+                         f"got (batch,) + {tuple(input_shape)}")
+    return input_shape
+
+
+def _channels_last(data_format, name):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{name}: data_format must be 'channels_last' (NHWC, fastdl's layout); got {data_format!r}")
+
+
+class ZeroPadding2D(Layer):
+    """Zero rows and columns around NHWC images: padding an int, (height, width) or
+    ((top, bottom), (left, right)), as Keras's."""
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.name)
+        top, bottom, left, right = _margins("padding", padding)
+        self.padding = ((top, bottom), (left, right))
+
+    def compute_output_shape(self, input_shape):
+        (top, bottom), (left, right) = self.padding
+        h, w, c = _image_shape(self, input_shape)
+        return (h + top + bottom, w + left + right, c)
+
+    def forward(self, x, training=False):
+        return ops.pad2d(x, self.padding, out=self._buffer("y", (x.shape[0],) + self.output_shape, x))
+
+    def backward(self, dy, need_dx=True):
+        return ops.crop2d(dy, self.padding, out=self._buffer("dx", (dy.shape[0],) + self.input_shape, dy))
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class Cropping2D(Layer):
+    """NHWC images without `cropping` rows and columns at their edges (Keras's forms)."""
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.name)
+        top, bottom, left, right = _margins("cropping", cropping)
+        self.cropping = ((top, bottom), (left, right))
+
+    def compute_output_shape(self, input_shape):
+        (top, bottom), (left, right) = self.cropping
+        h, w, c = _image_shape(self, input_shape)
+        if top + bottom >= h or left + right >= w:
+            raise ValueError(f"{self.name}: cropping {self.cropping} leaves nothing of {h}x{w} images")
+        return (h - top - bottom, w - left - right, c)
+
+    def forward(self, x, training=False):
+        return ops.crop2d(x, self.cropping, out=self._buffer("y", (x.shape[0],) + self.output_shape, x))
+
+    def backward(self, dy, need_dx=True):
+        return ops.pad2d(dy, self.cropping, out=self._buffer("dx", (dy.shape[0],) + self.input_shape, dy))
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": self.cropping}
+
+
+class UpSampling2D(Layer):
+    """Every pixel repeated size[0] times down and size[1] across (nearest neighbour)."""
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.name)
+        if interpolation != "nearest":
+            raise ValueError(f"{self.name}: interpolation={interpolation!r} is not supported (fastdl's "
+                             f"UpSampling2D is 'nearest')")
+        self.size = _checks.int_pair("size", size)
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_shape(self, input_shape)
+        return (h * self.size[0], w * self.size[1], c)
+
+    def forward(self, x, training=False):
+        return ops.upsample2d(x, self.size, out=self._buffer("y", (x.shape[0],) + self.output_shape, x))
+
+    def backward(self, dy, need_dx=True):
+        return ops.upsample2d_backward(dy, self.size, out=self._buffer("dx", (dy.shape[0],) + self.input_shape, dy))
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "interpolation": self.interpolation}
 
 
 class Flatten(Layer):

@@ -121,6 +121,22 @@ def _export_layer(graph, layer, tensor, layout, shape):
             tensor = _to(graph, tensor, layout, "NHWC")  # Keras reshapes NHWC order
         target = graph.constant(f"{layer.name}_shape", np.array((0,) + layer.target_shape, np.int64))
         return graph.node("Reshape", [tensor, target], layer.name), "NHWC"
+    if kind in ("ZeroPadding2D", "Cropping2D"):  # a Pad of zeros, or a Slice of the height and width
+        tensor = _to(graph, tensor, layout, "NCHW")
+        (top, bottom), (left, right) = layer.padding if kind == "ZeroPadding2D" else layer.cropping
+        if kind == "ZeroPadding2D":
+            pads = graph.constant(f"{layer.name}_pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+            return graph.node("Pad", [tensor, pads], layer.name, mode="constant"), "NCHW"
+        h, w = shape[0], shape[1]
+        starts = graph.constant(f"{layer.name}_starts", np.array([top, left], np.int64))
+        ends = graph.constant(f"{layer.name}_ends", np.array([h - bottom, w - right], np.int64))
+        axes = graph.constant(f"{layer.name}_axes", np.array([2, 3], np.int64))
+        return graph.node("Slice", [tensor, starts, ends, axes], layer.name), "NCHW"
+    if kind == "UpSampling2D":  # nearest: output pixel (y, x) reads (floor(y / s0), floor(x / s1))
+        tensor = _to(graph, tensor, layout, "NCHW")
+        scales = graph.constant(f"{layer.name}_scales", np.array([1, 1, *layer.size], np.float32))
+        return graph.node("Resize", [tensor, "", scales], layer.name, mode="nearest", nearest_mode="floor",
+                          coordinate_transformation_mode="asymmetric"), "NCHW"
     if kind == "BatchNormalization":  # at inference: the moving statistics
         if rank not in (2, 4):
             raise ValueError(f"layer {layer.name!r}: BatchNormalization exports on 2-D or 4-D inputs; got rank {rank}")

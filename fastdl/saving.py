@@ -108,6 +108,12 @@ def keras_layer_config(layer, dtype):
                       moving_variance_initializer=_initializer_config(layer.moving_variance_initializer, "ones"),
                       **_no_extras("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
                       synchronized=False)
+    elif kind == "ZeroPadding2D":
+        config.update(padding=[list(p) for p in layer.padding], data_format="channels_last")
+    elif kind == "Cropping2D":
+        config.update(cropping=[list(p) for p in layer.cropping], data_format="channels_last")
+    elif kind == "UpSampling2D":
+        config.update(size=list(layer.size), data_format="channels_last", interpolation=layer.interpolation)
     elif kind == "Embedding":
         config.update(input_dim=layer.input_dim, output_dim=layer.output_dim, mask_zero=layer.mask_zero,
                       embeddings_initializer=_initializer_config(layer.embeddings_initializer, "random_uniform"),
@@ -539,6 +545,9 @@ _TAKEN = {
               "reset_after", "seed", "dtype", "batch_input_shape") for kind in ("SimpleRNN", "LSTM", "GRU")},
     "Bidirectional": ("name", "layer", "backward_layer", "merge_mode", "dtype", "batch_input_shape"),
     "TimeDistributed": ("name", "layer", "dtype", "batch_input_shape"),
+    "ZeroPadding2D": ("name", "padding", "dtype", "batch_input_shape"),
+    "Cropping2D": ("name", "cropping", "dtype", "batch_input_shape"),
+    "UpSampling2D": ("name", "size", "interpolation", "dtype", "batch_input_shape"),
 }
 _WRAPPED = ("layer", "backward_layer")  # a wrapper's layers: configs of their own
 _IGNORED = ("renorm_momentum",)  # meaningless at the values _FIXED allows (renorm off)

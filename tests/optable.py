@@ -525,6 +525,53 @@ def embedding_grad(args, kwargs):
     return [("dtable", ops.embedding_backward(indices, dy, table.shape[0]), _numerical(f, table))]
 
 
+# -- resampling ----------------------------------------------------------------------------------
+
+PADDINGS = [(((1, 0), (2, 3)), (1, 5, 4, 3)), (1, (2, 3, 3, 2)), ((2, 0), (3, 4, 5, 1)), (((0, 0), (0, 1)), (2, 1, 1, 4)),
+            (((2, 1), (1, 2)), (2, 9, 8, 16))]
+
+
+def pad_samples(rng, dtype):
+    return [((normal(rng, shape, dtype), padding), {}) for padding, shape in PADDINGS]
+
+
+def crop_samples(rng, dtype):
+    # each padding as a cropping of an image padded by it: what pad2d's backward receives
+    return [((normal(rng, ops.pad2d(np.zeros(shape), padding).shape, dtype), padding), {})
+            for padding, shape in PADDINGS]
+
+
+def torch_pad(torch, x, padding):
+    top, bottom, left, right = ops.resample._margins("padding", padding)
+    t = torch.nn.functional.pad(_nchw(torch, x), (left, right, top, bottom))
+    return _nhwc(t)
+
+
+def resample_grad(forward, backward):
+    def grad(args, kwargs):
+        x, size = args
+        y = forward(x, size)
+        dy = np.random.default_rng(13).standard_normal(y.shape)
+        return [("dx", backward(dy, size), _numerical(_weighted(lambda: forward(x, size), dy), x))]
+    return grad
+
+
+UPSAMPLES = [(2, (1, 3, 2, 3)), ((2, 3), (2, 4, 3, 1)), ((1, 2), (3, 2, 5, 2)), ((3, 1), (1, 5, 7, 16))]
+
+
+def upsample_samples(rng, dtype):
+    return [((normal(rng, shape, dtype), size), {}) for size, shape in UPSAMPLES]
+
+
+def upsample_backward_samples(rng, dtype):
+    return [((normal(rng, ops.upsample2d(np.zeros(shape), size).shape, dtype), size), {}) for size, shape in UPSAMPLES]
+
+
+def torch_upsample(torch, x, size):
+    sh, sw = (size, size) if isinstance(size, int) else size
+    return _nhwc(torch.nn.functional.interpolate(_nchw(torch, x), scale_factor=(sh, sw), mode="nearest"))
+
+
 TABLE = [
     OpInfo("conv2d", conv_samples, torch=torch_conv, scale=6, grad=conv_grad,
            invalid=((lambda: ops.conv2d(X4, np.zeros((2, 2, 3, 1), np.float32)), ValueError, "kernel"),
@@ -644,5 +691,19 @@ TABLE = [
            invalid=((lambda: ops.embedding_backward([0, 1], np.ones((3, 2)), 2), ValueError, "dy must have shape"),
                     (lambda: ops.embedding_backward([0, 2], np.ones((2, 2)), 2), ValueError, "indices must be in"),
                     (lambda: ops.embedding_backward([0], np.ones((1, 2)), 0), ValueError, "input_dim"))),
+    OpInfo("pad2d", pad_samples, torch=torch_pad, grad=resample_grad(ops.pad2d, ops.crop2d),
+           invalid=((lambda: ops.pad2d(X4, -1), ValueError, "padding must be >= 0"),
+                    (lambda: ops.pad2d(X4, (1, 2, 3)), TypeError, "padding must be an int"),
+                    (lambda: ops.pad2d(X4, 1.5), TypeError, "padding must be"),
+                    (lambda: ops.pad2d(np.ones((2, 3)), 1), ValueError, "x must be 4-D"))),
+    OpInfo("crop2d", crop_samples, grad=resample_grad(ops.crop2d, ops.pad2d),
+           invalid=((lambda: ops.crop2d(np.ones((1, 4, 4, 1)), ((2, 2), (0, 0))), ValueError, "leaves nothing"),
+                    (lambda: ops.crop2d(np.ones((1, 4, 4, 1)), (True, 1)), TypeError, "cropping must be"))),
+    OpInfo("upsample2d", upsample_samples, torch=torch_upsample, grad=resample_grad(ops.upsample2d,
+                                                                                   ops.upsample2d_backward),
+           invalid=((lambda: ops.upsample2d(X4, 0), ValueError, "size must be >= 1"),
+                    (lambda: ops.upsample2d(X4, (2, 2, 2)), TypeError, "size must be an int or a pair"))),
+    OpInfo("upsample2d_backward", upsample_backward_samples,
+           invalid=((lambda: ops.upsample2d_backward(np.ones((1, 5, 4, 1)), 2), ValueError, "multiples of size"),)),
 ]
 BY_NAME = {info.name: info for info in TABLE}

@@ -341,6 +341,24 @@ def test_embedding_lookup_and_its_scatter_add(backend, shape, rows, dim, dtype, 
                             scale=np.prod(shape))
 
 
+@fuzz
+@given(n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7), c=st.integers(1, 5),
+       margins=st.tuples(*[st.integers(0, 3)] * 4), size=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       dtype=DTYPES, layout=LAYOUTS, seed=st.integers(0, 2**16))
+def test_padding_cropping_and_upsampling(backend, n, h, w, c, margins, size, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    x = view(normal(rng, (n, h, w, c), dtype), layout)
+    top, bottom, left, right = margins
+    padding = ((top, bottom), (left, right))
+    padded = check_against_reference(ops.pad2d, (x, padding), {}, dtype)[0]
+    check_against_reference(ops.crop2d, (np.asarray(padded), padding), {}, dtype)
+    if top + bottom < h and left + right < w:
+        check_against_reference(ops.crop2d, (x, padding), {}, dtype)
+    up = check_against_reference(ops.upsample2d, (x, size), {}, dtype)[0]
+    check_against_reference(ops.upsample2d_backward, (view(np.asarray(up), layout), size), {}, dtype,
+                            scale=size[0] * size[1])
+
+
 # -- invalid arguments: drawn, refused with an error naming the argument -----------------
 # They run in a child process: a crash (a kernel reached with what it cannot take) ends
 # the child, and the test below reports it.

@@ -60,6 +60,13 @@ def test_every_layer_and_padding_runs_as_predict():
     assert_runs_as_predict(model)
 
 
+def test_padding_cropping_and_upsampling_run_as_predict():
+    fastdl.utils.set_random_seed(3)
+    model = Sequential([layers.Input((5, 7, 2)), layers.ZeroPadding2D(((1, 2), (0, 3))), layers.Conv2D(3, 3),
+                        layers.UpSampling2D((2, 3)), layers.Cropping2D(((1, 0), (2, 1))), layers.ZeroPadding2D(1)])
+    assert_runs_as_predict(model)
+
+
 def test_dense_on_images_and_an_image_output_keep_nhwc():
     fastdl.utils.set_random_seed(2)
     model = Sequential([layers.Input((6, 5, 2)), layers.Conv2D(4, 3, padding="same"),

@@ -80,6 +80,12 @@ OPS = (
     # dy's rows into dtable (V, D), zeroed by the op, repeated indices summed
     _op("embedding", "indices table out", "out"),
     _op("embedding_backward", "indices dy dtable", "dtable"),
+    # NHWC resampling: out is x placed at (top, left) in zeros; out is x's window at
+    # (top, left); nearest upsampling by (sh, sw) and its block sums
+    _op("pad2d", "x out top left", "out"),
+    _op("crop2d", "x out top left", "out"),
+    _op("upsample2d", "x out sh sw", "out"),
+    _op("upsample2d_backward", "dy dx sh sw", "dx"),
 )
 NAMES = tuple(op.name for op in OPS)
 

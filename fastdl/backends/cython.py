@@ -11,6 +11,7 @@ from fastdl._kernels import norm as _norm
 from fastdl._kernels import optim as _optim
 from fastdl._kernels import pool as _pool
 from fastdl._kernels import recurrent as _recurrent
+from fastdl._kernels import resample as _resample
 from fastdl.backends import _compose
 from fastdl.backends._spec import ACTIVATION_CODES, LOSS_CODES
 from fastdl.backends._plan import IM2COL_BLOCK_BYTES
@@ -344,3 +345,19 @@ def embedding(indices, table, out):
 
 def embedding_backward(indices, dy, dtable):
     _recurrent.embedding_backward(indices, dy, dtable, _threads_for(dy.size))
+
+
+def pad2d(x, out, top, left):
+    _resample.pad2d(x, out, top, left, _threads_for(out.size))
+
+
+def crop2d(x, out, top, left):
+    _resample.crop2d(x, out, top, left, _threads_for(out.size))
+
+
+def upsample2d(x, out, sh, sw):
+    _resample.upsample2d(x, out, sh, sw, _threads_for(out.size))
+
+
+def upsample2d_backward(dy, dx, sh, sw):
+    _resample.upsample2d_backward(dy, dx, sh, sw, _threads_for(dy.size))

@@ -512,3 +512,23 @@ def embedding(indices, table, out):
 
 def embedding_backward(indices, dy, dtable):
     np.add.at(dtable, indices, dy)
+
+
+# -- resampling: slices of padded and repeated copies ----------------------------------------
+
+def pad2d(x, out, top, left):
+    out[...] = 0
+    out[:, top:top + x.shape[1], left:left + x.shape[2]] = x
+
+
+def crop2d(x, out, top, left):
+    out[...] = x[:, top:top + out.shape[1], left:left + out.shape[2]]
+
+
+def upsample2d(x, out, sh, sw):
+    out[...] = np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
+
+
+def upsample2d_backward(dy, dx, sh, sw):
+    n, h, w, c = dx.shape
+    dx[...] = dy.astype(np.float64).reshape(n, h, sh, w, sw, c).sum(axis=(2, 4))

@@ -379,3 +379,25 @@ def embedding_backward(indices, dy, dtable):
     target = _loaded(dtable, dtable)
     gpu.embedding_backward(_dev(indices), _dev(dy), target)
     _finish(target, dtable)
+
+
+def _resampled(kernel, x, out, *sizes):
+    y = _target(out)
+    kernel(_dev(x), y, *sizes)
+    _finish(y, out)
+
+
+def pad2d(x, out, top, left):
+    _resampled(gpu.pad2d, x, out, top, left)
+
+
+def crop2d(x, out, top, left):
+    _resampled(gpu.crop2d, x, out, top, left)
+
+
+def upsample2d(x, out, sh, sw):
+    _resampled(gpu.upsample2d, x, out, sh, sw)
+
+
+def upsample2d_backward(dy, dx, sh, sw):
+    _resampled(gpu.upsample2d_backward, dy, dx, sh, sw)

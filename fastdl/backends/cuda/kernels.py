@@ -892,3 +892,63 @@ def embedding(indices, table, out):
 
 def embedding_backward(indices, dy, dtable):
     _launch(_embedding_backward, dtable.shape[1], indices, dy, dtable)
+
+
+# -- resampling: one thread an output element --------------------------------------------------
+
+@cuda.jit
+def _pad2d(x, out, top, left):
+    i = cuda.grid(1)
+    n, oh, ow, c = out.shape
+    if i < out.size:
+        img, y, xx, ch = _nhwc(i, oh, ow, c)
+        sy, sx = y - top, xx - left
+        inside = 0 <= sy < x.shape[1] and 0 <= sx < x.shape[2]
+        out[img, y, xx, ch] = x[img, sy, sx, ch] if inside else 0
+
+
+@cuda.jit
+def _crop2d(x, out, top, left):
+    i = cuda.grid(1)
+    n, oh, ow, c = out.shape
+    if i < out.size:
+        img, y, xx, ch = _nhwc(i, oh, ow, c)
+        out[img, y, xx, ch] = x[img, top + y, left + xx, ch]
+
+
+@cuda.jit
+def _upsample2d(x, out, sh, sw):
+    i = cuda.grid(1)
+    n, oh, ow, c = out.shape
+    if i < out.size:
+        img, y, xx, ch = _nhwc(i, oh, ow, c)
+        out[img, y, xx, ch] = x[img, y // sh, xx // sw, ch]
+
+
+@cuda.jit
+def _upsample2d_backward(dy, dx, sh, sw):
+    i = cuda.grid(1)
+    n, h, w, c = dx.shape
+    if i < dx.size:
+        img, y, xx, ch = _nhwc(i, h, w, c)
+        total = dx.dtype.type(0)
+        for a in range(sh):
+            for b in range(sw):
+                total += dy[img, y * sh + a, xx * sw + b, ch]
+        dx[img, y, xx, ch] = total
+
+
+def pad2d(x, out, top, left):
+    _launch(_pad2d, out.size, x, out, top, left)
+
+
+def crop2d(x, out, top, left):
+    _launch(_crop2d, out.size, x, out, top, left)
+
+
+def upsample2d(x, out, sh, sw):
+    _launch(_upsample2d, out.size, x, out, sh, sw)
+
+
+def upsample2d_backward(dy, dx, sh, sw):
+    _launch(_upsample2d_backward, dx.size, dy, dx, sh, sw)

@@ -370,5 +370,27 @@ def _warm_every_op():
                         ops.recurrent_backward(cell, dh_seq, u, h, c, saved, mask=mask)
             table = ops.embedding([0, 1], np.ones((2, 3), dtype))
             ops.embedding_backward([0, 1], table, 2)
+            ops.crop2d(ops.pad2d(x, 1), 1)
+            ops.upsample2d_backward(ops.upsample2d(x, 2), 2)
         for images in (np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 4, 4, 1), np.float32)):
             ops.affine_transform_batch(images, [0], np.tile(np.eye(2, 3), (1, 1, 1)))
+
+
+def pad2d(x, out, top, left):
+    _threads()
+    _k.pad2d(x, out, top, left)
+
+
+def crop2d(x, out, top, left):
+    _threads()
+    _k.crop2d(x, out, top, left)
+
+
+def upsample2d(x, out, sh, sw):
+    _threads()
+    _k.upsample2d(x, out, sh, sw)
+
+
+def upsample2d_backward(dy, dx, sh, sw):
+    _threads()
+    _k.upsample2d_backward(dy, dx, sh, sw)

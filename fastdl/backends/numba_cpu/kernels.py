@@ -698,3 +698,45 @@ def embedding_backward(indices, dy, dtable, chunks):
         for i in range(indices.size):
             for j in range(k * d // chunks, (k + 1) * d // chunks):
                 dtable[indices[i], j] += dy[i, j]
+
+
+# -- resampling: see kernels/resample.pyx ----------------------------------------------------
+
+@njit(parallel=True, **OPTS)
+def pad2d(x, out, top, left):
+    n, h, w = x.shape[0], x.shape[1], x.shape[2]
+    oh = out.shape[1]
+    for r in prange(n * oh):
+        i, y = r // oh, r % oh
+        out[i, y] = 0
+        if top <= y < top + h:
+            out[i, y, left:left + w] = x[i, y - top]
+
+
+@njit(parallel=True, **OPTS)
+def crop2d(x, out, top, left):
+    n, oh, ow = out.shape[0], out.shape[1], out.shape[2]
+    for r in prange(n * oh):
+        i, y = r // oh, r % oh
+        out[i, y] = x[i, top + y, left:left + ow]
+
+
+@njit(parallel=True, **OPTS)
+def upsample2d(x, out, sh, sw):
+    n, oh, ow = out.shape[0], out.shape[1], out.shape[2]
+    for r in prange(n * oh):
+        i, y = r // oh, r % oh
+        for j in range(ow):
+            out[i, y, j] = x[i, y // sh, j // sw]
+
+
+@njit(parallel=True, **OPTS)
+def upsample2d_backward(dy, dx, sh, sw):
+    n, h, w, c = dx.shape
+    for r in prange(n * h):
+        i, y = r // h, r % h
+        dx[i, y] = 0
+        for a in range(y * sh, y * sh + sh):
+            for j in range(w * sw):
+                for k in range(c):
+                    dx[i, y, j // sw, k] += dy[i, a, j, k]

@@ -1,0 +1,57 @@
+"""ZeroPadding2D, Cropping2D and UpSampling2D: equal to Keras 3's layers, gradients
+against finite differences on every backend, .keras files both ways, bad arguments. The
+ops themselves are in the op table (tests/optable.py)."""
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import Sequential, layers, optimizers
+
+from support import keras_or_skip, numerical_gradient
+
+
+def build(lib, inputs):
+    return [inputs, lib.layers.ZeroPadding2D(((1, 2), (0, 3))), lib.layers.Conv2D(3, 3, activation="tanh"),
+            lib.layers.UpSampling2D((2, 3)), lib.layers.Cropping2D(((1, 0), (2, 1))), lib.layers.ZeroPadding2D(1),
+            lib.layers.Cropping2D(2), lib.layers.Flatten(), lib.layers.Dense(2, activation="softmax")]
+
+
+def test_the_layers_match_keras_and_round_trip_through_keras_files(tmp_path):
+    keras = keras_or_skip()
+    x = np.random.default_rng(0).standard_normal((3, 6, 5, 2)).astype(np.float32)
+    theirs = keras.Sequential(build(keras, keras.Input((6, 5, 2))))
+    ours = Sequential(build(fastdl, layers.InputLayer((6, 5, 2))))
+    ours.build()
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0),
+                               ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    back = fastdl.models.load_model(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(back.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_models_gradient_through_the_resampling_layers_matches_finite_differences(backend):
+    fastdl.utils.set_random_seed(1)
+    model = Sequential(build(fastdl, layers.InputLayer((6, 5, 2))), dtype="float64")
+    model.compile(optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((2, 6, 5, 2)), np.array([0, 1])
+    model.train_on_batch(x, y)
+    grad = model.flat_grads.copy()
+    np.testing.assert_allclose(grad, numerical_gradient(lambda: model.evaluate(x, y, verbose=0), model.flat_params),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        layers.ZeroPadding2D(-1)
+    with pytest.raises(ValueError, match="data_format must be 'channels_last'"):
+        layers.UpSampling2D(data_format="channels_first")
+    with pytest.raises(ValueError, match="interpolation='bilinear' is not supported"):
+        layers.UpSampling2D(interpolation="bilinear")
+    with pytest.raises(ValueError, match="leaves nothing"):
+        Sequential([layers.InputLayer((4, 4, 1)), layers.Cropping2D(2)]).build()
+    with pytest.raises(ValueError, match="takes \\(batch, height, width, channels\\)"):
+        Sequential([layers.InputLayer((4, 4)), layers.ZeroPadding2D(1)]).build()
