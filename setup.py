@@ -8,7 +8,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment", "norm", "recurrent", "resample", "runtime"]
+KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment", "norm", "recurrent", "resample",
+           "runtime"]
 
 # Portable flags: -fno-math-errno lets GCC vectorise sqrt; never
 # -march=native or -ffast-math in a distributed build.
