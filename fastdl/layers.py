@@ -633,6 +633,61 @@ class BatchNormalization(Layer):
                 "center": self.center, "scale": self.scale}
 
 
+class LayerNormalization(Layer):
+    """Keras's LayerNormalization over the last axis: each sample (each step of a
+    sequence) normalised by its own mean and variance, then scaled by gamma and shifted
+    by beta (trained); the same in training and at inference."""
+
+    supports_masking = True
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int (the last axis); got {axis!r}")
+        self.axis = int(axis)
+        self.epsilon = _checks.finite_number("epsilon", epsilon, 0, inclusive=False)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+
+    def compute_output_shape(self, input_shape):
+        rank = len(input_shape) + 1
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"{self.name}: LayerNormalization normalises the last axis: axis must be -1 or "
+                             f"{rank - 1} for inputs of shape (batch,) + {tuple(input_shape)}; got {self.axis}")
+        return input_shape
+
+    def weight_specs(self):
+        c = (self.input_shape[-1],)
+        return ([("gamma", c, self.gamma_initializer)] if self.scale else []) + (
+            [("beta", c, self.beta_initializer)] if self.center else [])
+
+    def _gamma_beta(self):
+        return (self.params[0] if self.scale else None), (self.params[int(self.scale)] if self.center else None)
+
+    def forward(self, x, training=False):
+        gamma, beta = self._gamma_beta()
+        y, self._mean, self._rstd = ops.layer_norm(x, gamma, beta, self.epsilon, out=self._buffer("y", x.shape, x),
+                                                   return_statistics=True)
+        self._x = x
+        return y
+
+    def backward(self, dy, need_dx=True):
+        gamma, _ = self._gamma_beta()
+        dx, dgamma, dbeta = ops.layer_norm_backward(dy, self._x, self._mean, self._rstd, gamma,
+                                                    dx_out=self._buffer("dx", dy.shape, dy))
+        for target, g in zip(self.grads, ([dgamma] if self.scale else []) + ([dbeta] if self.center else [])):
+            _device.copy_into(target, g)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale}
+
+
 # -- merge layers: several inputs of one shape (Concatenate: along an axis) into one -------
 
 class _Merge(Layer):

@@ -121,6 +121,14 @@ def _export_layer(graph, layer, tensor, layout, shape):
             tensor = _to(graph, tensor, layout, "NHWC")  # Keras reshapes NHWC order
         target = graph.constant(f"{layer.name}_shape", np.array((0,) + layer.target_shape, np.int64))
         return graph.node("Reshape", [tensor, target], layer.name), "NHWC"
+    if kind == "LayerNormalization":  # ONNX's own (opset 17), over the last axis as the model sees it
+        if rank == 4:
+            tensor, layout = _to(graph, tensor, layout, "NHWC"), "NHWC"
+        channels = shape[-1]
+        gamma = params[0] if layer.scale else np.ones(channels, np.float32)
+        beta = params[int(layer.scale)] if layer.center else np.zeros(channels, np.float32)
+        inputs = [tensor, graph.constant(f"{layer.name}_gamma", gamma), graph.constant(f"{layer.name}_beta", beta)]
+        return graph.node("LayerNormalization", inputs, layer.name, axis=-1, epsilon=layer.epsilon), layout
     if kind in ("ZeroPadding2D", "Cropping2D"):  # a Pad of zeros, or a Slice of the height and width
         tensor = _to(graph, tensor, layout, "NCHW")
         (top, bottom), (left, right) = layer.padding if kind == "ZeroPadding2D" else layer.cropping

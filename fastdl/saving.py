@@ -108,6 +108,11 @@ def keras_layer_config(layer, dtype):
                       moving_variance_initializer=_initializer_config(layer.moving_variance_initializer, "ones"),
                       **_no_extras("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
                       synchronized=False)
+    elif kind == "LayerNormalization":
+        config.update(axis=-1, epsilon=layer.epsilon, center=layer.center, scale=layer.scale, rms_scaling=False,
+                      beta_initializer=_initializer_config(layer.beta_initializer, "zeros"),
+                      gamma_initializer=_initializer_config(layer.gamma_initializer, "ones"),
+                      **_no_extras("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"))
     elif kind == "ZeroPadding2D":
         config.update(padding=[list(p) for p in layer.padding], data_format="channels_last")
     elif kind == "Cropping2D":
@@ -513,7 +518,7 @@ def _dtype(value, where):
 # options not listed here are refused unless None
 _FIXED = {"data_format": ("channels_last", None), "groups": (1,), "sparse": (False,), "ragged": (False,),
           "optional": (False,), "max_value": (None,), "negative_slope": (0, 0.0), "synchronized": (False,),
-          "renorm": (False,),
+          "renorm": (False,), "rms_scaling": (False,),
           "threshold": (0, 0.0), "axis": (-1, [-1]), "noise_shape": (None,), "lora_rank": (None,),
           "lora_alpha": (None,), "quantization_config": (None,), "use_ema": (False,), "autocast": (True,)}
 _TAKEN = {
@@ -545,6 +550,8 @@ _TAKEN = {
               "reset_after", "seed", "dtype", "batch_input_shape") for kind in ("SimpleRNN", "LSTM", "GRU")},
     "Bidirectional": ("name", "layer", "backward_layer", "merge_mode", "dtype", "batch_input_shape"),
     "TimeDistributed": ("name", "layer", "dtype", "batch_input_shape"),
+    "LayerNormalization": ("name", "axis", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer",
+                           "dtype", "batch_input_shape"),
     "ZeroPadding2D": ("name", "padding", "dtype", "batch_input_shape"),
     "Cropping2D": ("name", "cropping", "dtype", "batch_input_shape"),
     "UpSampling2D": ("name", "size", "interpolation", "dtype", "batch_input_shape"),

@@ -105,3 +105,68 @@ def backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating
         for j in range(c):
             dx[i, j] = (dy[i, j] * coefficients[0, j] + (x[i, j] - mean[j]) * coefficients[1, j]
                         + coefficients[2, j])
+
+
+# -- layer normalization: one statistic per row, over its C values ----------------------------
+
+def layer_norm(const floating[:, ::1] x, const floating[::1] gamma, const floating[::1] beta, double eps,
+               floating[:, ::1] out, floating[::1] mean, floating[::1] rstd, int num_threads):
+    """out = (x - mean) * rstd * gamma + beta per row, mean and rstd = 1 / sqrt(var + eps)
+    of each row (two passes over the row in double: the mean, then the squares about it)."""
+    cdef Py_ssize_t m = x.shape[0], c = x.shape[1], i, j
+    cdef double s, d, mu, inv
+    for i in prange(m, nogil=True, schedule="static", num_threads=num_threads):
+        s = 0
+        for j in range(c):
+            s = s + x[i, j]
+        mu = s / c
+        s = 0
+        for j in range(c):
+            d = x[i, j] - mu
+            s = s + d * d
+        inv = 1.0 / sqrt(s / c + eps)
+        mean[i] = <floating> mu
+        rstd[i] = <floating> inv
+        for j in range(c):
+            out[i, j] = <floating> ((x[i, j] - mu) * inv * gamma[j] + beta[j])
+
+
+def layer_norm_backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] mean,
+                        const floating[::1] rstd, const floating[::1] gamma, floating[:, ::1] dx,
+                        floating[::1] dgamma, floating[::1] dbeta, double[:, :, ::1] partial):
+    """dx = rstd (g - mean(g) - xhat mean(g xhat)) per row, g = dy gamma, xhat = (x -
+    mean) rstd; dgamma, dbeta: column sums of dy xhat and dy, per block of rows into
+    partial (2, blocks, C), then added in block order (no dependence on scheduling)."""
+    cdef Py_ssize_t m = x.shape[0], c = x.shape[1], blocks = partial.shape[1], t, i, j, lo, hi
+    cdef double sg, sgx, xhat, g, mu, inv
+    for t in prange(blocks, nogil=True, schedule="static", num_threads=blocks):
+        lo = block_start(t, m, blocks)
+        hi = block_start(t + 1, m, blocks)
+        for j in range(c):
+            partial[0, t, j] = 0
+            partial[1, t, j] = 0
+        for i in range(lo, hi):
+            mu = mean[i]
+            inv = rstd[i]
+            sg = 0
+            sgx = 0
+            for j in range(c):
+                xhat = (x[i, j] - mu) * inv
+                g = <double> dy[i, j] * gamma[j]
+                sg = sg + g
+                sgx = sgx + g * xhat
+                partial[0, t, j] += dy[i, j] * xhat
+                partial[1, t, j] += dy[i, j]
+            sg = sg / c
+            sgx = sgx / c
+            for j in range(c):
+                xhat = (x[i, j] - mu) * inv
+                dx[i, j] = <floating> (inv * (<double> dy[i, j] * gamma[j] - sg - xhat * sgx))
+    for j in range(c):
+        sg = 0
+        sgx = 0
+        for t in range(blocks):
+            sg = sg + partial[0, t, j]
+            sgx = sgx + partial[1, t, j]
+        dgamma[j] = <floating> sg
+        dbeta[j] = <floating> sgx

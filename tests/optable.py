@@ -525,6 +525,59 @@ def embedding_grad(args, kwargs):
     return [("dtable", ops.embedding_backward(indices, dy, table.shape[0]), _numerical(f, table))]
 
 
+# -- layer normalization ---------------------------------------------------------------------
+
+LN_SHAPES = [(4, 7), (1, 5), (2, 3, 6), (3, 1), (2, 2, 3, 33), (200, 40)]
+
+
+def ln_samples(rng, dtype):
+    out = []
+    for i, shape in enumerate(LN_SHAPES):
+        c = shape[-1]
+        affine = (normal(rng, c, dtype), normal(rng, c, dtype)) if i % 2 == 0 else (None, None)
+        x = (normal(rng, shape, np.float64) * 2 + (5.0 if i == 2 else 0.0)).astype(dtype)
+        out.append(((x,) + affine, dict(epsilon=1e-3 if i < 3 else 1e-5)))
+    return out
+
+
+def ln_call(x, gamma, beta, epsilon):
+    return ops.layer_norm(x, gamma, beta, epsilon, return_statistics=True)
+
+
+def ln_backward_samples(rng, dtype):
+    out = []
+    for (x, gamma, _), kw in ln_samples(rng, dtype):
+        with fastdl.use_backend("reference"):
+            _, mean, rstd = ops.layer_norm(x, gamma, None, kw["epsilon"], return_statistics=True)
+        out.append(((normal(rng, x.shape, dtype), x, mean, rstd, gamma), {}))
+    return out
+
+
+def torch_ln(torch, x, gamma, beta, epsilon):
+    t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+    return torch.nn.functional.layer_norm(torch.from_numpy(x), x.shape[-1:], t(gamma), t(beta), epsilon).numpy()
+
+
+def torch_ln_backward(torch, dy, x, mean, rstd, gamma):
+    """dx through torch's layer_norm, its epsilon recovered from the statistics."""
+    var = (x - mean[..., None]) ** 2
+    epsilon = float(np.mean(1 / rstd ** 2 - var.mean(axis=-1)))
+    tx = torch.from_numpy(x).requires_grad_()
+    weight = None if gamma is None else torch.from_numpy(gamma)
+    torch.nn.functional.layer_norm(tx, x.shape[-1:], weight, None, epsilon).backward(torch.from_numpy(dy))
+    return tx.grad.numpy()
+
+
+def ln_grad(args, kwargs):
+    x, gamma, beta = args
+    dy = np.random.default_rng(14).standard_normal(x.shape)
+    _, mean, rstd = ops.layer_norm(x, gamma, beta, return_statistics=True, **kwargs)
+    dx, dgamma, dbeta = ops.layer_norm_backward(dy, x, mean, rstd, gamma)
+    f = _weighted(lambda: ops.layer_norm(x, gamma, beta, **kwargs), dy)
+    return [("dx", dx, _numerical(f, x)), ("dgamma", dgamma, _numerical(f, gamma)),
+            ("dbeta", dbeta, _numerical(f, beta))]
+
+
 # -- resampling ----------------------------------------------------------------------------------
 
 PADDINGS = [(((1, 0), (2, 3)), (1, 5, 4, 3)), (1, (2, 3, 3, 2)), ((2, 0), (3, 4, 5, 1)),
@@ -691,6 +744,17 @@ TABLE = [
            invalid=((lambda: ops.embedding_backward([0, 1], np.ones((3, 2)), 2), ValueError, "dy must have shape"),
                     (lambda: ops.embedding_backward([0, 2], np.ones((2, 2)), 2), ValueError, "indices must be in"),
                     (lambda: ops.embedding_backward([0], np.ones((1, 2)), 0), ValueError, "input_dim"))),
+    OpInfo("layer_norm", ln_samples, call=ln_call, torch=torch_ln, grad=ln_grad, scale=3,
+           invalid=((lambda: ops.layer_norm(np.ones(3)), ValueError, "at least 2-D"),
+                    (lambda: ops.layer_norm(np.ones((2, 3)), np.ones(2)), ValueError, "gamma must have shape"),
+                    (lambda: ops.layer_norm(np.ones((2, 3)), epsilon=-1), ValueError, "epsilon"),
+                    (lambda: ops.layer_norm(np.ones((2, 3)), beta=np.ones(3, np.float32)), TypeError,
+                     "share one dtype"))),
+    OpInfo("layer_norm_backward", ln_backward_samples, torch=torch_ln_backward, scale=3,
+           invalid=((lambda: ops.layer_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(3), np.ones(2)),
+                     ValueError, "mean must have shape"),
+                    (lambda: ops.layer_norm_backward(np.ones((2, 3)), np.ones((2, 3)), np.zeros(2), np.zeros(2)),
+                     ValueError, "rstd must be > 0"))),
     OpInfo("pad2d", pad_samples, torch=torch_pad, grad=resample_grad(ops.pad2d, ops.crop2d),
            invalid=((lambda: ops.pad2d(X4, -1), ValueError, "padding must be >= 0"),
                     (lambda: ops.pad2d(X4, (1, 2, 3)), TypeError, "padding must be an int"),

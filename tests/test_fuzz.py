@@ -359,6 +359,24 @@ def test_padding_cropping_and_upsampling(backend, n, h, w, c, margins, size, dty
                             scale=size[0] * size[1])
 
 
+@fuzz
+@given(shape=st.lists(st.integers(1, 7), min_size=2, max_size=4).map(tuple), dtype=DTYPES, layout=LAYOUTS,
+       offset=st.sampled_from([0.0, 100.0]), affine=st.booleans(), epsilon=st.sampled_from([1e-5, 1e-3, 0.5]),
+       seed=st.integers(0, 2**16))
+def test_layer_norm_and_its_backward(backend, shape, dtype, layout, offset, affine, epsilon, seed):
+    rng = np.random.default_rng(seed)
+    x = view((normal(rng, shape, np.float64) + offset).astype(dtype), layout)
+    c = shape[-1]
+    gamma, beta = (normal(rng, c, dtype), normal(rng, c, dtype)) if affine else (None, None)
+    _, mean, rstd = check_against_reference(ops.layer_norm, (x, gamma, beta, epsilon), dict(return_statistics=True),
+                                            dtype, scale=1 + offset)
+    with fastdl.use_backend("reference"):  # the reference's statistics: both backwards read the same
+        _, mean, rstd = ops.layer_norm(x, gamma, beta, epsilon, return_statistics=True)
+    dy = view(normal(rng, shape, dtype), layout)
+    check_against_reference(ops.layer_norm_backward, (dy, x, mean, rstd, gamma), {}, dtype,
+                            scale=(1 + offset) * np.prod(shape) / epsilon ** 0.5)
+
+
 # -- invalid arguments: drawn, refused with an error naming the argument -----------------
 # They run in a child process: a crash (a kernel reached with what it cannot take) ends
 # the child, and the test below reports it.

@@ -67,6 +67,14 @@ def test_padding_cropping_and_upsampling_run_as_predict():
     assert_runs_as_predict(model)
 
 
+def test_layer_normalization_on_images_and_vectors_runs_as_predict():
+    fastdl.utils.set_random_seed(4)
+    model = Sequential([layers.Input((5, 6, 2)), layers.Conv2D(4, 3), layers.LayerNormalization(),
+                        layers.Conv2D(3, 1), layers.Flatten(), layers.Dense(5), layers.LayerNormalization(center=False),
+                        layers.Dense(2, activation="softmax")])
+    assert_runs_as_predict(model)
+
+
 def test_dense_on_images_and_an_image_output_keep_nhwc():
     fastdl.utils.set_random_seed(2)
     model = Sequential([layers.Input((6, 5, 2)), layers.Conv2D(4, 3, padding="same"),

@@ -64,6 +64,11 @@ OPS = (
     _op("batch_norm_stats", "x mean var", "mean var"),
     _op("batch_norm", "x mean var gamma beta eps out", "out"),
     _op("batch_norm_backward", "dy x mean var gamma eps dx", "dx"),
+    # layer normalization of each row of x (M, C): y = (x - mean) * rstd * gamma + beta,
+    # filling the rows' mean and rstd = 1 / sqrt(var + eps) (M,); the backward fills dx
+    # and returns (dgamma, dbeta)
+    _op("layer_norm", "x gamma beta eps out mean rstd", "out mean rstd"),
+    _op("layer_norm_backward", "dy x mean rstd gamma dx", "dx"),
     # recurrent cells through time, time-major (T steps, B samples, H units, G gates):
     # xp (T, B, G*H) the input projection x @ W of every step, bias (G*H,) added to it
     # in the gate pass (one pass over xp fewer); u (H, G*H); h, c

@@ -361,3 +361,15 @@ def upsample2d(x, out, sh, sw):
 
 def upsample2d_backward(dy, dx, sh, sw):
     _resample.upsample2d_backward(dy, dx, sh, sw, _threads_for(dy.size))
+
+
+def layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    _norm.layer_norm(x, gamma, beta, eps, out, mean, rstd, _threads_for(x.size))
+
+
+def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
+    c = x.shape[1]
+    dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    blocks = _threads_for(x.size) if x.shape[0] > 1 else 1
+    _norm.layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, np.empty((2, blocks, c)))
+    return dgamma, dbeta

@@ -532,3 +532,20 @@ def upsample2d(x, out, sh, sw):
 def upsample2d_backward(dy, dx, sh, sw):
     n, h, w, c = dx.shape
     dx[...] = dy.astype(np.float64).reshape(n, h, sh, w, sw, c).sum(axis=(2, 4))
+
+
+def layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    rows = x.astype(np.float64)
+    m = rows.mean(axis=1)
+    inv = 1.0 / np.sqrt(((rows - m[:, None]) ** 2).mean(axis=1) + eps)
+    mean[...], rstd[...] = m, inv
+    out[...] = (rows - m[:, None]) * inv[:, None] * gamma + beta
+
+
+def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
+    inv = rstd.astype(np.float64)[:, None]
+    xhat = (x.astype(np.float64) - mean[:, None]) * inv
+    d = dy.astype(np.float64)
+    g = d * gamma
+    dx[...] = inv * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return (d * xhat).sum(axis=0).astype(x.dtype), d.sum(axis=0).astype(x.dtype)

@@ -76,3 +76,49 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, epsilon=1e-3, *, dx_out=No
     dgamma, dbeta = backend_module().batch_norm_backward(dy.reshape(rows.shape), rows, mean, var, gamma, epsilon,
                                                          dx.reshape(rows.shape))
     return dx, dgamma, dbeta
+
+
+def _row_statistic(name, a, x):
+    """A (rows,) statistic of x's rows (x.shape[:-1]), of x's dtype."""
+    a = _checks.float_array(name, a)
+    _checks.same_dtype(x=x, **{name: a})
+    _checks.shape_is(name, a, x.shape[:-1], "one value per row: x.shape[:-1]")
+    return a.reshape(-1)
+
+
+def layer_norm(x, gamma=None, beta=None, epsilon=1e-3, *, out=None, return_statistics=False):
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta with each row's own mean and
+    biased variance over x's last axis (Keras's LayerNormalization); gamma None is ones,
+    beta None zeros. With return_statistics: (y, mean, rstd), rstd = 1 / sqrt(var +
+    epsilon), both of shape x.shape[:-1]: what layer_norm_backward takes."""
+    x, rows = _rows("x", x)
+    gamma, beta = _channel("gamma", gamma, x, 1.0), _channel("beta", beta, x, 0.0)
+    epsilon = _checks.finite_number("epsilon", epsilon, 0, inclusive=False)
+    device = _checks.on_device(x, gamma, beta)
+    y = _checks.output("out", out, x.shape, x.dtype, device)
+    _checks.exact_or_distinct("out", y, x=x)
+    _checks.distinct("out", y, gamma=gamma, beta=beta)
+    mean = _device.empty(x.shape[:-1], x.dtype, device)
+    rstd = _device.empty(x.shape[:-1], x.dtype, device)
+    backend_module().layer_norm(rows, gamma, beta, epsilon, y.reshape(rows.shape), mean.reshape(-1),
+                                rstd.reshape(-1))
+    return (y, mean, rstd) if return_statistics else y
+
+
+def layer_norm_backward(dy, x, mean, rstd, gamma=None, *, dx_out=None):
+    """(dx, dgamma, dbeta) of layer_norm, mean and rstd its statistics (return_statistics):
+    the gradient flows through each row's statistics. dx_out may be dy (in place)."""
+    x, rows = _rows("x", x)
+    dy = _checks.float_array("dy", dy)
+    _checks.same_dtype(dy=dy, x=x)
+    _checks.shape_is("dy", dy, x.shape, "the shape of x")
+    mean, rstd = _row_statistic("mean", mean, x), _row_statistic("rstd", rstd, x)
+    if not _device.is_device(rstd) and not (np.asarray(rstd) > 0).all():
+        raise ValueError(f"rstd must be > 0 everywhere (1 / sqrt(var + epsilon)); got {np.asarray(rstd).min()}")
+    gamma = _channel("gamma", gamma, x, 1.0)
+    dx = _checks.output("dx_out", dx_out, x.shape, x.dtype, _checks.on_device(dy, x, mean, rstd, gamma))
+    _checks.exact_or_distinct("dx_out", dx, dy=dy, x=x)
+    _checks.distinct("dx_out", dx, mean=mean, rstd=rstd, gamma=gamma)
+    dgamma, dbeta = backend_module().layer_norm_backward(dy.reshape(rows.shape), rows, mean, rstd, gamma,
+                                                         dx.reshape(rows.shape))
+    return dx, dgamma, dbeta

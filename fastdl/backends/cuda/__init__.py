@@ -401,3 +401,19 @@ def upsample2d(x, out, sh, sw):
 
 def upsample2d_backward(dy, dx, sh, sw):
     _resampled(gpu.upsample2d_backward, dy, dx, sh, sw)
+
+
+def layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    y, m, r = _target(out), _target(mean), _target(rstd)
+    gpu.layer_norm(_dev(x), _dev(gamma), _dev(beta), float(eps), y, m, r)
+    for target, host in ((y, out), (m, mean), (r, rstd)):
+        _finish(target, host)
+
+
+def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
+    target = _target(dx)
+    c = x.shape[1]
+    dgamma, dbeta = gpu.device_array((c,), x.dtype), gpu.device_array((c,), x.dtype)
+    gpu.layer_norm_backward(_dev(dy), _dev(x), _dev(mean), _dev(rstd), _dev(gamma), target, dgamma, dbeta)
+    _finish(target, dx)
+    return _result(dgamma, dy, x), _result(dbeta, dy, x)

@@ -952,3 +952,63 @@ def upsample2d(x, out, sh, sw):
 
 def upsample2d_backward(dy, dx, sh, sw):
     _launch(_upsample2d_backward, dx.size, dy, dx, sh, sw)
+
+
+# -- layer normalization: a thread a row (statistics, dx), a thread a column (dgamma, dbeta) --
+
+@cuda.jit
+def _layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    i = cuda.grid(1)
+    m, c = x.shape
+    if i < m:
+        s = 0.0
+        for j in range(c):
+            s += x[i, j]
+        mu = s / c
+        s = 0.0
+        for j in range(c):
+            s += (x[i, j] - mu) * (x[i, j] - mu)
+        inv = 1.0 / math.sqrt(s / c + eps)
+        mean[i] = mu
+        rstd[i] = inv
+        for j in range(c):
+            out[i, j] = (x[i, j] - mu) * inv * gamma[j] + beta[j]
+
+
+@cuda.jit
+def _layer_norm_dx(dy, x, mean, rstd, gamma, dx):
+    i = cuda.grid(1)
+    m, c = x.shape
+    if i < m:
+        sg = 0.0
+        sgx = 0.0
+        for j in range(c):
+            g = dy[i, j] * gamma[j]
+            sg += g
+            sgx += g * (x[i, j] - mean[i]) * rstd[i]
+        for j in range(c):
+            xhat = (x[i, j] - mean[i]) * rstd[i]
+            dx[i, j] = rstd[i] * (dy[i, j] * gamma[j] - sg / c - xhat * sgx / c)
+
+
+@cuda.jit
+def _layer_norm_params(dy, x, mean, rstd, dgamma, dbeta):
+    j = cuda.grid(1)
+    m, c = x.shape
+    if j < c:
+        a = 0.0
+        b = 0.0
+        for i in range(m):
+            a += dy[i, j] * (x[i, j] - mean[i]) * rstd[i]
+            b += dy[i, j]
+        dgamma[j] = a
+        dbeta[j] = b
+
+
+def layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    _launch(_layer_norm, x.shape[0], x, gamma, beta, eps, out, mean, rstd)
+
+
+def layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
+    _launch(_layer_norm_dx, x.shape[0], dy, x, mean, rstd, gamma, dx)
+    _launch(_layer_norm_params, x.shape[1], dy, x, mean, rstd, dgamma, dbeta)

@@ -362,6 +362,8 @@ def _warm_every_op():
             mean, var = ops.batch_norm_stats(rows)
             ops.batch_norm(rows, mean, var, channel, channel)
             ops.batch_norm_backward(rows, rows, mean, var, channel)
+            _, row_mean, row_rstd = ops.layer_norm(rows, channel, channel, return_statistics=True)
+            ops.layer_norm_backward(rows, rows, row_mean, row_rstd, channel)
             for cell, gates in (("simple_rnn", 1), ("lstm", 4), ("gru", 3)):
                 xp, u = np.ones((2, 2, 2 * gates), dtype), np.ones((2, 2 * gates), dtype)
                 for mask in (None, np.ones((2, 2), bool)):
@@ -394,3 +396,15 @@ def upsample2d(x, out, sh, sw):
 def upsample2d_backward(dy, dx, sh, sw):
     _threads()
     _k.upsample2d_backward(dy, dx, sh, sw)
+
+
+def layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    _threads()
+    _k.layer_norm(x, gamma, beta, float(eps), out, mean, rstd)
+
+
+def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
+    c = x.shape[1]
+    dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _k.layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, max(1, min(_threads(), x.shape[0])))
+    return dgamma, dbeta

@@ -740,3 +740,55 @@ def upsample2d_backward(dy, dx, sh, sw):
             for j in range(w * sw):
                 for k in range(c):
                     dx[i, y, j // sw, k] += dy[i, a, j, k]
+
+
+# -- layer normalization: see kernels/norm.pyx ----------------------------------------------
+
+@njit(parallel=True, **OPTS)
+def layer_norm(x, gamma, beta, eps, out, mean, rstd):
+    m, c = x.shape
+    for i in prange(m):
+        s = 0.0
+        for j in range(c):
+            s += np.float64(x[i, j])
+        mu = s / c
+        s = 0.0
+        for j in range(c):
+            d = np.float64(x[i, j]) - mu
+            s += d * d
+        inv = 1.0 / math.sqrt(s / c + eps)
+        mean[i] = mu
+        rstd[i] = inv
+        for j in range(c):
+            out[i, j] = (np.float64(x[i, j]) - mu) * inv * gamma[j] + beta[j]
+
+
+@njit(parallel=True, **OPTS)
+def layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, blocks):
+    m, c = x.shape
+    partial = np.zeros((2, blocks, c))
+    for t in prange(blocks):
+        for i in range(t * m // blocks, (t + 1) * m // blocks):
+            mu, inv = np.float64(mean[i]), np.float64(rstd[i])
+            sg = 0.0
+            sgx = 0.0
+            for j in range(c):
+                xhat = (np.float64(x[i, j]) - mu) * inv
+                g = np.float64(dy[i, j]) * gamma[j]
+                sg += g
+                sgx += g * xhat
+                partial[0, t, j] += dy[i, j] * xhat
+                partial[1, t, j] += dy[i, j]
+            sg /= c
+            sgx /= c
+            for j in range(c):
+                xhat = (np.float64(x[i, j]) - mu) * inv
+                dx[i, j] = inv * (np.float64(dy[i, j]) * gamma[j] - sg - xhat * sgx)
+    for j in range(c):
+        a = 0.0
+        b = 0.0
+        for t in range(blocks):
+            a += partial[0, t, j]
+            b += partial[1, t, j]
+        dgamma[j] = a
+        dbeta[j] = b

@@ -1,6 +1,6 @@
-"""ZeroPadding2D, Cropping2D and UpSampling2D: equal to Keras 3's layers, gradients
-against finite differences on every backend, .keras files both ways, bad arguments. The
-ops themselves are in the op table (tests/optable.py)."""
+"""ZeroPadding2D, Cropping2D, UpSampling2D and LayerNormalization: equal to Keras 3's
+layers, gradients against finite differences on every backend, .keras files both ways,
+bad arguments. The ops themselves are in the op table (tests/optable.py)."""
 import numpy as np
 import pytest
 
@@ -55,3 +55,40 @@ def test_bad_arguments_are_clear_errors():
         Sequential([layers.InputLayer((4, 4, 1)), layers.Cropping2D(2)]).build()
     with pytest.raises(ValueError, match="takes \\(batch, height, width, channels\\)"):
         Sequential([layers.InputLayer((4, 4)), layers.ZeroPadding2D(1)]).build()
+
+
+def normalized(lib, inputs):
+    return [inputs, lib.layers.Conv2D(4, 3, activation="relu"), lib.layers.LayerNormalization(epsilon=1e-5),
+            lib.layers.Reshape((12, 4)), lib.layers.LSTM(5, return_sequences=True),
+            lib.layers.LayerNormalization(center=False), lib.layers.Flatten(),
+            lib.layers.Dense(3), lib.layers.LayerNormalization(scale=False), lib.layers.Dense(2, activation="softmax")]
+
+
+def test_layer_normalization_matches_keras_and_round_trips(tmp_path):
+    keras = keras_or_skip()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 6, 2)).astype(np.float32)
+    theirs = keras.Sequential(normalized(keras, keras.Input((5, 6, 2))))
+    ours = Sequential(normalized(fastdl, layers.InputLayer((5, 6, 2))))
+    ours.build()
+    ours.set_weights([w + rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in theirs.get_weights()])
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0),
+                               ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(fastdl.models.load_model(tmp_path / "theirs.keras").predict(x, verbose=0),
+                               theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_normalizations_gradient_matches_finite_differences(backend):
+    fastdl.utils.set_random_seed(4)
+    model = Sequential(normalized(fastdl, layers.InputLayer((5, 6, 2))), dtype="float64")
+    model.compile(optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((2, 5, 6, 2)), np.array([1, 0])
+    model.train_on_batch(x, y)
+    grad = model.flat_grads.copy()
+    np.testing.assert_allclose(grad, numerical_gradient(lambda: model.evaluate(x, y, verbose=0), model.flat_params),
+                               rtol=1e-5, atol=1e-8)
