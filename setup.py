@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNELS = ["linalg", "conv", "pool", "activations", "losses", "optim", "augment", "norm", "recurrent", "resample",
-           "runtime"]
+           "depthwise", "runtime"]
 
 # Portable flags: -fno-math-errno lets GCC vectorise sqrt; never
 # -march=native or -ffast-math in a distributed build.

@@ -266,6 +266,144 @@ class Conv2D(Layer):
                 "activation": self.activation, "use_bias": self.use_bias}
 
 
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+class DepthwiseConv2D(Layer):
+    """Each input channel convolved with its own depth_multiplier filters (Keras's
+    DepthwiseConv2D): kernel (kh, kw, channels, depth_multiplier), output channel
+    c * depth_multiplier + m, then bias and activation."""
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.name)
+        self.kernel_size = _checks.int_pair("kernel_size", kernel_size)
+        self.strides = _checks.int_pair("strides", strides)
+        self.dilation_rate = _checks.int_pair("dilation_rate", dilation_rate)
+        self.padding = _checks.padding_spec(padding, allow_explicit=False)
+        self.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def _geometry(self):
+        return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_shape(self, input_shape)
+        from fastdl.ops._geometry import window
+
+        g = window((1, h, w, c), self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        return (g.oh, g.ow, c * self.depth_multiplier)
+
+    def weight_specs(self):
+        c = self.input_shape[-1]
+        specs = [("depthwise_kernel", self.kernel_size + (c, self.depth_multiplier), self.depthwise_initializer)]
+        if self.use_bias:
+            specs.append(("bias", (c * self.depth_multiplier,), self.bias_initializer))
+        return specs
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
+        ops.depthwise_conv2d(x, self.params[0], self.params[1] if self.use_bias else None,
+                             activation=self.activation, out=y, **self._geometry())
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.activation is not None:
+            dy = ops.activation_backward(dy, self._y, self.activation, out=self._buffer("dz", dy.shape, dy))
+        dx, dkernel, dbias = ops.depthwise_conv2d_backward(
+            dy, self._x, self.params[0], need_dx=need_dx,
+            dx_out=self._buffer("dx", self._x.shape, self._x) if need_dx else None, **self._geometry())
+        _device.copy_into(self.grads[0], dkernel)
+        if self.use_bias:
+            _device.copy_into(self.grads[1], dbias)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "depth_multiplier": self.depth_multiplier,
+                "dilation_rate": self.dilation_rate, "activation": self.activation, "use_bias": self.use_bias}
+
+
+class SeparableConv2D(Layer):
+    """A depthwise convolution (no bias) then a 1x1 convolution to `filters` with bias
+    and activation (Keras's SeparableConv2D): weights depthwise_kernel (kh, kw, channels,
+    depth_multiplier), pointwise_kernel (1, 1, channels * depth_multiplier, filters), bias."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.name)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _checks.int_pair("kernel_size", kernel_size)
+        self.strides = _checks.int_pair("strides", strides)
+        self.dilation_rate = _checks.int_pair("dilation_rate", dilation_rate)
+        self.padding = _checks.padding_spec(padding, allow_explicit=False)
+        self.depth_multiplier = _positive_int("depth_multiplier", depth_multiplier)
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def _geometry(self):
+        return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_shape(self, input_shape)
+        from fastdl.ops._geometry import window
+
+        g = window((1, h, w, c), self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        return (g.oh, g.ow, self.filters)
+
+    def weight_specs(self):
+        c = self.input_shape[-1]
+        specs = [("depthwise_kernel", self.kernel_size + (c, self.depth_multiplier), self.depthwise_initializer),
+                 ("pointwise_kernel", (1, 1, c * self.depth_multiplier, self.filters), self.pointwise_initializer)]
+        if self.use_bias:
+            specs.append(("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def forward(self, x, training=False):
+        middle = self._buffer("depthwise", (x.shape[0],) + self.output_shape[:2]
+                              + (x.shape[3] * self.depth_multiplier,), x)
+        ops.depthwise_conv2d(x, self.params[0], out=middle, **self._geometry())
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
+        ops.conv2d(middle, self.params[1], self.params[2] if self.use_bias else None, activation=self.activation,
+                   out=y)
+        self._x, self._middle, self._y = x, middle, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.activation is not None:
+            dy = ops.activation_backward(dy, self._y, self.activation, out=self._buffer("dz", dy.shape, dy))
+        dmiddle, dpointwise, dbias = ops.conv2d_backward(dy, self._middle, self.params[1],
+                                                         dx_out=self._buffer("dmiddle", self._middle.shape, dy))
+        dx, ddepthwise, _ = ops.depthwise_conv2d_backward(
+            dmiddle, self._x, self.params[0], need_dx=need_dx,
+            dx_out=self._buffer("dx", self._x.shape, self._x) if need_dx else None, **self._geometry())
+        _device.copy_into(self.grads[0], ddepthwise)
+        _device.copy_into(self.grads[1], dpointwise)
+        if self.use_bias:
+            _device.copy_into(self.grads[2], dbias)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "dilation_rate": self.dilation_rate,
+                "depth_multiplier": self.depth_multiplier, "activation": self.activation, "use_bias": self.use_bias}
+
+
 class _Pooling2D(Layer):
     _forward = _backward = None
 

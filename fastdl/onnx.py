@@ -121,6 +121,22 @@ def _export_layer(graph, layer, tensor, layout, shape):
             tensor = _to(graph, tensor, layout, "NHWC")  # Keras reshapes NHWC order
         target = graph.constant(f"{layer.name}_shape", np.array((0,) + layer.target_shape, np.int64))
         return graph.node("Reshape", [tensor, target], layer.name), "NHWC"
+    if kind in ("DepthwiseConv2D", "SeparableConv2D"):  # a Conv with one group a channel (then a 1x1 Conv)
+        tensor = _to(graph, tensor, layout, "NCHW")
+        channels, multiplier = shape[-1], layer.depth_multiplier
+        depthwise = params[0].transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, *layer.kernel_size)
+        inputs = [tensor, graph.constant(f"{layer.name}_depthwise", depthwise)]
+        if kind == "DepthwiseConv2D" and layer.use_bias:
+            inputs.append(graph.constant(f"{layer.name}_bias", params[1]))
+        attributes = _window_attributes(layer, shape, layer.kernel_size, layer.dilation_rate)
+        tensor = graph.node("Conv", inputs, f"{layer.name}_depthwise", group=channels,
+                            dilations=list(layer.dilation_rate), **attributes)
+        if kind == "SeparableConv2D":
+            inputs = [tensor, graph.constant(f"{layer.name}_pointwise", params[1].transpose(3, 2, 0, 1))]
+            if layer.use_bias:
+                inputs.append(graph.constant(f"{layer.name}_bias", params[2]))
+            tensor = graph.node("Conv", inputs, layer.name, kernel_shape=[1, 1])
+        return _activation(graph, tensor, layer.activation, 4, "NCHW"), "NCHW"
     if kind == "LayerNormalization":  # ONNX's own (opset 17), over the last axis as the model sees it
         if rank == 4:
             tensor, layout = _to(graph, tensor, layout, "NHWC"), "NHWC"

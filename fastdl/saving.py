@@ -108,6 +108,20 @@ def keras_layer_config(layer, dtype):
                       moving_variance_initializer=_initializer_config(layer.moving_variance_initializer, "ones"),
                       **_no_extras("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
                       synchronized=False)
+    elif kind in ("DepthwiseConv2D", "SeparableConv2D"):
+        if kind == "SeparableConv2D":
+            config["filters"] = layer.filters
+        config.update(kernel_size=list(layer.kernel_size), strides=list(layer.strides), padding=layer.padding,
+                      data_format="channels_last", dilation_rate=list(layer.dilation_rate),
+                      depth_multiplier=layer.depth_multiplier, activation=layer.activation or "linear",
+                      use_bias=layer.use_bias,
+                      depthwise_initializer=_initializer_config(layer.depthwise_initializer, "glorot_uniform"),
+                      bias_initializer=_initializer_config(layer.bias_initializer, "zeros"),
+                      **_no_extras("depthwise_regularizer", "bias_regularizer", "activity_regularizer",
+                                   "depthwise_constraint", "bias_constraint"))
+        if kind == "SeparableConv2D":
+            config.update(pointwise_initializer=_initializer_config(layer.pointwise_initializer, "glorot_uniform"),
+                          **_no_extras("pointwise_regularizer", "pointwise_constraint"))
     elif kind == "LayerNormalization":
         config.update(axis=-1, epsilon=layer.epsilon, center=layer.center, scale=layer.scale, rms_scaling=False,
                       beta_initializer=_initializer_config(layer.beta_initializer, "zeros"),
@@ -550,6 +564,9 @@ _TAKEN = {
               "reset_after", "seed", "dtype", "batch_input_shape") for kind in ("SimpleRNN", "LSTM", "GRU")},
     "Bidirectional": ("name", "layer", "backward_layer", "merge_mode", "dtype", "batch_input_shape"),
     "TimeDistributed": ("name", "layer", "dtype", "batch_input_shape"),
+    **{kind: ("name", "filters", "kernel_size", "strides", "padding", "dilation_rate", "depth_multiplier",
+              "activation", "use_bias", "depthwise_initializer", "pointwise_initializer", "bias_initializer", "dtype",
+              "batch_input_shape") for kind in ("DepthwiseConv2D", "SeparableConv2D")},
     "LayerNormalization": ("name", "axis", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer",
                            "dtype", "batch_input_shape"),
     "ZeroPadding2D": ("name", "padding", "dtype", "batch_input_shape"),

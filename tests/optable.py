@@ -525,6 +525,50 @@ def embedding_grad(args, kwargs):
     return [("dtable", ops.embedding_backward(indices, dy, table.shape[0]), _numerical(f, table))]
 
 
+# -- depthwise convolution -----------------------------------------------------------------------
+
+DEPTHWISE_GEOMETRIES = [dict(x=(1, 7, 5, 3), k=(3, 2, 3, 1), strides=1, padding="valid"),
+                        dict(x=(2, 9, 8, 2), k=(3, 3, 2, 2), strides=2, padding="same"),
+                        dict(x=(3, 4, 6, 1), k=(1, 1, 1, 3), strides=1, padding=((0, 2), (1, 0))),
+                        dict(x=(2, 10, 10, 16), k=(3, 3, 16, 1), strides=1, padding="same"),
+                        dict(x=(2, 6, 5, 2), k=(3, 2, 2, 2), strides=(2, 1), padding=((1, 0), (2, 1)),
+                             dilation_rate=(1, 2), activation="relu")]
+
+
+def depthwise_samples(rng, dtype):
+    return [((normal(rng, g["x"], dtype), normal(rng, g["k"], dtype), normal(rng, g["k"][2] * g["k"][3], dtype)),
+             {key: value for key, value in g.items() if key not in ("x", "k")}) for g in DEPTHWISE_GEOMETRIES]
+
+
+def depthwise_backward_samples(rng, dtype):
+    out = []
+    for (x, k, _), kw in depthwise_samples(rng, dtype):
+        kw.pop("activation", None)
+        y = ops.depthwise_conv2d(np.zeros(x.shape, dtype), k, **kw)
+        out.append(((normal(rng, y.shape, dtype), x, k), kw))
+    return out
+
+
+def torch_depthwise(torch, x, k, b, strides, padding, dilation_rate=1, activation=None):
+    if not isinstance(padding, str) or dilation_rate != 1 or activation or (padding == "same" and strides != 1):
+        return None
+    c, m = k.shape[2], k.shape[3]
+    weight = torch.from_numpy(np.ascontiguousarray(k.transpose(2, 3, 0, 1).reshape(c * m, 1, *k.shape[:2])))
+    t = torch.nn.functional.conv2d(_nchw(torch, x), weight, torch.from_numpy(b), stride=strides, padding=padding,
+                                   groups=c)
+    return _nhwc(t)
+
+
+def depthwise_grad(args, kwargs):
+    x, k, b = args
+    kwargs = {key: value for key, value in kwargs.items() if key != "activation"}
+    y = ops.depthwise_conv2d(x, k, b, **kwargs)
+    dy = np.random.default_rng(15).standard_normal(y.shape)
+    dx, dk, db = ops.depthwise_conv2d_backward(dy, x, k, **kwargs)
+    f = _weighted(lambda: ops.depthwise_conv2d(x, k, b, **kwargs), dy)
+    return [("dx", dx, _numerical(f, x)), ("dkernel", dk, _numerical(f, k)), ("dbias", db, _numerical(f, b))]
+
+
 # -- layer normalization ---------------------------------------------------------------------
 
 LN_SHAPES = [(4, 7), (1, 5), (2, 3, 6), (3, 1), (2, 2, 3, 33), (200, 40)]
@@ -744,6 +788,16 @@ TABLE = [
            invalid=((lambda: ops.embedding_backward([0, 1], np.ones((3, 2)), 2), ValueError, "dy must have shape"),
                     (lambda: ops.embedding_backward([0, 2], np.ones((2, 2)), 2), ValueError, "indices must be in"),
                     (lambda: ops.embedding_backward([0], np.ones((1, 2)), 0), ValueError, "input_dim"))),
+    OpInfo("depthwise_conv2d", depthwise_samples, torch=torch_depthwise, grad=depthwise_grad, scale=3,
+           invalid=((lambda: ops.depthwise_conv2d(X4, np.ones((2, 2, 2, 1), np.float32)), ValueError,
+                     "kernel channels"),
+                    (lambda: ops.depthwise_conv2d(X4, np.ones((2, 2, 1, 2), np.float32), np.ones(3, np.float32)),
+                     ValueError, "bias must have shape"),
+                    (lambda: ops.depthwise_conv2d(X4, np.ones((5, 2, 1, 1), np.float32)), ValueError,
+                     "larger than"))),
+    OpInfo("depthwise_conv2d_backward", depthwise_backward_samples, scale=3,
+           invalid=((lambda: ops.depthwise_conv2d_backward(np.ones((1, 3, 3, 1), np.float32), X4,
+                                                           np.ones((2, 2, 1, 2), np.float32)), ValueError, "dy"),)),
     OpInfo("layer_norm", ln_samples, call=ln_call, torch=torch_ln, grad=ln_grad, scale=3,
            invalid=((lambda: ops.layer_norm(np.ones(3)), ValueError, "at least 2-D"),
                     (lambda: ops.layer_norm(np.ones((2, 3)), np.ones(2)), ValueError, "gamma must have shape"),

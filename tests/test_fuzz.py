@@ -377,6 +377,22 @@ def test_layer_norm_and_its_backward(backend, shape, dtype, layout, offset, affi
                             scale=(1 + offset) * np.prod(shape) / epsilon ** 0.5)
 
 
+@fuzz
+@given(geometry=window_geometry(), multiplier=st.integers(1, 3), dtype=DTYPES, layout=LAYOUTS,
+       with_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_depthwise_conv2d_forward_and_backward(backend, geometry, multiplier, dtype, layout, with_bias, seed):
+    shape, size, strides, dilation, padding = geometry
+    rng = np.random.default_rng(seed)
+    x = view(normal(rng, shape, dtype), layout)
+    kernel = normal(rng, size + (shape[3], multiplier), dtype)
+    bias = normal(rng, shape[3] * multiplier, dtype) if with_bias else None
+    kwargs = dict(strides=strides, padding=padding, dilation_rate=dilation)
+    y = check_against_reference(ops.depthwise_conv2d, (x, kernel, bias), kwargs, dtype, scale=size[0] * size[1])[0]
+    dy = view(normal(rng, np.shape(y), dtype), layout)
+    check_against_reference(ops.depthwise_conv2d_backward, (dy, x, kernel), kwargs, dtype,
+                            scale=np.prod(np.shape(y)[:3]) * size[0] * size[1])
+
+
 # -- invalid arguments: drawn, refused with an error naming the argument -----------------
 # They run in a child process: a crash (a kernel reached with what it cannot take) ends
 # the child, and the test below reports it.

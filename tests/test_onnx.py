@@ -67,6 +67,14 @@ def test_padding_cropping_and_upsampling_run_as_predict():
     assert_runs_as_predict(model)
 
 
+def test_depthwise_and_separable_convolutions_run_as_predict():
+    fastdl.utils.set_random_seed(5)
+    model = Sequential([layers.Input((9, 8, 3)), layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
+                        layers.SeparableConv2D(4, (3, 2), strides=2, activation="relu"),
+                        layers.DepthwiseConv2D(2, dilation_rate=(1, 2), activation="tanh", use_bias=False)])
+    assert_runs_as_predict(model)
+
+
 def test_layer_normalization_on_images_and_vectors_runs_as_predict():
     fastdl.utils.set_random_seed(4)
     model = Sequential([layers.Input((5, 6, 2)), layers.Conv2D(4, 3), layers.LayerNormalization(),

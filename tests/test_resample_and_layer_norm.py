@@ -92,3 +92,41 @@ def test_layer_normalizations_gradient_matches_finite_differences(backend):
     grad = model.flat_grads.copy()
     np.testing.assert_allclose(grad, numerical_gradient(lambda: model.evaluate(x, y, verbose=0), model.flat_params),
                                rtol=1e-5, atol=1e-8)
+
+
+def separable(lib, inputs):
+    return [inputs, lib.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu"),
+            lib.layers.SeparableConv2D(5, (3, 2), strides=2, padding="same", activation="tanh"),
+            lib.layers.DepthwiseConv2D((2, 2), dilation_rate=(1, 2), use_bias=False),
+            lib.layers.SeparableConv2D(3, 1, depth_multiplier=3, use_bias=False), lib.layers.Flatten(),
+            lib.layers.Dense(2, activation="softmax")]
+
+
+def test_depthwise_and_separable_convolutions_match_keras_and_round_trip(tmp_path):
+    keras = keras_or_skip()
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 9, 10, 3)).astype(np.float32)
+    theirs = keras.Sequential(separable(keras, keras.Input((9, 10, 3))))
+    ours = Sequential(separable(fastdl, layers.InputLayer((9, 10, 3))))
+    ours.build()
+    ours.set_weights([w + rng.standard_normal(w.shape).astype(np.float32) * 0.2 for w in theirs.get_weights()])
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0),
+                               ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(fastdl.models.load_model(tmp_path / "theirs.keras").predict(x, verbose=0),
+                               theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_depthwise_and_separable_gradients_match_finite_differences(backend):
+    fastdl.utils.set_random_seed(7)
+    model = Sequential(separable(fastdl, layers.InputLayer((6, 7, 2))), dtype="float64")
+    model.compile(optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((2, 6, 7, 2)), np.array([1, 0])
+    model.train_on_batch(x, y)
+    grad = model.flat_grads.copy()
+    np.testing.assert_allclose(grad, numerical_gradient(lambda: model.evaluate(x, y, verbose=0), model.flat_params),
+                               rtol=1e-5, atol=1e-8)

@@ -31,6 +31,10 @@ def _op(name, params, fills="", optional=""):
 OPS = (
     _op("conv2d", "x kernel bias out g activation", "out"),
     _op("conv2d_backward", "dy x kernel g dx", "dx"),  # returns (dx, dkernel, dbias)
+    # depthwise: kernel (KH, KW, C, M), output channel c * M + m; the backward returns
+    # (dx or None, dkernel, dbias), dx None when not wanted
+    _op("depthwise_conv2d", "x kernel bias out g", "out"),
+    _op("depthwise_conv2d_backward", "dy x kernel g dx", "dx"),
     _op("conv2d_max_pool", "x kernel bias conv_out out g activation ph pw argmax",
         "conv_out out argmax", "argmax"),
     _op("max_pool2d", "x out g argmax", "out argmax", "argmax"),

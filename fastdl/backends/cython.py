@@ -5,6 +5,7 @@ from fastdl._config import get_num_threads
 from fastdl._kernels import activations as _activations
 from fastdl._kernels import augment as _augment
 from fastdl._kernels import conv as _conv
+from fastdl._kernels import depthwise as _depthwise
 from fastdl._kernels import linalg as _linalg
 from fastdl._kernels import losses as _losses
 from fastdl._kernels import norm as _norm
@@ -373,3 +374,18 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
     blocks = _threads_for(x.size) if x.shape[0] > 1 else 1
     _norm.layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, np.empty((2, blocks, c)))
     return dgamma, dbeta
+
+
+def depthwise_conv2d(x, kernel, bias, out, g):
+    _depthwise.forward(x, kernel, bias, out, g.kernel_args(), _threads_for(out.size))
+
+
+def depthwise_conv2d_backward(dy, x, kernel, g, dx):
+    threads = _threads_for(dy.size)
+    if dx is not None:
+        _depthwise.backward_input(dy, kernel, dx, g.kernel_args(), threads)
+    blocks = max(1, min(threads, g.n * g.oh))
+    partial = np.empty((blocks,) + kernel.shape)
+    partial_bias = np.empty((blocks, dy.shape[3]))
+    _depthwise.backward_kernel(dy, x, partial, partial_bias, g.kernel_args())
+    return dx, partial.sum(axis=0).astype(x.dtype), partial_bias.sum(axis=0).astype(x.dtype)

@@ -549,3 +549,33 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
     g = d * gamma
     dx[...] = inv * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
     return (d * xhat).sum(axis=0).astype(x.dtype), d.sum(axis=0).astype(x.dtype)
+
+
+# -- depthwise convolution: one window offset at a time, as conv2d ---------------------------
+
+def depthwise_conv2d(x, kernel, bias, out, g):
+    xp = _padded(x.astype(np.float64), g, 0)
+    c, m = kernel.shape[2], kernel.shape[3]
+    acc = np.zeros((g.n, g.oh, g.ow, c, m))
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            acc += xp[_offset(g, ky, kx)][..., None] * kernel[ky, kx]
+    if bias is not None:
+        acc += bias.reshape(c, m)
+    out[...] = acc.reshape(out.shape)
+
+
+def depthwise_conv2d_backward(dy, x, kernel, g, dx):
+    c, m = kernel.shape[2], kernel.shape[3]
+    d = dy.astype(np.float64).reshape(g.n, g.oh, g.ow, c, m)
+    xp = _padded(x.astype(np.float64), g, 0)
+    dxp = np.zeros_like(xp)
+    dkernel = np.zeros(kernel.shape)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            window = _offset(g, ky, kx)
+            dkernel[ky, kx] = (xp[window][..., None] * d).sum(axis=(0, 1, 2))
+            dxp[window] += (d * kernel[ky, kx]).sum(axis=-1)
+    if dx is not None:
+        dx[...] = _unpadded(dxp, g)
+    return dx, dkernel.astype(x.dtype), d.sum(axis=(0, 1, 2)).reshape(-1).astype(x.dtype)

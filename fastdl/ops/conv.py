@@ -107,3 +107,52 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
         dx = _checks.output("dx_out", dx_out, x.shape, x.dtype, _checks.on_device(dy, x, kernel))
         _checks.distinct("dx_out", dx, dy=dy, x=x, kernel=kernel)
     return backend_module().conv2d_backward(dy, x, kernel, g, dx)
+
+
+def _prepare_depthwise(x, kernel, strides, padding, dilation_rate):
+    x = _checks.float_array("x", x, 4, "(batch, height, width, channels)")
+    kernel = _checks.float_array("kernel", kernel, 4, "(kernel_h, kernel_w, channels, depth_multiplier)")
+    _checks.same_dtype(x=x, kernel=kernel)
+    if kernel.shape[2] != x.shape[3]:
+        raise ValueError(f"kernel channels ({kernel.shape[2]}, kernel shape {kernel.shape}) must equal the "
+                         f"channels of x ({x.shape[3]}, x shape {x.shape})")
+    geometry = window(x.shape, kernel.shape[:2], _checks.int_pair("strides", strides),
+                      _checks.int_pair("dilation_rate", dilation_rate), _checks.padding_spec(padding))
+    return x, kernel, geometry
+
+
+def depthwise_conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, activation=None,
+                     out=None):
+    """Each channel c of x (N, H, W, C) cross-correlated with its own M filters, kernel
+    (KH, KW, C, M), into output channels c * M + m, + bias (C * M,), then activation
+    (Keras's DepthwiseConv2D, depth_multiplier M). Returns y (N, OH, OW, C * M)."""
+    x, kernel, g = _prepare_depthwise(x, kernel, strides, padding, dilation_rate)
+    activation = _checks.activation_name(activation)
+    channels = kernel.shape[2] * kernel.shape[3]
+    if bias is not None:
+        bias = _checks.float_array("bias", bias, 1, "(channels * depth_multiplier,)")
+        _checks.same_dtype(x=x, bias=bias)
+        _checks.shape_is("bias", bias, (channels,), "one value per output channel")
+    y = _checks.output("out", out, (g.n, g.oh, g.ow, channels), x.dtype, _checks.on_device(x, kernel, bias))
+    _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
+    backend = backend_module()
+    backend.depthwise_conv2d(x, kernel, bias, y, g)
+    if activation is not None:  # in place, over rows of channels as ops.activation runs it
+        rows = y.reshape(-1, channels)
+        backend.activation(rows, rows, activation)
+    return y
+
+
+def depthwise_conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, need_dx=True,
+                              dx_out=None):
+    """Gradients of depthwise_conv2d before its activation: (dx (N, H, W, C) or None,
+    dkernel (KH, KW, C, M), dbias (C * M,)) from dy (N, OH, OW, C * M)."""
+    x, kernel, g = _prepare_depthwise(x, kernel, strides, padding, dilation_rate)
+    dy = _checks.float_array("dy", dy, 4, "(batch, out_height, out_width, channels * depth_multiplier)")
+    _checks.same_dtype(dy=dy, x=x)
+    _checks.shape_is("dy", dy, (g.n, g.oh, g.ow, kernel.shape[2] * kernel.shape[3]), "depthwise_conv2d's output")
+    dx = None
+    if need_dx:
+        dx = _checks.output("dx_out", dx_out, x.shape, x.dtype, _checks.on_device(dy, x, kernel))
+        _checks.distinct("dx_out", dx, dy=dy, x=x, kernel=kernel)
+    return backend_module().depthwise_conv2d_backward(dy, x, kernel, g, dx)

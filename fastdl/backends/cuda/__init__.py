@@ -417,3 +417,19 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
     gpu.layer_norm_backward(_dev(dy), _dev(x), _dev(mean), _dev(rstd), _dev(gamma), target, dgamma, dbeta)
     _finish(target, dx)
     return _result(dgamma, dy, x), _result(dbeta, dy, x)
+
+
+def depthwise_conv2d(x, kernel, bias, out, g):
+    y = _target(out)
+    gpu.depthwise_conv2d(_dev(x), _dev(kernel), _optional(bias), y, g.kernel_args())
+    _finish(y, out)
+
+
+def depthwise_conv2d_backward(dy, x, kernel, g, dx):
+    target = None if dx is None else _target(dx)
+    dkernel = gpu.device_array(kernel.shape, x.dtype)
+    dbias = gpu.device_array((dy.shape[3],), x.dtype)
+    gpu.depthwise_conv2d_backward(_dev(dy), _dev(x), _dev(kernel), g.kernel_args(), target, dkernel, dbias)
+    if dx is not None:
+        _finish(target, dx)
+    return dx, _result(dkernel, dy, x), _result(dbias, dy, x)

@@ -983,9 +983,9 @@ def _layer_norm_dx(dy, x, mean, rstd, gamma, dx):
         sg = 0.0
         sgx = 0.0
         for j in range(c):
-            g = dy[i, j] * gamma[j]
-            sg += g
-            sgx += g * (x[i, j] - mean[i]) * rstd[i]
+            scaled = dy[i, j] * gamma[j]
+            sg += scaled
+            sgx += scaled * (x[i, j] - mean[i]) * rstd[i]
         for j in range(c):
             xhat = (x[i, j] - mean[i]) * rstd[i]
             dx[i, j] = rstd[i] * (dy[i, j] * gamma[j] - sg / c - xhat * sgx / c)
@@ -1012,3 +1012,76 @@ def layer_norm(x, gamma, beta, eps, out, mean, rstd):
 def layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta):
     _launch(_layer_norm_dx, x.shape[0], dy, x, mean, rstd, gamma, dx)
     _launch(_layer_norm_params, x.shape[1], dy, x, mean, rstd, dgamma, dbeta)
+
+
+# -- depthwise convolution: a thread an output, an input pixel, a kernel value ------------------
+
+@cuda.jit
+def _depthwise(x, kernel, bias, has_bias, out, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    m = kernel.shape[3]
+    if i < out.size:
+        img, oy, ox, q = _nhwc(i, oh, ow, c * m)
+        ch, mm = q // m, q % m
+        acc = bias[q] if has_bias else out.dtype.type(0)
+        for ky in range(kh):
+            iy = oy * sh - pt + ky * dh
+            for kx in range(kw):
+                ix = ox * sw - pl + kx * dw
+                if 0 <= iy < h and 0 <= ix < w:
+                    acc += x[img, iy, ix, ch] * kernel[ky, kx, ch, mm]
+        out[img, oy, ox, q] = acc
+
+
+@cuda.jit
+def _depthwise_dx(dy, kernel, dx, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    m = kernel.shape[3]
+    if i < dx.size:
+        img, iy, ix, ch = _nhwc(i, h, w, c)
+        acc = dx.dtype.type(0)
+        for ky in range(kh):
+            ny = iy + pt - ky * dh
+            for kx in range(kw):
+                nx = ix + pl - kx * dw
+                if ny >= 0 and nx >= 0 and ny % sh == 0 and nx % sw == 0 and ny // sh < oh and nx // sw < ow:
+                    for mm in range(m):
+                        acc += dy[img, ny // sh, nx // sw, ch * m + mm] * kernel[ky, kx, ch, mm]
+        dx[img, iy, ix, ch] = acc
+
+
+@cuda.jit
+def _depthwise_dkernel(dy, x, dkernel, dbias, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    i = cuda.grid(1)
+    m = dkernel.shape[3]
+    if i < dkernel.size:
+        ky, kx, ch, mm = _nhwc(i, kw, c, m)
+        acc = 0.0
+        total = 0.0
+        for img in range(n):
+            for oy in range(oh):
+                iy = oy * sh - pt + ky * dh
+                for ox in range(ow):
+                    ix = ox * sw - pl + kx * dw
+                    if ky == 0 and kx == 0:
+                        total += dy[img, oy, ox, ch * m + mm]
+                    if 0 <= iy < h and 0 <= ix < w:
+                        acc += x[img, iy, ix, ch] * dy[img, oy, ox, ch * m + mm]
+        dkernel[ky, kx, ch, mm] = acc
+        if ky == 0 and kx == 0:
+            dbias[ch * m + mm] = total
+
+
+def depthwise_conv2d(x, kernel, bias, out, g):
+    has_bias = bias is not None
+    bias = bias if has_bias else cuda.to_device(np.zeros(1, x.dtype))
+    _launch(_depthwise, out.size, x, kernel, bias, has_bias, out, g)
+
+
+def depthwise_conv2d_backward(dy, x, kernel, g, dx, dkernel, dbias):
+    if dx is not None:
+        _launch(_depthwise_dx, dx.size, dy, kernel, dx, g)
+    _launch(_depthwise_dkernel, dkernel.size, dy, x, dkernel, dbias, g)

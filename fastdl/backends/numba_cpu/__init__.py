@@ -373,6 +373,8 @@ def _warm_every_op():
             table = ops.embedding([0, 1], np.ones((2, 3), dtype))
             ops.embedding_backward([0, 1], table, 2)
             ops.crop2d(ops.pad2d(x, 1), 1)
+            depthwise = np.ones((3, 3, 2, 2), dtype)
+            ops.depthwise_conv2d_backward(ops.depthwise_conv2d(x, depthwise, np.ones(4, dtype)), x, depthwise)
             ops.upsample2d_backward(ops.upsample2d(x, 2), 2)
         for images in (np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 4, 4, 1), np.float32)):
             ops.affine_transform_batch(images, [0], np.tile(np.eye(2, 3), (1, 1, 1)))
@@ -408,3 +410,19 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
     dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
     _k.layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, max(1, min(_threads(), x.shape[0])))
     return dgamma, dbeta
+
+
+def depthwise_conv2d(x, kernel, bias, out, g):
+    _threads()
+    _k.depthwise_conv2d(x, kernel, bias if bias is not None else np.zeros(1, x.dtype), bias is not None, out,
+                        g.kernel_args())
+
+
+def depthwise_conv2d_backward(dy, x, kernel, g, dx):
+    threads = _threads()
+    if dx is not None:
+        _k.depthwise_conv2d_backward_input(dy, kernel, dx, g.kernel_args())
+    blocks = max(1, min(threads, g.n * g.oh))
+    partial, partial_bias = np.empty((blocks,) + kernel.shape), np.empty((blocks, dy.shape[3]))
+    _k.depthwise_conv2d_backward_kernel(dy, x, partial, partial_bias, g.kernel_args())
+    return dx, partial.sum(axis=0).astype(x.dtype), partial_bias.sum(axis=0).astype(x.dtype)

@@ -774,9 +774,9 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, blocks):
             sgx = 0.0
             for j in range(c):
                 xhat = (np.float64(x[i, j]) - mu) * inv
-                g = np.float64(dy[i, j]) * gamma[j]
-                sg += g
-                sgx += g * xhat
+                scaled = np.float64(dy[i, j]) * gamma[j]
+                sg += scaled
+                sgx += scaled * xhat
                 partial[0, t, j] += dy[i, j] * xhat
                 partial[1, t, j] += dy[i, j]
             sg /= c
@@ -792,3 +792,79 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, blocks):
             b += partial[1, t, j]
         dgamma[j] = a
         dbeta[j] = b
+
+
+# -- depthwise convolution: see kernels/depthwise.pyx ----------------------------------------
+
+@njit(parallel=True, **OPTS)
+def depthwise_conv2d(x, kernel, bias, has_bias, out, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    m = kernel.shape[3]
+    for r in prange(n * oh):
+        i, oy = r // oh, r % oh
+        for ox in range(ow):
+            for q in range(c * m):
+                out[i, oy, ox, q] = bias[q] if has_bias else 0
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    ix = ox * sw - pl + kx * dw
+                    if ix < 0 or ix >= w:
+                        continue
+                    for ch in range(c):
+                        v = x[i, iy, ix, ch]
+                        for q in range(m):
+                            out[i, oy, ox, ch * m + q] += v * kernel[ky, kx, ch, q]
+
+
+@njit(parallel=True, **OPTS)
+def depthwise_conv2d_backward_input(dy, kernel, dx, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    m = kernel.shape[3]
+    for r in prange(n * h):
+        i, iy = r // h, r % h
+        for ix in range(w):
+            for ch in range(c):
+                dx[i, iy, ix, ch] = 0
+            for ky in range(kh):
+                ny = iy + pt - ky * dh
+                if ny < 0 or ny % sh != 0 or ny // sh >= oh:
+                    continue
+                for kx in range(kw):
+                    nx = ix + pl - kx * dw
+                    if nx < 0 or nx % sw != 0 or nx // sw >= ow:
+                        continue
+                    for ch in range(c):
+                        s = dx.dtype.type(0)
+                        for q in range(m):
+                            s += dy[i, ny // sh, nx // sw, ch * m + q] * kernel[ky, kx, ch, q]
+                        dx[i, iy, ix, ch] += s
+
+
+@njit(parallel=True, **OPTS)
+def depthwise_conv2d_backward_kernel(dy, x, partial, partial_bias, g):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    blocks, m = partial.shape[0], partial.shape[4]
+    rows = n * oh
+    partial[:] = 0
+    partial_bias[:] = 0
+    for t in prange(blocks):
+        for r in range(t * rows // blocks, (t + 1) * rows // blocks):
+            i, oy = r // oh, r % oh
+            for ox in range(ow):
+                for q in range(c * m):
+                    partial_bias[t, q] += dy[i, oy, ox, q]
+                for ky in range(kh):
+                    iy = oy * sh - pt + ky * dh
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw - pl + kx * dw
+                        if ix < 0 or ix >= w:
+                            continue
+                        for ch in range(c):
+                            v = np.float64(x[i, iy, ix, ch])
+                            for q in range(m):
+                                partial[t, ky, kx, ch, q] += v * dy[i, oy, ox, ch * m + q]
