@@ -243,6 +243,113 @@ def loss_case(name, batch, width, libs, rng):
     return Case("kernels", f"loss {name} fwd+bwd", f"b{batch} x{width}", candidates, 3.0 * y.nbytes, "GB/s", check)
 
 
+# (name, height, width, channels, kernel, stride): MobileNet's depthwise layers
+DEPTHWISE_CONVS = [("mobilenet dw 32", 56, 56, 32, 3, 1), ("mobilenet dw 128 s2", 28, 28, 128, 3, 2)]
+
+
+def depthwise_case(name, batch, h, w, c, k, stride, libs, rng):
+    """Depthwise convolution forward + backward ('same' padding), against torch's
+    conv2d with groups=C (NCHW and channels_last)."""
+    x = rng.standard_normal((batch, h, w, c)).astype(np.float32)
+    kernel = (rng.standard_normal((k, k, c, 1)) * 0.3).astype(np.float32)
+    bias = rng.standard_normal(c).astype(np.float32)
+    geometry = dict(strides=stride, padding="same")
+    y = ops.depthwise_conv2d(x, kernel, bias, **geometry)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    result = {}
+
+    def ours():
+        out = ops.depthwise_conv2d(x, kernel, bias, **geometry)
+        result["fastdl"] = (out, ops.depthwise_conv2d_backward(dy, x, kernel, **geometry)[0])
+    candidates = {"fastdl": ours}
+    torch = libs.get("torch")
+    if torch is not None and stride == 1:  # torch's padding='same' takes stride 1 only
+        weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(2, 3, 0, 1))).requires_grad_()
+        tb = torch.from_numpy(bias).requires_grad_()
+        for label, cl in (("torch", False), ("torch-cl", True)):
+            tx = _torch_nchw(torch, x, cl).requires_grad_()
+            tdy = _torch_nchw(torch, dy, cl)
+
+            def theirs(tx=tx, tdy=tdy, label=label):
+                tx.grad = weight.grad = tb.grad = None
+                out = torch.nn.functional.conv2d(tx, weight, tb, padding="same", groups=c)
+                out.backward(tdy)
+                result[label] = (out.detach().permute(0, 2, 3, 1).numpy(), tx.grad.permute(0, 2, 3, 1).numpy())
+            candidates[label] = theirs
+
+    def check():
+        for label in ("torch", "torch-cl"):
+            if label in result:
+                _close(result["fastdl"][0], result[label][0], f"{name} output")
+                _close(result["fastdl"][1], result[label][1], f"{name} dx")
+    flops = 3 * 2.0 * y.size * k * k
+    return Case("kernels", f"depthwise {name} fwd+bwd", f"b{batch} {h}x{w}x{c} k{k} s{stride}", candidates, flops,
+                "GFLOP/s", check)
+
+
+def layer_norm_case(rows, width, libs, rng):
+    """LayerNormalization forward + backward over (rows, width), against torch's."""
+    x = rng.standard_normal((rows, width)).astype(np.float32)
+    dy = rng.standard_normal((rows, width)).astype(np.float32)
+    gamma, beta = rng.standard_normal(width).astype(np.float32), rng.standard_normal(width).astype(np.float32)
+    result = {}
+
+    def ours():
+        y, mean, rstd = ops.layer_norm(x, gamma, beta, return_statistics=True)
+        result["fastdl"] = (y, ops.layer_norm_backward(dy, x, mean, rstd, gamma)[0])
+    candidates = {"fastdl": ours}
+    torch = libs.get("torch")
+    if torch is not None:
+        tx = torch.from_numpy(x).requires_grad_()
+        tg, tb = torch.from_numpy(gamma).requires_grad_(), torch.from_numpy(beta).requires_grad_()
+        tdy = torch.from_numpy(dy)
+
+        def theirs():
+            tx.grad = tg.grad = tb.grad = None
+            out = torch.nn.functional.layer_norm(tx, (width,), tg, tb, 1e-3)
+            out.backward(tdy)
+            result["torch"] = (out.detach().numpy(), tx.grad.numpy())
+        candidates["torch"] = theirs
+
+    def check():
+        if "torch" in result:
+            _close(result["fastdl"][0], result["torch"][0], "layer norm output")
+            _close(result["fastdl"][1], result["torch"][1], "layer norm dx")
+    return Case("kernels", "layer norm fwd+bwd", f"{rows}x{width}", candidates, 5.0 * x.nbytes, "GB/s", check)
+
+
+def upsample_case(batch, h, w, c, libs, rng):
+    """ZeroPadding2D(1) + UpSampling2D(2) forward and backward, against torch's pad and
+    nearest interpolate (channels_last: the layout NHWC data has)."""
+    x = rng.standard_normal((batch, h, w, c)).astype(np.float32)
+    dy = rng.standard_normal((batch, 2 * (h + 2), 2 * (w + 2), c)).astype(np.float32)
+    result = {}
+
+    def ours():
+        up = ops.upsample2d(ops.pad2d(x, 1), 2)
+        result["fastdl"] = (up, ops.crop2d(ops.upsample2d_backward(dy, 2), 1))
+    candidates = {"fastdl": ours}
+    torch = libs.get("torch")
+    if torch is not None:
+        tx = _torch_nchw(torch, x, True).requires_grad_()
+        tdy = _torch_nchw(torch, dy, True)
+
+        def theirs():
+            tx.grad = None
+            out = torch.nn.functional.interpolate(torch.nn.functional.pad(tx, (1, 1, 1, 1)), scale_factor=2,
+                                                  mode="nearest")
+            out.backward(tdy)
+            result["torch-cl"] = (out.detach().permute(0, 2, 3, 1).numpy(), tx.grad.permute(0, 2, 3, 1).numpy())
+        candidates["torch-cl"] = theirs
+
+    def check():
+        if "torch-cl" in result:
+            _close(result["fastdl"][0], result["torch-cl"][0], "pad+upsample output")
+            _close(result["fastdl"][1], result["torch-cl"][1], "pad+upsample dx")
+    return Case("kernels", "pad+upsample fwd+bwd", f"b{batch} {h}x{w}x{c} x2", candidates,
+                2.0 * (x.nbytes + dy.nbytes), "GB/s", check)
+
+
 def cases(quick, batches, libs):
     rng = np.random.default_rng(0)
     out = []
@@ -263,4 +370,8 @@ def cases(quick, batches, libs):
             out.append(layout)
     out.append(matmul_case(512 if quick else 1024, 512 if quick else 1024, 512 if quick else 1024,
                            libs, rng))
+    for spec in DEPTHWISE_CONVS[:1] if quick else DEPTHWISE_CONVS:
+        out.append(depthwise_case(*spec[:1], batches[0], *spec[1:], libs=libs, rng=rng))
+    out.append(layer_norm_case(1024 if quick else 4096, 256, libs, rng))
+    out.append(upsample_case(batches[0], 16, 16, 32, libs, rng))
     return out
