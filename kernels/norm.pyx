@@ -107,28 +107,29 @@ def backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating
                         + coefficients[2, j])
 
 
-# -- layer normalization: one statistic per row, over its C values ----------------------------
+# -- layer normalization: one statistic per row, over its C values (row_ops.h's loops) ---------
+
+cdef extern from "row_ops.h" nogil:
+    void fastdl_layer_norm_row_f(const float *x, const float *gamma, const float *beta, double eps, float *out,
+                                 float *mean, float *rstd, Py_ssize_t n)
+    void fastdl_layer_norm_row_d(const double *x, const double *gamma, const double *beta, double eps,
+                                 double *out, double *mean, double *rstd, Py_ssize_t n)
+    void fastdl_layer_norm_row_backward_f(const float *dy, const float *x, double mu, double inv, const float *gamma,
+                                          float *dx, double *pg, double *pb, Py_ssize_t n)
+    void fastdl_layer_norm_row_backward_d(const double *dy, const double *x, double mu, double inv,
+                                          const double *gamma, double *dx, double *pg, double *pb, Py_ssize_t n)
+
 
 def layer_norm(const floating[:, ::1] x, const floating[::1] gamma, const floating[::1] beta, double eps,
                floating[:, ::1] out, floating[::1] mean, floating[::1] rstd, int num_threads):
     """out = (x - mean) * rstd * gamma + beta per row, mean and rstd = 1 / sqrt(var + eps)
     of each row (two passes over the row in double: the mean, then the squares about it)."""
-    cdef Py_ssize_t m = x.shape[0], c = x.shape[1], i, j
-    cdef double s, d, mu, inv
+    cdef Py_ssize_t m = x.shape[0], c = x.shape[1], i
     for i in prange(m, nogil=True, schedule="static", num_threads=num_threads):
-        s = 0
-        for j in range(c):
-            s = s + x[i, j]
-        mu = s / c
-        s = 0
-        for j in range(c):
-            d = x[i, j] - mu
-            s = s + d * d
-        inv = 1.0 / sqrt(s / c + eps)
-        mean[i] = <floating> mu
-        rstd[i] = <floating> inv
-        for j in range(c):
-            out[i, j] = <floating> ((x[i, j] - mu) * inv * gamma[j] + beta[j])
+        if floating is float:
+            fastdl_layer_norm_row_f(&x[i, 0], &gamma[0], &beta[0], eps, &out[i, 0], &mean[i], &rstd[i], c)
+        else:
+            fastdl_layer_norm_row_d(&x[i, 0], &gamma[0], &beta[0], eps, &out[i, 0], &mean[i], &rstd[i], c)
 
 
 def layer_norm_backward(const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] mean,
@@ -138,35 +139,23 @@ def layer_norm_backward(const floating[:, ::1] dy, const floating[:, ::1] x, con
     mean) rstd; dgamma, dbeta: column sums of dy xhat and dy, per block of rows into
     partial (2, blocks, C), then added in block order (no dependence on scheduling)."""
     cdef Py_ssize_t m = x.shape[0], c = x.shape[1], blocks = partial.shape[1], t, i, j, lo, hi
-    cdef double sg, sgx, xhat, g, mu, inv
+    cdef double sg, sb
+    partial[...] = 0
     for t in prange(blocks, nogil=True, schedule="static", num_threads=blocks):
         lo = block_start(t, m, blocks)
         hi = block_start(t + 1, m, blocks)
-        for j in range(c):
-            partial[0, t, j] = 0
-            partial[1, t, j] = 0
         for i in range(lo, hi):
-            mu = mean[i]
-            inv = rstd[i]
-            sg = 0
-            sgx = 0
-            for j in range(c):
-                xhat = (x[i, j] - mu) * inv
-                g = <double> dy[i, j] * gamma[j]
-                sg = sg + g
-                sgx = sgx + g * xhat
-                partial[0, t, j] += dy[i, j] * xhat
-                partial[1, t, j] += dy[i, j]
-            sg = sg / c
-            sgx = sgx / c
-            for j in range(c):
-                xhat = (x[i, j] - mu) * inv
-                dx[i, j] = <floating> (inv * (<double> dy[i, j] * gamma[j] - sg - xhat * sgx))
+            if floating is float:
+                fastdl_layer_norm_row_backward_f(&dy[i, 0], &x[i, 0], mean[i], rstd[i], &gamma[0], &dx[i, 0],
+                                                 &partial[0, t, 0], &partial[1, t, 0], c)
+            else:
+                fastdl_layer_norm_row_backward_d(&dy[i, 0], &x[i, 0], mean[i], rstd[i], &gamma[0], &dx[i, 0],
+                                                 &partial[0, t, 0], &partial[1, t, 0], c)
     for j in range(c):
         sg = 0
-        sgx = 0
+        sb = 0
         for t in range(blocks):
             sg = sg + partial[0, t, j]
-            sgx = sgx + partial[1, t, j]
+            sb = sb + partial[1, t, j]
         dgamma[j] = <floating> sg
-        dbeta[j] = <floating> sgx
+        dbeta[j] = <floating> sb

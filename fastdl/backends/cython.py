@@ -376,15 +376,38 @@ def layer_norm_backward(dy, x, mean, rstd, gamma, dx):
     return dgamma, dbeta
 
 
+def _row_kernels(g, kernel):
+    """Whether the depthwise convolution runs whole rows (stride 1, one filter a channel)."""
+    return kernel.shape[3] == 1 and g.sh == 1 and g.sw == 1
+
+
+def _kernel_tile(kernel, g):
+    """kernel[ky, kx, :, 0] tiled along a row of max(OW, W) pixels: (KH * KW, pixels * C)."""
+    return np.ascontiguousarray(np.tile(kernel.reshape(g.kh * g.kw, g.c), (1, max(g.ow, g.w))))
+
+
 def depthwise_conv2d(x, kernel, bias, out, g):
-    _depthwise.forward(x, kernel, bias, out, g.kernel_args(), _threads_for(out.size))
+    threads = _threads_for(out.size)
+    if _row_kernels(g, kernel):
+        row = np.zeros(g.c, x.dtype) if bias is None else bias
+        _depthwise.forward_rows(x, _kernel_tile(kernel, g), np.tile(row, g.ow), out, g.kernel_args(), threads)
+        return
+    _depthwise.forward(x, kernel, bias, out, g.kernel_args(), threads)
 
 
 def depthwise_conv2d_backward(dy, x, kernel, g, dx):
     threads = _threads_for(dy.size)
+    blocks = max(1, min(threads, g.n * g.oh))
+    if _row_kernels(g, kernel):
+        if dx is not None:
+            _depthwise.backward_input_rows(dy, _kernel_tile(kernel, g), dx, g.kernel_args(), threads)
+        acc = np.empty((blocks, g.kh * g.kw, g.ow * g.c))
+        acc_bias = np.empty((blocks, g.ow * g.c))
+        _depthwise.backward_kernel_rows(dy, x, acc, acc_bias, g.kernel_args())
+        dkernel = acc.reshape(blocks, g.kh * g.kw, g.ow, g.c).sum(axis=(0, 2)).reshape(kernel.shape)
+        return dx, dkernel.astype(x.dtype), acc_bias.reshape(blocks, g.ow, g.c).sum(axis=(0, 1)).astype(x.dtype)
     if dx is not None:
         _depthwise.backward_input(dy, kernel, dx, g.kernel_args(), threads)
-    blocks = max(1, min(threads, g.n * g.oh))
     partial = np.empty((blocks,) + kernel.shape)
     partial_bias = np.empty((blocks, dy.shape[3]))
     _depthwise.backward_kernel(dy, x, partial, partial_bias, g.kernel_args())
