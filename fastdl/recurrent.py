@@ -57,11 +57,6 @@ class Embedding(Layer):
                 "mask_zero": self.mask_zero}
 
 
-def _time_major(x):
-    """(B, T, ...) -> a C-contiguous (T, B, ...) copy."""
-    return np.ascontiguousarray(np.swapaxes(x, 0, 1))
-
-
 class _RNN(Layer):
     """The shared machinery of SimpleRNN, LSTM and GRU (CELL names the cell)."""
 

@@ -9,7 +9,7 @@
 
 #include "simd.h"
 
-#define FASTDL_LANES 8
+#define FASTDL_SUM_LANES 8
 
 #define FASTDL_ROW_OPS(T, S)                                                            \
 /* o[j] += a[j] * b[j] */                                                               \
@@ -30,10 +30,10 @@ FASTDL_CLONES static void fastdl_add_wide_##S(double *restrict acc, const T *res
 /* the sum of x[j], and of (x[j] - shift)^2, in double over eight lanes */              \
 FASTDL_CLONES static void fastdl_sums_##S(const T *restrict x, ptrdiff_t n, double shift, \
                                          double *sum, double *squares) {               \
-    double s[FASTDL_LANES] = {0}, q[FASTDL_LANES] = {0};                                \
+    double s[FASTDL_SUM_LANES] = {0}, q[FASTDL_SUM_LANES] = {0};                                \
     ptrdiff_t j = 0;                                                                    \
-    for (; j + FASTDL_LANES <= n; j += FASTDL_LANES)                                    \
-        for (int l = 0; l < FASTDL_LANES; l++) {                                        \
+    for (; j + FASTDL_SUM_LANES <= n; j += FASTDL_SUM_LANES)                                    \
+        for (int l = 0; l < FASTDL_SUM_LANES; l++) {                                        \
             double d = (double) x[j + l] - shift;                                       \
             s[l] += (double) x[j + l];                                                  \
             q[l] += d * d;                                                              \
@@ -44,7 +44,7 @@ FASTDL_CLONES static void fastdl_sums_##S(const T *restrict x, ptrdiff_t n, doub
         ts += (double) x[j];                                                            \
         tq += d * d;                                                                    \
     }                                                                                   \
-    for (int l = 0; l < FASTDL_LANES; l++) {                                            \
+    for (int l = 0; l < FASTDL_SUM_LANES; l++) {                                            \
         ts += s[l];                                                                     \
         tq += q[l];                                                                     \
     }                                                                                   \
@@ -71,10 +71,10 @@ FASTDL_CLONES static void fastdl_layer_norm_row_backward_##S(                   
         const T *restrict dy, const T *restrict x, double mu, double inv,               \
         const T *restrict gamma, T *restrict dx, double *restrict pg,                   \
         double *restrict pb, ptrdiff_t n) {                                             \
-    double sg[FASTDL_LANES] = {0}, sgx[FASTDL_LANES] = {0};                             \
+    double sg[FASTDL_SUM_LANES] = {0}, sgx[FASTDL_SUM_LANES] = {0};                             \
     ptrdiff_t j = 0;                                                                    \
-    for (; j + FASTDL_LANES <= n; j += FASTDL_LANES)                                    \
-        for (int l = 0; l < FASTDL_LANES; l++) {                                        \
+    for (; j + FASTDL_SUM_LANES <= n; j += FASTDL_SUM_LANES)                                    \
+        for (int l = 0; l < FASTDL_SUM_LANES; l++) {                                        \
             double g = (double) dy[j + l] * (double) gamma[j + l];                      \
             sg[l] += g;                                                                 \
             sgx[l] += g * ((double) x[j + l] - mu) * inv;                               \
@@ -85,7 +85,7 @@ FASTDL_CLONES static void fastdl_layer_norm_row_backward_##S(                   
         tg += g;                                                                        \
         tgx += g * ((double) x[j] - mu) * inv;                                          \
     }                                                                                   \
-    for (int l = 0; l < FASTDL_LANES; l++) {                                            \
+    for (int l = 0; l < FASTDL_SUM_LANES; l++) {                                            \
         tg += sg[l];                                                                    \
         tgx += sgx[l];                                                                  \
     }                                                                                   \
