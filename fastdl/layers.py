@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from fastdl import _device, initializers, ops
+from fastdl import _config, _device, initializers, ops
 from fastdl.ops import _checks
 from fastdl.ops.resample import _margins
 from fastdl.utils import new_generator
@@ -127,7 +127,25 @@ class Layer(BufferOwner):
         if isinstance(x, KerasTensor) or (isinstance(x, (list, tuple)) and x
                                           and all(isinstance(t, KerasTensor) for t in x)):
             return self._call_symbolic(x)
+        if not self.built or len(self.params) != len(self.weight_specs()):
+            self._build_eagerly(x)
         return self.forward(x, training)
+
+    def _build_eagerly(self, x):
+        """Keras's first call on arrays: build on their shapes (the batch axis dropped),
+        weights drawn from the initializers, gradients zeros."""
+        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        shapes = [tuple(np.shape(a))[1:] for a in arrays]
+        if not self.built:
+            self.build(shapes if isinstance(x, (list, tuple)) else shapes[0])
+        rng = np.random.default_rng()
+        on_device = _config.backend_module().ARRAYS_ON_DEVICE
+
+        def place(a):
+            return _device.to_device(a) if on_device else a
+        params = [place(init(shape, self.dtype, rng)) for _, shape, init in self.weight_specs()]
+        states = [place(init(shape, self.dtype, rng)) for _, shape, init in self.state_specs()]
+        self.attach(params, [_device.full(p.shape, self.dtype, 0, on_device) for p in params], states)
 
     def _call_symbolic(self, x):
         if getattr(self, "_inbound", None) is not None:

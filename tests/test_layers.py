@@ -128,3 +128,20 @@ def test_get_config_and_from_config_round_trip(make):
     again = type(layer).from_config(config)
     assert type(again) is type(layer) and again.get_config() == config
     assert again.dtype == layer.dtype
+
+
+def test_a_layer_called_on_arrays_builds_its_weights_as_keras_does():
+    """Keras's eager call: the first call builds on the input's shape and draws the weights."""
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    dense = layers.Dense(3)
+    y = dense(x)
+    kernel, bias = dense.params
+    assert kernel.shape == (4, 3) and np.all(bias == 0) and np.any(kernel != 0)
+    np.testing.assert_allclose(y, x @ kernel, rtol=1e-5, atol=1e-6)
+    assert dense(x[:2]).shape == (2, 3)  # built once: the same weights on the next batch
+    assert dense.params[0] is kernel
+    norm = layers.BatchNormalization()
+    out = norm(np.ones((2, 6, 6, 3), np.float32) * 4, training=True)
+    assert out.shape == (2, 6, 6, 3) and len(norm.states) == 2
+    with pytest.raises(ValueError, match="in_features"):
+        dense(np.ones((2, 5), np.float32))
