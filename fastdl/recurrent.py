@@ -6,6 +6,11 @@ projection of every step as one GEMM (x @ kernel + bias), runs the recurrence in
 compiled call, and transposes the outputs back. Masks (from Embedding(mask_zero=True))
 reach a layer through `input_mask`, set by the model for the step: a masked step keeps
 the previous states and repeats the previous output, as Keras does.
+
+Dropout follows Keras 3: a mask a sample, fixed for the whole sequence. With dropout
+alone, one mask on the inputs (Keras's implementation 2). With recurrent_dropout, Keras
+runs its implementation 1, and so does this: every gate has its own mask on the inputs
+and its own on the recurrent state (the kernels' recurrent_dropout_mask).
 """
 import numpy as np
 
@@ -80,9 +85,9 @@ class _RNN(Layer):
         self.dropout = _checks.finite_number("dropout", dropout, 0, 1)
         if self.dropout >= 1:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
-        if recurrent_dropout:
-            raise ValueError(f"recurrent_dropout={recurrent_dropout!r} is not supported: fastdl's kernels run the "
-                             f"recurrent GEMM on the unmasked state (use dropout= on the inputs)")
+        self.recurrent_dropout = _checks.finite_number("recurrent_dropout", recurrent_dropout, 0, 1)
+        if self.recurrent_dropout >= 1:
+            raise ValueError(f"recurrent_dropout must be in [0, 1); got {recurrent_dropout!r}")
         if stateful:
             raise ValueError("stateful=True is not supported: every batch starts from zero states")
         # masked steps output zeros (True; Bidirectional's layers with return_sequences) or
@@ -146,10 +151,10 @@ class _RNN(Layer):
             if mask.shape != (batch, steps):
                 raise ValueError(f"{self.name}: the mask must have shape (batch, steps) = {(batch, steps)}; "
                                  f"got {mask.shape}")
-        self._dropout = None
-        if training and self.dropout > 0:  # one mask a sample for every step, as Keras's cells draw it
-            keep = self.rng.random((batch, 1, features), dtype=np.float32) >= self.dropout
-            self._dropout = (keep / np.float32(1 - self.dropout)).astype(x.dtype)
+        self._dropout = self._gate_dropout = self._rmask = None
+        per_gate = training and self.recurrent_dropout > 0  # Keras's implementation 1
+        if training and self.dropout > 0 and not per_gate:  # one mask a sample for every step
+            self._dropout = self._dropout_masks((batch, 1, features), self.dropout, x.dtype)
             x = x * self._dropout
         if self.go_backwards:
             x = x[:, ::-1]
@@ -157,7 +162,15 @@ class _RNN(Layer):
         xt = self._time_major("xt", x).reshape(steps * batch, features)
         kernel, recurrent_kernel = self.params[0], self.params[1]
         width = kernel.shape[1]
-        xp = ops.matmul(xt, kernel, out=self._buffer("xp", (steps * batch, width), xt)).reshape(steps, batch, width)
+        if per_gate and self.dropout > 0:
+            self._gate_dropout = self._dropout_masks((self.gates, 1, batch, features), self.dropout, x.dtype)
+            xp = self._gate_projection(xt, steps, batch)
+        else:
+            xp = ops.matmul(xt, kernel, out=self._buffer("xp", (steps * batch, width), xt))
+        xp = xp.reshape(steps, batch, width)
+        if per_gate:
+            rmask = self._dropout_masks((batch, width), self.recurrent_dropout, x.dtype)
+            self._rmask = _device.to_device(rmask) if _device.is_device(xp) else rmask
         h0, c0 = self._initial_states(initial_state, batch)
         self._mask = None if mask is None else np.ascontiguousarray(mask.T)
         states = (steps + 1, batch, self.units)
@@ -166,7 +179,7 @@ class _RNN(Layer):
         h, c, gates = ops.recurrent(self.CELL, xp, recurrent_kernel, h0=h0, c0=c0, bias=self._input_bias(),
                                     recurrent_bias=self._recurrent_bias(), mask=self._mask,
                                     activation=self.activation, recurrent_activation=self.recurrent_activation,
-                                    out=out)
+                                    recurrent_dropout_mask=self._rmask, out=out)
         self._xt, self._h, self._c, self._gates = xt, h, c, gates
         output = self._time_major("output", h[1:]) if self.return_sequences else h[-1]
         self._zeroed = None
@@ -177,6 +190,47 @@ class _RNN(Layer):
             return output
         # the states as copies: the buffers behind them are this layer's next call's
         return [output, h[-1].copy()] + ([c[-1].copy()] if c is not None else [])
+
+    def _dropout_masks(self, shape, rate, dtype):
+        """0 or 1 / (1 - rate), as Keras's dropout of ones: fixed for the sequence."""
+        keep = self.rng.random(shape, dtype=np.float32) >= rate
+        return keep.astype(dtype) / np.dtype(dtype).type(1 - rate)
+
+    def _gate_columns(self, g):
+        return slice(g * self.units, (g + 1) * self.units)
+
+    def _gate_inputs(self, xt, g, steps, batch):
+        """xt (T*B, F) times gate g's input dropout mask (B, F), the same every step."""
+        return (xt.reshape(steps, batch, -1) * self._gate_dropout[g]).reshape(steps * batch, -1)
+
+    def _gate_projection(self, xt, steps, batch):
+        """xp (T*B, G*H) with gate g's columns (x * mask_g) @ kernel_g (Keras's implementation 1)."""
+        kernel = np.asarray(_device.to_host(self.params[0]))
+        xp = self._buffer("xp", (steps * batch, kernel.shape[1]), xt)
+        host = np.empty(xp.shape, xp.dtype)
+        for g in range(self.gates):
+            cols = self._gate_columns(g)
+            host[:, cols] = _device.to_host(ops.matmul(self._gate_inputs(xt, g, steps, batch),
+                                                       np.ascontiguousarray(kernel[:, cols])))
+        _device.copy_into(xp, host)
+        return xp
+
+    def _gate_projection_backward(self, flat, steps, batch, need_dx):
+        """The kernel's gradient into grads[0], and dx (T*B, F) when need_dx, through
+        _gate_projection."""
+        kernel = np.asarray(_device.to_host(self.params[0]))
+        grads = np.asarray(_device.to_host(flat))
+        dkernel, dxt = np.empty(kernel.shape, kernel.dtype), None
+        for g in range(self.gates):
+            cols = self._gate_columns(g)
+            dxp_g = np.ascontiguousarray(grads[:, cols])
+            dkernel[:, cols] = _device.to_host(ops.matmul(self._gate_inputs(self._xt, g, steps, batch).T, dxp_g))
+            if need_dx:
+                part = np.asarray(_device.to_host(ops.matmul(dxp_g, np.ascontiguousarray(kernel[:, cols].T))))
+                part = (part.reshape(steps, batch, -1) * self._gate_dropout[g]).reshape(steps * batch, -1)
+                dxt = part if dxt is None else dxt + part
+        _device.copy_into(self.grads[0], dkernel)
+        return dxt
 
     def _xp_shape(self):
         return (self._h.shape[0] - 1, self._h.shape[1], self.gates * self.units)
@@ -218,15 +272,21 @@ class _RNN(Layer):
         dxp, du, drb, _, _ = ops.recurrent_backward(
             self.CELL, dh_seq, self.params[1], self._h, self._c, self._gates, mask=self._mask,
             activation=self.activation, recurrent_activation=self.recurrent_activation,
-            dh_last=dh_last, dc_last=dc_last, dxp_out=self._buffer("dxp", self._xp_shape(), self._h))
+            dh_last=dh_last, dc_last=dc_last, recurrent_dropout_mask=self._rmask,
+            dxp_out=self._buffer("dxp", self._xp_shape(), self._h))
         flat = dxp.reshape(steps * batch, -1)
-        ops.matmul(self._xt.T, flat, out=self.grads[0])
         _device.copy_into(self.grads[1], du)
         if self.use_bias:
             self._bias_gradient(flat.sum(axis=0), drb)
-        if not need_dx:
-            return None
-        dxt = ops.matmul(flat, self.params[0].T, out=self._buffer("dxt", self._xt.shape, flat))
+        if self._gate_dropout is not None:
+            dxt = self._gate_projection_backward(flat, steps, batch, need_dx)
+            if not need_dx:
+                return None
+        else:
+            ops.matmul(self._xt.T, flat, out=self.grads[0])
+            if not need_dx:
+                return None
+            dxt = ops.matmul(flat, self.params[0].T, out=self._buffer("dxt", self._xt.shape, flat))
         dx = self._time_major("dx", dxt.reshape(steps, batch, -1))
         if self.go_backwards:
             dx = np.ascontiguousarray(dx[:, ::-1])
@@ -239,7 +299,8 @@ class _RNN(Layer):
 
     def get_config(self):
         config = {**super().get_config(), "units": self.units, "activation": self.activation or "linear",
-                  "use_bias": self.use_bias, "dropout": self.dropout, "return_sequences": self.return_sequences,
+                  "use_bias": self.use_bias, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+                  "return_sequences": self.return_sequences,
                   "return_state": self.return_state, "go_backwards": self.go_backwards, "seed": self.seed,
                   "zero_output_for_mask": self.zero_output_for_mask}
         return config

@@ -171,7 +171,7 @@ def _recurrent_config(layer):
     config.update(**_no_extras("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
                                "activity_regularizer", "kernel_constraint", "recurrent_constraint",
                                "bias_constraint"),
-                  dropout=layer.dropout, recurrent_dropout=0.0, seed=layer.seed)
+                  dropout=layer.dropout, recurrent_dropout=layer.recurrent_dropout, seed=layer.seed)
     if kind == "GRU":
         config["reset_after"] = True
     return config

@@ -8,6 +8,11 @@
 # into the gates' gradients dxp[t] (and GRU's dinner[t]), then one GEMM adds
 # dinner[t] @ U^T into dh. dU is the caller's single GEMM over all the steps.
 #
+# Recurrent dropout (rmask (B, G*H), or NULL) masks h differently for each gate, so
+# the step's GEMM becomes one a gate, each reading its own masked copy of h (hm) and
+# writing its columns of inner; the backward's GEMM is split so, its product scaled by
+# the gate's mask before it is added into dh.
+#
 # Samples never meet in a recurrence, so each thread takes a block of them through
 # every step on its own (BLAS single-threaded inside): no barrier between the steps.
 from cython cimport floating
@@ -49,15 +54,32 @@ cdef inline void step_row_backward(int cell, const floating *dseq, const floatin
         fastdl_step_backward_d(cell, dseq, g, hp, cp, cn, dh, dc, dx, di, n, keep, a, ra)
 
 
+cdef void masked_product(Py_ssize_t rows, Py_ssize_t width, Py_ssize_t n, const floating *hp,
+                         const floating *rm, const floating *u, floating *hm, floating *inner) noexcept nogil:
+    """inner (rows, width) = h (rows, n) @ U, gate g's columns from h * rm's gate g columns;
+    hm (rows, width) scratch for the masked copies."""
+    cdef Py_ssize_t b, j, g
+    for b in range(rows):
+        for j in range(width):
+            hm[b * width + j] = hp[b * n + j % n] * rm[b * width + j]
+    for g in range(width // n):
+        gemm(False, False, rows, n, n, <floating> 1, hm + g * n, width, u + g * n, width, <floating> 0,
+             inner + g * n, width)
+
+
 cdef void forward_rows(int cell, Py_ssize_t steps, Py_ssize_t batch, Py_ssize_t width, Py_ssize_t n,
                        Py_ssize_t slots, Py_ssize_t lo, Py_ssize_t hi, const floating *x, const floating *u,
-                       const floating *bias, const floating *rb, const unsigned char *m, floating *hs, floating *cs, floating *gs,
-                       floating *inner, int a, int ra) noexcept nogil:
-    """Samples lo..hi through every step; inner: their (hi - lo, width) scratch rows."""
+                       const floating *bias, const floating *rb, const unsigned char *m, const floating *rm,
+                       floating *hs, floating *cs, floating *gs, floating *inner, floating *hm, int a,
+                       int ra) noexcept nogil:
+    """Samples lo..hi through every step; inner, hm: their (hi - lo, width) scratch rows."""
     cdef Py_ssize_t t, b, row
     for t in range(steps):
-        gemm(False, False, hi - lo, width, n, <floating> 1, hs + (t * batch + lo) * n, n, u, width,
-             <floating> 0, inner, width)
+        if rm == NULL:
+            gemm(False, False, hi - lo, width, n, <floating> 1, hs + (t * batch + lo) * n, n, u, width,
+                 <floating> 0, inner, width)
+        else:
+            masked_product(hi - lo, width, n, hs + (t * batch + lo) * n, rm + lo * width, u, hm, inner)
         for b in range(lo, hi):
             row = t * batch + b
             step_row(cell, x + row * width, bias, inner + (b - lo) * width, rb, hs + row * n,
@@ -68,28 +90,36 @@ cdef void forward_rows(int cell, Py_ssize_t steps, Py_ssize_t batch, Py_ssize_t 
 
 def forward(int cell, const floating[:, :, ::1] xp, const floating[:, ::1] u, const floating[::1] bias,
             const floating[::1] rbias,
-            const unsigned char[:, ::1] mask, int a, int ra, floating[:, :, ::1] h, floating[:, :, ::1] c,
-            floating[:, :, ::1] gates, floating[:, ::1] inner, int num_threads):
-    """Fill h[1:], c[1:] (LSTM) and gates from xp + bias, U and h[0], c[0]; inner (B, G*H) is scratch."""
+            const unsigned char[:, ::1] mask, const floating[:, ::1] rmask, int a, int ra, floating[:, :, ::1] h,
+            floating[:, :, ::1] c, floating[:, :, ::1] gates, floating[:, ::1] inner, floating[:, ::1] masked,
+            int num_threads):
+    """Fill h[1:], c[1:] (LSTM) and gates from xp + bias, U and h[0], c[0]; inner (B, G*H) is
+    scratch, masked too (None without rmask)."""
     cdef Py_ssize_t steps = xp.shape[0], batch = xp.shape[1], width = xp.shape[2], n = u.shape[0]
     cdef Py_ssize_t lo, hi
     cdef int k, parts = <int> max(1, min(<Py_ssize_t> num_threads, batch))
     cdef const floating *rb = NULL if rbias is None else &rbias[0]
     cdef const unsigned char *m = NULL if mask is None else &mask[0, 0]
     cdef floating *cs = NULL if c is None else &c[0, 0, 0]
+    cdef const floating *rm = NULL if rmask is None else &rmask[0, 0]
+    cdef floating *hm = NULL if masked is None else &masked[0, 0]
     for k in prange(parts, nogil=True, schedule="static", num_threads=parts):
         lo = k * batch // parts
         hi = (k + 1) * batch // parts
         forward_rows(cell, steps, batch, width, n, gates.shape[2], lo, hi, &xp[0, 0, 0], &u[0, 0], &bias[0], rb, m,
-                     &h[0, 0, 0], cs, &gates[0, 0, 0], &inner[lo, 0], a, ra)
+                     rm, &h[0, 0, 0], cs, &gates[0, 0, 0], &inner[lo, 0], NULL if hm == NULL else hm + lo * width,
+                     a, ra)
 
 
 cdef void backward_rows(int cell, Py_ssize_t steps, Py_ssize_t batch, Py_ssize_t width, Py_ssize_t n,
                         Py_ssize_t slots, Py_ssize_t lo, Py_ssize_t hi, const floating *dseq, const floating *ut,
                         const floating *hs, const floating *cs, const floating *gs, const unsigned char *m,
-                        floating *dh, floating *dc, floating *dx, floating *di, int a, int ra) noexcept nogil:
-    """Samples lo..hi backward through every step, from the last."""
-    cdef Py_ssize_t t, b, row
+                        const floating *rm, floating *dh, floating *dc, floating *dx, floating *di, floating *part,
+                        int a, int ra) noexcept nogil:
+    """Samples lo..hi backward through every step, from the last; part: their (hi - lo, H)
+    scratch rows (with rm only)."""
+    cdef Py_ssize_t t, b, row, g, j
+    cdef const floating *d
     for t in range(steps - 1, -1, -1):
         for b in range(lo, hi):
             row = t * batch + b
@@ -97,15 +127,24 @@ cdef void backward_rows(int cell, Py_ssize_t steps, Py_ssize_t batch, Py_ssize_t
                               NULL if cs == NULL else cs + row * n, NULL if cs == NULL else cs + (row + batch) * n,
                               dh + b * n, NULL if dc == NULL else dc + b * n, dx + row * width,
                               NULL if di == NULL else di + row * width, n, m == NULL or m[row] != 0, a, ra)
-        gemm(False, False, hi - lo, n, width, <floating> 1, (dx if di == NULL else di) + (t * batch + lo) * width,
-             width, ut, n, <floating> 1, dh + lo * n, n)
+        d = (dx if di == NULL else di) + (t * batch + lo) * width
+        if rm == NULL:
+            gemm(False, False, hi - lo, n, width, <floating> 1, d, width, ut, n, <floating> 1, dh + lo * n, n)
+            continue
+        for g in range(width // n):
+            gemm(False, False, hi - lo, n, n, <floating> 1, d + g * n, width, ut + g * n * n, n, <floating> 0,
+                 part, n)
+            for b in range(lo, hi):
+                for j in range(n):
+                    dh[b * n + j] += part[(b - lo) * n + j] * rm[b * width + g * n + j]
 
 
 def backward(int cell, const floating[:, ::1] ut, const floating[:, :, ::1] h, const floating[:, :, ::1] dh_seq,
              const floating[:, :, ::1] c, const floating[:, :, ::1] gates, const unsigned char[:, ::1] mask,
-             int a, int ra, floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxp,
-             floating[:, :, ::1] dinner, int num_threads):
+             const floating[:, ::1] rmask, int a, int ra, floating[:, ::1] dh, floating[:, ::1] dc,
+             floating[:, :, ::1] dxp, floating[:, :, ::1] dinner, floating[:, ::1] part, int num_threads):
     """Fill dxp (and GRU's dinner); dh, dc: the last states' gradients in, the initial states' out.
+    part (B, H): scratch with rmask (None without).
     ut (G*H, H): U transposed, C-contiguous (a GEMM that transposed it would repack it every step).
     The first array arguments are never None: Cython picks the dtype from them."""
     cdef Py_ssize_t steps = dxp.shape[0], batch = dxp.shape[1], width = dxp.shape[2], n = ut.shape[1]
@@ -116,11 +155,14 @@ def backward(int cell, const floating[:, ::1] ut, const floating[:, :, ::1] h, c
     cdef const floating *cs = NULL if c is None else &c[0, 0, 0]
     cdef floating *dcs = NULL if dc is None else &dc[0, 0]
     cdef floating *di = NULL if dinner is None else &dinner[0, 0, 0]
+    cdef const floating *rm = NULL if rmask is None else &rmask[0, 0]
+    cdef floating *ps = NULL if part is None else &part[0, 0]
     for k in prange(parts, nogil=True, schedule="static", num_threads=parts):
         lo = k * batch // parts
         hi = (k + 1) * batch // parts
         backward_rows(cell, steps, batch, width, n, gates.shape[2], lo, hi, dseq, &ut[0, 0], &h[0, 0, 0], cs,
-                      &gates[0, 0, 0], m, &dh[0, 0], dcs, &dxp[0, 0, 0], di, a, ra)
+                      &gates[0, 0, 0], m, rm, &dh[0, 0], dcs, &dxp[0, 0, 0], di,
+                      NULL if ps == NULL else ps + lo * n, a, ra)
 
 
 def embedding(const Py_ssize_t[::1] indices, const floating[:, ::1] table, floating[:, ::1] out, int num_threads):

@@ -394,20 +394,23 @@ X4 = np.zeros((1, 4, 4, 1), np.float32)
 # -- recurrent cells and embeddings ------------------------------------------------------------
 
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
-# (cell, steps, batch, units, activation, recurrent_activation, initial states, bias, mask)
-RECURRENT_CASES = [("lstm", 4, 3, 5, "tanh", "sigmoid", True, False, True),
-                   ("simple_rnn", 3, 1, 4, "tanh", "sigmoid", False, False, False),
-                   ("gru", 2, 2, 3, "tanh", "sigmoid", True, True, True),
-                   ("lstm", 3, 2, 2, "relu", "tanh", False, False, False),
-                   ("simple_rnn", 5, 3, 3, "relu", "sigmoid", True, False, True),
-                   ("gru", 3, 2, 4, "linear", "sigmoid", False, False, False),
-                   ("lstm", 5, 40, 40, "tanh", "sigmoid", True, False, True),  # several threads
-                   ("gru", 3, 40, 36, "tanh", "sigmoid", False, True, False)]
+# (cell, steps, batch, units, activation, recurrent_activation, initial states, bias, mask,
+#  recurrent dropout)
+RECURRENT_CASES = [("lstm", 4, 3, 5, "tanh", "sigmoid", True, False, True, True),
+                   ("simple_rnn", 3, 1, 4, "tanh", "sigmoid", False, False, False, False),
+                   ("gru", 2, 2, 3, "tanh", "sigmoid", True, True, True, True),
+                   ("lstm", 3, 2, 2, "relu", "tanh", False, False, False, False),
+                   ("simple_rnn", 5, 3, 3, "relu", "sigmoid", True, False, True, True),
+                   ("gru", 3, 2, 4, "linear", "sigmoid", False, False, False, False),
+                   ("simple_rnn", 3, 2, 3, "tanh", "sigmoid", False, False, False, True),
+                   ("lstm", 5, 40, 40, "tanh", "sigmoid", True, False, True, False),  # several threads
+                   ("gru", 3, 40, 36, "tanh", "sigmoid", False, True, False, True),
+                   ("lstm", 3, 37, 40, "tanh", "sigmoid", False, False, False, True)]
 
 
 def recurrent_samples(rng, dtype, cases=RECURRENT_CASES):
     out = []
-    for i, (cell, steps, batch, units, act, ract, states, bias, masked) in enumerate(cases):
+    for i, (cell, steps, batch, units, act, ract, states, bias, masked, dropout) in enumerate(cases):
         width = GATES[cell] * units
         kw = dict(activation=act, recurrent_activation=ract)
         if i % 2 == 0:
@@ -422,6 +425,8 @@ def recurrent_samples(rng, dtype, cases=RECURRENT_CASES):
             mask = rng.random((steps, batch)) < 0.7
             mask[0, 0] = False
             kw["mask"] = mask
+        if dropout:  # Keras's masks: 0 or 1 / (1 - rate), rate 0.3
+            kw["recurrent_dropout_mask"] = ((rng.random((batch, width)) >= 0.3) / 0.7).astype(dtype)
         u = (normal(rng, (units, width), dtype) / np.sqrt(units)).astype(dtype)
         out.append(((cell, normal(rng, (steps, batch, width), dtype), u), kw))
     return out
@@ -433,7 +438,8 @@ def recurrent_backward_samples(rng, dtype):
         with fastdl.use_backend("reference"):
             h, c, gates = ops.recurrent(cell, xp, u, **kw)
         steps, batch, units = h.shape[0] - 1, h.shape[1], h.shape[2]
-        back = {k: kw[k] for k in ("mask", "activation", "recurrent_activation") if k in kw}
+        back = {k: kw[k] for k in ("mask", "activation", "recurrent_activation", "recurrent_dropout_mask")
+                if k in kw}
         if "h0" in kw:  # the last states' gradients too (return_state)
             back["dh_last"] = normal(rng, (batch, units), dtype)
             if cell == "lstm":
@@ -444,11 +450,11 @@ def recurrent_backward_samples(rng, dtype):
 
 
 def torch_recurrent(torch, cell, xp, u, h0=None, c0=None, bias=None, recurrent_bias=None, mask=None,
-                    activation="tanh", recurrent_activation="sigmoid"):
+                    activation="tanh", recurrent_activation="sigmoid", recurrent_dropout_mask=None):
     """torch's nn.RNN/LSTM/GRU fed xp through an identity input weight (Keras's gate order
-    mapped to torch's: GRU's z, r, h are torch's r, z, n)."""
-    if mask is not None or recurrent_activation != "sigmoid" or activation not in ("tanh", "relu") or (
-            activation == "relu" and cell != "simple_rnn"):
+    mapped to torch's: GRU's z, r, h are torch's r, z, n); torch has no recurrent dropout."""
+    if mask is not None or recurrent_dropout_mask is not None or recurrent_activation != "sigmoid" or (
+            activation not in ("tanh", "relu")) or (activation == "relu" and cell != "simple_rnn"):
         return None
     steps, batch, width = xp.shape
     units = u.shape[0]
@@ -475,7 +481,7 @@ def recurrent_grad(args, kwargs):
     included) against differences of its forward."""
     rng = np.random.default_rng(11)
     checks = []
-    for (cell, xp, u), kw in recurrent_samples(rng, np.float64, [c for c in RECURRENT_CASES[:6] if c[4] != "relu"]):
+    for (cell, xp, u), kw in recurrent_samples(rng, np.float64, [c for c in RECURRENT_CASES[:7] if c[4] != "relu"]):
         h, c, gates = ops.recurrent(cell, xp, u, **kw)
         dy = rng.standard_normal(h[1:].shape)
         dh_last = rng.standard_normal(h[0].shape)
@@ -487,7 +493,8 @@ def recurrent_grad(args, kwargs):
             return float(total + ((cc[-1] * dc_last).sum() if cell == "lstm" else 0))
         dxp, du, drb, dh0, dc0 = ops.recurrent_backward(
             cell, dy, u, h, c, gates, mask=kw.get("mask"), activation=kw["activation"],
-            recurrent_activation=kw["recurrent_activation"], dh_last=dh_last, dc_last=dc_last)
+            recurrent_activation=kw["recurrent_activation"], dh_last=dh_last, dc_last=dc_last,
+            recurrent_dropout_mask=kw.get("recurrent_dropout_mask"))
         checks += [(f"{cell} dxp", dxp, _numerical(f, xp)), (f"{cell} du", du, _numerical(f, u))]
         if "h0" in kw:
             checks.append((f"{cell} dh0", dh0, _numerical(f, kw["h0"])))
@@ -768,7 +775,13 @@ TABLE = [
                      ValueError, "activation must be one of"),
                     (lambda: ops.recurrent("lstm", np.ones((2, 1, 4)), np.ones((1, 4)), recurrent_bias=np.ones(4)),
                      ValueError, "GRU's alone"),
-                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4), int), np.ones((1, 4))), TypeError, "xp"))),
+                    (lambda: ops.recurrent("lstm", np.ones((2, 1, 4), int), np.ones((1, 4))), TypeError, "xp"),
+                    (lambda: ops.recurrent("gru", np.ones((2, 2, 3)), np.ones((1, 3)),
+                                           recurrent_dropout_mask=np.ones((2, 1))), ValueError,
+                     r"recurrent_dropout_mask must have shape \(2, 3\)"),
+                    (lambda: ops.recurrent("gru", np.ones((2, 2, 3)), np.ones((1, 3)),
+                                           recurrent_dropout_mask=np.ones((2, 3), np.float32)), TypeError,
+                     "recurrent_dropout_mask must have dtype float64"))),
     OpInfo("recurrent_backward", recurrent_backward_samples, scale=3,
            invalid=((lambda: ops.recurrent_backward("lstm", None, np.ones((1, 4)), np.ones((3, 1, 1)), None,
                                                     np.ones((2, 1, 4))), ValueError, "c is needed"),

@@ -191,11 +191,75 @@ def test_dropout_masks_inputs_only_while_training():
     assert not np.allclose(first, model.predict(x, verbose=0))
 
 
+def attached(layer, input_shape, rng):
+    layer.build(input_shape)
+    weights = [rng.standard_normal(shape) * 0.5 for _, shape, _ in layer.weight_specs()]
+    layer.attach(weights, [np.zeros_like(w) for w in weights])
+    return weights
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_recurrent_dropout_matches_kerass_cell_with_the_same_masks(cell):
+    """Keras's own cell (its implementation 1: a mask a gate on the inputs and on the
+    state) stepped with the masks this layer drew."""
+    keras = keras_or_skip()
+    rng = np.random.default_rng(7)
+    layer = getattr(layers, cell)(4, dropout=0.3, recurrent_dropout=0.4, return_sequences=True, seed=2,
+                                  dtype="float64")
+    weights = attached(layer, (6, 3), rng)
+    x = rng.standard_normal((5, 6, 3))
+    got = layer.forward(x, training=True)
+    theirs = getattr(keras.layers, cell + "Cell")(4, dropout=0.3, recurrent_dropout=0.4, dtype="float64")
+    theirs.build((None, 3))
+    theirs.set_weights(weights)
+    split = lambda a, axis: list(np.split(a, layer.gates, axis=axis))  # noqa: E731
+    inputs, state = split(layer._gate_dropout[:, 0], 0), split(layer._rmask, 1)
+    theirs._dropout_mask = [m[0] for m in inputs] if cell != "SimpleRNN" else inputs[0][0]
+    theirs._recurrent_dropout_mask = state if cell != "SimpleRNN" else state[0]
+    states = [np.zeros((5, 4))] * (2 if cell == "LSTM" else 1)
+    want = []
+    for t in range(6):
+        out, states = theirs.call(x[:, t], states, training=True)
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        want.append(np.asarray(out))
+    np.testing.assert_allclose(got, np.stack(want, axis=1), rtol=1e-5, atol=1e-6)  # Keras computes in float32
+    # the masks are the dropout of ones at the rates asked for, and differ between gates
+    assert set(np.unique(layer._rmask)) <= {0.0, 1 / 0.6} and set(np.unique(layer._gate_dropout)) <= {0.0, 1 / 0.7}
+    # not training: no dropout at all
+    plain = getattr(layers, cell)(4, return_sequences=True, dtype="float64")
+    plain.build((6, 3))
+    plain.attach(weights, [np.zeros_like(w) for w in weights])
+    np.testing.assert_allclose(layer.forward(x), plain.forward(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_recurrent_dropouts_gradients_match_finite_differences(backend, cell, dropout):
+    """Training-mode gradients (the masks held fixed: the generator rewound before each
+    forward) of the weights and the inputs."""
+    rng = np.random.default_rng(8)
+    layer = getattr(layers, cell)(3, dropout=dropout, recurrent_dropout=0.5, return_sequences=True,
+                                  go_backwards=cell == "GRU", seed=4, dtype="float64")
+    weights = attached(layer, (5, 2), rng)
+    x, w = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 3))
+    start = layer.rng.bit_generator.state
+
+    def loss():
+        layer.rng.bit_generator.state = start
+        return float((layer.forward(x, training=True) * w).sum())
+    loss()
+    dx = layer.backward(w)
+    assert not np.all(layer._rmask != 0)  # some state units were dropped
+    for weight, grad in zip(weights, layer.grads):
+        np.testing.assert_allclose(grad, numerical_gradient(loss, weight), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
+
+
 def test_bad_input_gets_a_clear_error():
     with pytest.raises(ValueError, match="takes \\(batch, steps, features\\)"):
         Sequential([layers.InputLayer((5,)), layers.LSTM(3)]).build()
-    with pytest.raises(ValueError, match="recurrent_dropout"):
-        layers.LSTM(3, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match=r"recurrent_dropout must be in \[0, 1\)"):
+        layers.LSTM(3, recurrent_dropout=1.0)
     with pytest.raises(ValueError, match="stateful"):
         layers.GRU(3, stateful=True)
     with pytest.raises(ValueError, match="reset_after=False"):
@@ -249,7 +313,8 @@ def test_recurrent_models_round_trip_through_keras_files_both_ways(tmp_path):
         return [inputs, lib.layers.Embedding(15, 4, mask_zero=True),
                 lib.layers.Bidirectional(lib.layers.LSTM(3, return_sequences=True), merge_mode="sum"),
                 lib.layers.TimeDistributed(lib.layers.Dense(5, activation="relu")),
-                lib.layers.GRU(4, return_sequences=True, go_backwards=True), lib.layers.SimpleRNN(3, activation="relu"),
+                lib.layers.GRU(4, return_sequences=True, go_backwards=True, recurrent_dropout=0.2),
+                lib.layers.SimpleRNN(3, activation="relu"),
                 lib.layers.Dense(2, activation="softmax")]
     ours = Sequential(build(fastdl, layers.InputLayer((7,))))
     ours.compile(optimizers.Adam(0.01), "sparse_categorical_crossentropy")
@@ -264,3 +329,4 @@ def test_recurrent_models_round_trip_through_keras_files_both_ways(tmp_path):
     assert_outputs_equal(back, theirs, ids)
     assert [type(layer).__name__ for layer in back.layers][1:] == ["Embedding", "Bidirectional", "TimeDistributed",
                                                                   "GRU", "SimpleRNN", "Dense"]
+    assert back.layers[4].recurrent_dropout == again.layers[4].recurrent_dropout == 0.2

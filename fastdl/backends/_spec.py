@@ -81,10 +81,12 @@ OPS = (
     # previous states; bias, rbias (G*H,) (GRU only), mask, c (LSTM only), dh_seq and dinner
     # (GRU only) may be None. The backward fills dxp (T, B, G*H) and, for GRU, dinner (the
     # gradient of h @ U + rbias), and turns dh, dc (B, H) (the last states' gradients)
-    # into the initial states'; dh_seq (T, B, H) is the gradient of h[1:].
-    _op("recurrent", "cell xp u bias rbias mask activation recurrent_activation h c gates", "h c gates"),
+    # into the initial states'; dh_seq (T, B, H) is the gradient of h[1:]. rmask (B, G*H)
+    # or None: recurrent dropout, gate g's GEMM reads h * rmask[:, g*H:(g+1)*H] (the
+    # backward multiplies that GEMM's dh by it); the caller's dU reads the masked h too.
+    _op("recurrent", "cell xp u bias rbias mask rmask activation recurrent_activation h c gates", "h c gates"),
     _op("recurrent_backward",
-        "cell dh_seq u h c gates mask activation recurrent_activation dh dc dxp dinner", "dh dc dxp dinner"),
+        "cell dh_seq u h c gates mask rmask activation recurrent_activation dh dc dxp dinner", "dh dc dxp dinner"),
     # table (V, D) rows gathered by indices (N,) intp into out (N, D); the backward adds
     # dy's rows into dtable (V, D), zeroed by the op, repeated indices summed
     _op("embedding", "indices table out", "out"),

@@ -326,18 +326,25 @@ def _recurrent_threads(batch, width, units):
     return get_num_threads() if batch > 1 and batch * width * units >= RECURRENT_PARALLEL_WORK else 1
 
 
-def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
+def recurrent(cell, xp, u, bias, rbias, mask, rmask, activation, recurrent_activation, h, c, gates):
     batch, width = xp.shape[1], xp.shape[2]
     inner = workspace.get("recurrent_inner", batch * width, xp.dtype).reshape(batch, width)
-    _recurrent.forward(cell, xp, u, bias, rbias, mask, ACTIVATION_CODES[activation],
-                       ACTIVATION_CODES[recurrent_activation], h, c, gates, inner,
+    masked = None
+    if rmask is not None:
+        masked = workspace.get("recurrent_masked", batch * width, xp.dtype).reshape(batch, width)
+    _recurrent.forward(cell, xp, u, bias, rbias, mask, rmask, ACTIVATION_CODES[activation],
+                       ACTIVATION_CODES[recurrent_activation], h, c, gates, inner, masked,
                        _recurrent_threads(xp.shape[1], xp.shape[2], u.shape[0]))
 
 
-def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
-    _recurrent.backward(cell, np.ascontiguousarray(u.T), h, dh_seq, c, gates, mask, ACTIVATION_CODES[activation],
-                        ACTIVATION_CODES[recurrent_activation], dh, dc, dxp, dinner,
-                        _recurrent_threads(dxp.shape[1], dxp.shape[2], u.shape[0]))
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, rmask, activation, recurrent_activation, dh, dc, dxp,
+                       dinner):
+    part = None
+    if rmask is not None:
+        part = workspace.get("recurrent_part", dh.size, dh.dtype).reshape(dh.shape)
+    _recurrent.backward(cell, np.ascontiguousarray(u.T), h, dh_seq, c, gates, mask, rmask,
+                        ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation], dh, dc, dxp, dinner,
+                        part, _recurrent_threads(dxp.shape[1], dxp.shape[2], u.shape[0]))
 
 
 def embedding(indices, table, out):

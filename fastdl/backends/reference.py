@@ -424,9 +424,26 @@ def _act_grad(y, name):
     return _activation_backward(np.ones_like(y), y, name)
 
 
-def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
+def _recurrent_product(hp, u64, rmask, n):
+    """h @ U, each gate's columns from h * its recurrent dropout mask when there is one."""
+    if rmask is None:
+        return hp @ u64
+    return np.concatenate([(hp * rmask[:, g * n:(g + 1) * n]) @ u64[:, g * n:(g + 1) * n]
+                           for g in range(u64.shape[1] // n)], axis=1)
+
+
+def _recurrent_product_backward(d_inner, u64, rmask, n):
+    """The gradient of h from that of _recurrent_product's result."""
+    if rmask is None:
+        return d_inner @ u64.T
+    return sum((d_inner[:, g * n:(g + 1) * n] @ u64[:, g * n:(g + 1) * n].T) * rmask[:, g * n:(g + 1) * n]
+               for g in range(u64.shape[1] // n))
+
+
+def recurrent(cell, xp, u, bias, rbias, mask, rmask, activation, recurrent_activation, h, c, gates):
     n = u.shape[0]
     u64 = u.astype(np.float64)
+    rmask = None if rmask is None else rmask.astype(np.float64)
     hs = np.zeros(h.shape)  # h[0], c[0] hold the initial states, the rest is to be filled
     hs[0] = h[0]
     cs = None
@@ -434,7 +451,7 @@ def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, 
         cs = np.zeros(c.shape)
         cs[0] = c[0]
     for t in range(xp.shape[0]):
-        inner = hs[t] @ u64
+        inner = _recurrent_product(hs[t], u64, rmask, n)
         z = xp[t].astype(np.float64) + bias
         if cell == _spec.SIMPLE_RNN:
             y = _act(z + inner, activation)
@@ -463,9 +480,11 @@ def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, 
         c[...] = cs
 
 
-def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, rmask, activation, recurrent_activation, dh, dc, dxp,
+                       dinner):
     n = u.shape[0]
     u64 = u.astype(np.float64)
+    rmask = None if rmask is None else rmask.astype(np.float64)
     hs, saved = h.astype(np.float64), gates.astype(np.float64)
     dh64 = dh.astype(np.float64)
     dc64 = None if dc is None else dc.astype(np.float64)
@@ -500,7 +519,7 @@ def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent
         dxp[t] = dz
         if dinner is not None:
             dinner[t] = d_inner
-        dh64 = np.where(keep, direct + d_inner @ u64.T, dh64)
+        dh64 = np.where(keep, direct + _recurrent_product_backward(d_inner, u64, rmask, n), dh64)
     dh[...] = dh64
     if dc is not None:
         dc[...] = dc64

@@ -9,6 +9,11 @@ over the gates a step (which adds the bias b, so that xp needs no pass of its ow
 states each step read (the backward's one GEMM for dU reads them so). GRU follows
 Keras 3's reset_after=True: h~ = act(x_h + b_h + r * (h @ U_h + rb_h)), with its
 recurrent bias `recurrent_bias` (3H,) beside the input bias.
+
+Recurrent dropout (Keras's recurrent_dropout, its implementation 1) is a mask
+`recurrent_dropout_mask` (B, G*H), fixed for the sequence: gate g's recurrent product
+reads h_{t-1} * mask[:, g*H:(g+1)*H], its own mask for each gate; the state itself (GRU's
+z * h_{t-1} term, the next step's h) is never masked.
 """
 import numpy as np
 
@@ -55,6 +60,19 @@ def _mask(mask, steps, batch):
     return _checks.contiguous("mask", mask != 0).view(np.uint8)
 
 
+def _dropout_mask(rmask, batch, width, dtype, device):
+    """None, or the (B, G*H) recurrent dropout mask (0 or 1 / (1 - rate) a unit and gate)."""
+    if rmask is None:
+        return None
+    rmask = _checks.float_array("recurrent_dropout_mask", rmask, 2, "(batch, gates * units)")
+    if rmask.dtype != dtype:
+        raise TypeError(f"recurrent_dropout_mask must have dtype {dtype} (xp's); got {rmask.dtype}")
+    _checks.shape_is("recurrent_dropout_mask", rmask, (batch, width), "(batch, gates * units)")
+    if _checks.on_device(rmask) != device:
+        raise ValueError("recurrent_dropout_mask must be on the device the other arrays are on")
+    return rmask
+
+
 def _recurrent_kernel(u, cell, dtype):
     u = _checks.float_array("recurrent_kernel", u, 2, "(units, gates * units)")
     if u.dtype != dtype:
@@ -92,15 +110,16 @@ def _recurrent_bias(rbias, cell, width, dtype, device):
 
 
 def recurrent(cell, xp, recurrent_kernel, h0=None, c0=None, bias=None, recurrent_bias=None, mask=None,
-              activation="tanh", recurrent_activation="sigmoid", *, out=None):
+              activation="tanh", recurrent_activation="sigmoid", recurrent_dropout_mask=None, *, out=None):
     """Run `cell` over T steps: returns (h, c, gates), h and c (T+1, B, H) with h[0] = h0
     (zeros when None) and h[t+1] the state after step t (c: LSTM's cell states, None for
     the others), gates (T, B, slots * H) what recurrent_backward needs.
 
     xp (T, B, G*H): x @ W for every step; bias (G*H,): added to it (None: zeros);
     recurrent_kernel U (H, G*H); mask (T, B): where 0, the step keeps the previous
-    states (Keras's masking). out: (h, c, gates) arrays to fill (reused between calls),
-    c None but for LSTM."""
+    states (Keras's masking); recurrent_dropout_mask (B, G*H): see the module's
+    docstring. out: (h, c, gates) arrays to fill (reused between calls), c None but for
+    LSTM."""
     code = _cell(cell)
     xp = _checks.float_array("xp", xp, 3, "(steps, batch, gates * units)")
     u, units = _recurrent_kernel(recurrent_kernel, code, xp.dtype)
@@ -116,6 +135,7 @@ def recurrent(cell, xp, recurrent_kernel, h0=None, c0=None, bias=None, recurrent
     bias = _bias(bias, width, xp.dtype, device)
     rbias = _recurrent_bias(recurrent_bias, code, width, xp.dtype, device)
     mask = _mask(mask, steps, batch)
+    rmask = _dropout_mask(recurrent_dropout_mask, batch, width, xp.dtype, device)
     activation = _activation("activation", activation)
     recurrent_activation = _activation("recurrent_activation", recurrent_activation)
     h_out, c_out, gates_out = (None, None, None) if out is None else out
@@ -125,24 +145,27 @@ def recurrent(cell, xp, recurrent_kernel, h0=None, c0=None, bias=None, recurrent
     gates = _checks.output("out[2] (gates)", gates_out, (steps, batch, GATE_SLOTS[code] * units), xp.dtype, device)
     for name, a in (("out[0] (h)", h), ("out[1] (c)", c), ("out[2] (gates)", gates)):
         if a is not None:
-            _checks.distinct(name, a, xp=xp, recurrent_kernel=u, h0=h0, c0=c0, bias=bias, recurrent_bias=rbias)
+            _checks.distinct(name, a, xp=xp, recurrent_kernel=u, h0=h0, c0=c0, bias=bias, recurrent_bias=rbias,
+                             recurrent_dropout_mask=rmask)
     zeros = np.zeros((batch, units), xp.dtype)
     _device.copy_into(h[0], h0 if h0 is not None else zeros)
     if c is not None:
         _device.copy_into(c[0], c0 if c0 is not None else zeros)
-    backend_module().recurrent(code, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates)
+    backend_module().recurrent(code, xp, u, bias, rbias, mask, rmask, activation, recurrent_activation, h, c, gates)
     return h, c, gates
 
 
 def recurrent_backward(cell, dh_seq, recurrent_kernel, h, c, gates, mask=None, activation="tanh",
-                       recurrent_activation="sigmoid", dh_last=None, dc_last=None, *, dxp_out=None):
+                       recurrent_activation="sigmoid", dh_last=None, dc_last=None, recurrent_dropout_mask=None, *,
+                       dxp_out=None):
     """Backward through time of `recurrent`: returns (dxp (T, B, G*H), drecurrent_kernel
     (H, G*H), drecurrent_bias (G*H,) for GRU else None, dh0 (B, H), dc0 (B, H) for LSTM
     else None).
 
     dh_seq (T, B, H): the gradient of every step's output h[1:] (None: zeros, when only
     the last state is used); dh_last, dc_last (B, H): the gradients of the last states
-    (return_state), added to the last step's; h, c, gates as `recurrent` returned them.
+    (return_state), added to the last step's; h, c, gates and recurrent_dropout_mask as
+    `recurrent` had them.
     dxp_out: an array to fill with dxp (reused between calls). The input bias's gradient
     is dxp summed over steps and samples."""
     code = _cell(cell)
@@ -170,6 +193,8 @@ def recurrent_backward(cell, dh_seq, recurrent_kernel, h, c, gates, mask=None, a
         _checks.same_dtype(h=h, dh_seq=dh_seq)
         _checks.shape_is("dh_seq", dh_seq, (steps, batch, units), "the gradient of h[1:]")
     mask = _mask(mask, steps, batch)
+    width = CELL_GATES[code] * units
+    rmask = _dropout_mask(recurrent_dropout_mask, batch, width, dtype, device)
     activation = _activation("activation", activation)
     recurrent_activation = _activation("recurrent_activation", recurrent_activation)
     dh_last = _state("dh_last", dh_last, (batch, units), dtype, device)
@@ -183,20 +208,42 @@ def recurrent_backward(cell, dh_seq, recurrent_kernel, h, c, gates, mask=None, a
     if code == LSTM:
         dc = _device.empty((batch, units), dtype, device)
         _device.copy_into(dc, dc_last if dc_last is not None else zeros)
-    width = CELL_GATES[code] * units
     dxp = _checks.output("dxp_out", dxp_out, (steps, batch, width), dtype, device)
     _checks.distinct("dxp_out", dxp, dh_seq=dh_seq, recurrent_kernel=u, h=h, c=c, gates=gates)
     dinner = _device.empty((steps, batch, width), dtype, device) if code == GRU else None
     backend = backend_module()
-    backend.recurrent_backward(code, dh_seq, u, h, c, gates, mask, activation, recurrent_activation,
+    backend.recurrent_backward(code, dh_seq, u, h, c, gates, mask, rmask, activation, recurrent_activation,
                                dh, dc, dxp, dinner)
     inner = (dinner if dinner is not None else dxp).reshape(steps * batch, width)
     du = _device.empty((units, width), dtype, device)
-    backend.matmul(h[:steps].reshape(steps * batch, units), inner, du, True, False)
+    if rmask is None:
+        backend.matmul(h[:steps].reshape(steps * batch, units), inner, du, True, False)
+    else:
+        _masked_recurrent_gradient(backend, h, rmask, inner, du, units)
     drbias = None
     if code == GRU:
         drbias = _device.to_device(_device.to_host(inner).sum(axis=0)) if device else inner.sum(axis=0)
     return dxp, du, drbias, dh, dc
+
+
+def _masked_recurrent_gradient(backend, h, rmask, inner, du, units):
+    """dU's gate g columns = sum over steps of (h_t * rmask_g)^T @ inner_g: one GEMM a
+    gate, on contiguous host copies (on a device too: recurrent dropout is a training
+    regulariser, its cost is these copies)."""
+    host = np.asarray(_device.to_host(h))[:-1]
+    mask, grads = np.asarray(_device.to_host(rmask)), np.asarray(_device.to_host(inner))
+    out = np.empty(du.shape, du.dtype)
+    with_cpu = backend if not _device.is_device(du) else None
+    for g in range(mask.shape[1] // units):
+        cols = slice(g * units, (g + 1) * units)
+        masked = np.ascontiguousarray((host * mask[:, cols]).reshape(-1, units))
+        part = np.empty((units, units), du.dtype)
+        if with_cpu is not None:
+            with_cpu.matmul(masked, np.ascontiguousarray(grads[:, cols]), part, True, False)
+        else:
+            np.matmul(masked.T, grads[:, cols], out=part)
+        out[:, cols] = part
+    _device.copy_into(du, _device.to_device(out) if with_cpu is None else out)
 
 
 # -- embedding lookups ----------------------------------------------------------------------

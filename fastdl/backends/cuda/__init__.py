@@ -346,24 +346,26 @@ def _optional(a):
     return None if a is None else _dev(a)
 
 
-def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
+def recurrent(cell, xp, u, bias, rbias, mask, rmask, activation, recurrent_activation, h, c, gates):
     # h and c arrive holding the initial states: the device targets start as copies
     th, tg = _loaded(h, h), _target(gates)
     tc = None if c is None else _loaded(c, c)
-    gpu.recurrent(cell, _dev(xp), _dev(u), _dev(bias), _optional(rbias), _optional(mask), ACTIVATION_CODES[activation],
-                  ACTIVATION_CODES[recurrent_activation], th, tc, tg)
+    gpu.recurrent(cell, _dev(xp), _dev(u), _dev(bias), _optional(rbias), _optional(mask), _optional(rmask),
+                  ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation], th, tc, tg)
     _finish(th, h)
     _finish(tg, gates)
     if c is not None:
         _finish(tc, c)
 
 
-def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, rmask, activation, recurrent_activation, dh, dc, dxp,
+                       dinner):
     tdh, tdx = _loaded(dh, dh), _target(dxp)
     tdc = None if dc is None else _loaded(dc, dc)
     tdi = None if dinner is None else _target(dinner)
     gpu.recurrent_backward(cell, _optional(dh_seq), _dev(u), _dev(h), _optional(c), _dev(gates), _optional(mask),
-                           ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation], tdh, tdc, tdx, tdi)
+                           _optional(rmask), ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation],
+                           tdh, tdc, tdx, tdi)
     for target, out in ((tdh, dh), (tdc, dc), (tdx, dxp), (tdi, dinner)):
         if out is not None:
             _finish(target, out)

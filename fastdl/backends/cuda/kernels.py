@@ -841,22 +841,55 @@ def _recurrent_step_backward(cell, t, dh_seq, has_seq, gates, h, c, mask, has_ma
         dh[b, j] = d * z
 
 
-def recurrent(cell, xp, u, bias, rb, mask, a, ra, h, c, gates):
-    """rb, mask and c may be None (LSTM alone has c, GRU alone rb)."""
+@cuda.jit
+def _masked_state(h, t, rm, hm):
+    """hm (B, G*H) = h[t] tiled once a gate, times the recurrent dropout mask rm (B, G*H)."""
+    i = cuda.grid(1)
+    width, n = rm.shape[1], h.shape[2]
+    if i < hm.size:
+        b, j = i // width, i % width
+        hm[b, j] = h[t, b, j % n] * rm[b, j]
+
+
+@cuda.jit
+def _add_masked(part, rm, g, dh):
+    """dh += part * gate g's columns of the recurrent dropout mask."""
+    i = cuda.grid(1)
+    n = dh.shape[1]
+    if i < dh.size:
+        b, j = i // n, i % n
+        dh[b, j] += part[b, j] * rm[b, g * n + j]
+
+
+def _gate_columns(a, g, n):
+    return a[:, g * n:(g + 1) * n]
+
+
+def recurrent(cell, xp, u, bias, rb, mask, rm, a, ra, h, c, gates):
+    """rb, mask, rm and c may be None (LSTM alone has c, GRU alone rb); rm: the recurrent
+    dropout mask (B, G*H), each gate's product from its own masked copy of h."""
     steps, batch, width = xp.shape
+    n = h.shape[2]
     has_mask = mask is not None
     rb = rb if rb is not None else cuda.to_device(np.zeros(1, xp.dtype))
     mask = mask if has_mask else cuda.to_device(np.zeros((1, 1), np.uint8))
     c = c if c is not None else h
     inner = cuda.device_array((batch, width), xp.dtype)
+    hm = None if rm is None else cuda.device_array((batch, width), xp.dtype)
     for t in range(steps):
-        matmul(h[t], u, inner)
+        if rm is None:
+            matmul(h[t], u, inner)
+        else:
+            _launch(_masked_state, hm.size, h, t, rm, hm)
+            for g in range(width // n):
+                matmul(_gate_columns(hm, g, n), _gate_columns(u, g, n), _gate_columns(inner, g, n))
         _launch(_recurrent_step, batch * h.shape[2], cell, t, xp, bias, inner, rb, mask, has_mask, a, ra, h, c,
                 gates)
 
 
-def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, a, ra, dh, dc, dxp, dinner):
-    steps = dxp.shape[0]
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, rm, a, ra, dh, dc, dxp, dinner):
+    steps, n = dxp.shape[0], dh.shape[1]
+    part = None if rm is None else cuda.device_array(dh.shape, dh.dtype)
     has_seq, has_mask = dh_seq is not None, mask is not None
     dh_seq = dh_seq if has_seq else h
     mask = mask if has_mask else cuda.to_device(np.zeros((1, 1), np.uint8))
@@ -866,7 +899,12 @@ def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, a, ra, dh, dc, dxp, d
     for t in range(steps - 1, -1, -1):
         _launch(_recurrent_step_backward, dh.size, cell, t, dh_seq, has_seq, gates, h, c, mask, has_mask, a, ra,
                 dh, dc, dxp, inner)
-        matmul(inner[t], u, dh, trans_b=True, beta=1.0)  # dh += dinner[t] @ U^T
+        if rm is None:
+            matmul(inner[t], u, dh, trans_b=True, beta=1.0)  # dh += dinner[t] @ U^T
+            continue
+        for g in range(u.shape[1] // n):  # dh += (dinner[t]_g @ U_g^T) * rm_g
+            matmul(_gate_columns(inner[t], g, n), _gate_columns(u, g, n), part, trans_b=True)
+            _launch(_add_masked, dh.size, part, rm, g, dh)
 
 
 @cuda.jit

@@ -287,21 +287,37 @@ def _recurrent_parts(batch, width, units):
 _RECURRENT_PARALLEL_WORK = 1 << 17  # as the Cython backend's RECURRENT_PARALLEL_WORK
 
 
-def recurrent(cell, xp, u, bias, rbias, mask, activation, recurrent_activation, h, c, gates):
+def _gate_blocks(u, transposed):
+    """U (H, G*H)'s gate blocks as one contiguous (G, H, H) array, each block transposed or not."""
+    n = u.shape[0]
+    blocks = u.reshape(n, -1, n).transpose(1, 0, 2)
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1) if transposed else blocks)
+
+
+def _dropout_args(rmask, u, transposed):
+    """(rm, gate blocks, has_rm): stand-ins the kernel never reads when rmask is None."""
+    if rmask is None:
+        return np.zeros((1, 1), u.dtype), np.zeros((1, 1, 1), u.dtype), False
+    return rmask, _gate_blocks(u, transposed), True
+
+
+def recurrent(cell, xp, u, bias, rbias, mask, rmask, activation, recurrent_activation, h, c, gates):
     batch, width = xp.shape[1], xp.shape[2]
     # absent arrays become stand-ins the kernel never reads (Numba wants one type a call)
     rb = rbias if rbias is not None else np.zeros(1, xp.dtype)
     m = mask if mask is not None else np.zeros((1, 1), np.uint8)
-    _k.recurrent(cell, xp, u, bias, rb, rbias is not None, m, mask is not None, ACTIVATION_CODES[activation],
-                 ACTIVATION_CODES[recurrent_activation], h, c if c is not None else h, c is not None, gates,
-                 np.empty((batch, width), xp.dtype), _recurrent_parts(batch, width, u.shape[0]))
+    _k.recurrent(cell, xp, u, bias, rb, rbias is not None, m, mask is not None, *_dropout_args(rmask, u, False),
+                 ACTIVATION_CODES[activation], ACTIVATION_CODES[recurrent_activation], h, c if c is not None else h,
+                 c is not None, gates, np.empty((batch, width), xp.dtype), _recurrent_parts(batch, width, u.shape[0]))
 
 
-def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, activation, recurrent_activation, dh, dc, dxp, dinner):
+def recurrent_backward(cell, dh_seq, u, h, c, gates, mask, rmask, activation, recurrent_activation, dh, dc, dxp,
+                       dinner):
     batch, width = dxp.shape[1], dxp.shape[2]
     m = mask if mask is not None else np.zeros((1, 1), np.uint8)
     _k.recurrent_backward(cell, dh_seq if dh_seq is not None else h, dh_seq is not None, np.ascontiguousarray(u.T),
-                          h, c if c is not None else h, gates, m, mask is not None, ACTIVATION_CODES[activation],
+                          h, c if c is not None else h, gates, m, mask is not None, *_dropout_args(rmask, u, True),
+                          ACTIVATION_CODES[activation],
                           ACTIVATION_CODES[recurrent_activation], dh, dc if dc is not None else dh, dxp,
                           dinner if dinner is not None else dxp, np.empty_like(dh),
                           _recurrent_parts(batch, width, u.shape[0]))

@@ -613,15 +613,29 @@ def _step_row(cell, x, bias, inner, rb, hp, cp, hn, cn, g, keep, a, ra):
             hn[j] = z * hp[j] + (one - z) * cc if keep else hp[j]
 
 
+@njit(**OPTS)
+def _masked_product(hp, rm, ug, out):
+    """out (rows, G*H) = gate g's columns of h @ U from h * rm's gate g columns; ug (G, H, H)
+    U's gate blocks, contiguous (recurrent dropout, see kernels/recurrent.pyx)."""
+    n = hp.shape[1]
+    for g in range(ug.shape[0]):
+        out[:, g * n:(g + 1) * n] = np.dot(np.ascontiguousarray(hp * rm[:, g * n:(g + 1) * n]), ug[g])
+
+
 @njit(parallel=True, **OPTS)
-def recurrent(cell, xp, u, bias, rb, has_rb, mask, has_mask, a, ra, h, c, has_c, gates, inner, parts):
+def recurrent(cell, xp, u, bias, rb, has_rb, mask, has_mask, rm, ug, has_rm, a, ra, h, c, has_c, gates, inner,
+              parts):
     """h[1:], c[1:] and gates from xp + bias, U, h[0], c[0]; each of `parts` threads takes a block
-    of samples through every step (inner: (B, G*H) scratch, its rows per block)."""
+    of samples through every step (inner: (B, G*H) scratch, its rows per block); with has_rm,
+    rm (B, G*H) the recurrent dropout mask and ug (G, H, H) U's gate blocks."""
     steps, batch = xp.shape[0], xp.shape[1]
     for k in prange(parts):
         lo, hi = k * batch // parts, (k + 1) * batch // parts
         for t in range(steps):
-            np.dot(h[t, lo:hi], u, inner[lo:hi])
+            if has_rm:
+                _masked_product(h[t, lo:hi], rm[lo:hi], ug, inner[lo:hi])
+            else:
+                np.dot(h[t, lo:hi], u, inner[lo:hi])
             for b in range(lo, hi):
                 keep = (not has_mask) or mask[t, b] != 0
                 _step_row(cell, xp[t, b], bias, inner[b], rb, h[t, b], c[t, b], h[t + 1, b], c[t + 1, b],
@@ -665,10 +679,12 @@ def _step_row_backward(cell, dseq, has_seq, g, hp, cp, cn, dh, dc, dx, di, keep,
 
 
 @njit(parallel=True, **OPTS)
-def recurrent_backward(cell, dh_seq, has_seq, ut, h, c, gates, mask, has_mask, a, ra, dh, dc, dxp, dinner,
-                       step_dh, parts):
+def recurrent_backward(cell, dh_seq, has_seq, ut, h, c, gates, mask, has_mask, rm, utg, has_rm, a, ra, dh, dc, dxp,
+                       dinner, step_dh, parts):
     """dxp (and GRU's dinner) from dh, dc (the last states' gradients, turned into the
-    initial states'); ut is U^T, C-contiguous; step_dh (B, H) scratch."""
+    initial states'); ut is U^T, C-contiguous; step_dh (B, H) scratch; with has_rm, rm the
+    recurrent dropout mask and utg (G, H, H) the gate blocks of U, each transposed."""
+    n = dh.shape[1]
     steps, batch = dxp.shape[0], dxp.shape[1]
     for k in prange(parts):
         lo, hi = k * batch // parts, (k + 1) * batch // parts
@@ -677,10 +693,18 @@ def recurrent_backward(cell, dh_seq, has_seq, ut, h, c, gates, mask, has_mask, a
                 keep = (not has_mask) or mask[t, b] != 0
                 _step_row_backward(cell, dh_seq[t, b], has_seq, gates[t, b], h[t, b], c[t, b], c[t + 1, b],
                                    dh[b], dc[b], dxp[t, b], dinner[t, b], keep, a, ra)
-            np.dot(dinner[t, lo:hi] if cell == GRU else dxp[t, lo:hi], ut, step_dh[lo:hi])
-            for b in range(lo, hi):
-                for j in range(dh.shape[1]):
-                    dh[b, j] += step_dh[b, j]
+            d = dinner[t, lo:hi] if cell == GRU else dxp[t, lo:hi]
+            if not has_rm:
+                np.dot(d, ut, step_dh[lo:hi])
+                for b in range(lo, hi):
+                    for j in range(n):
+                        dh[b, j] += step_dh[b, j]
+                continue
+            for g in range(utg.shape[0]):
+                part = np.dot(np.ascontiguousarray(d[:, g * n:(g + 1) * n]), utg[g])
+                for b in range(lo, hi):
+                    for j in range(n):
+                        dh[b, j] += part[b - lo, j] * rm[b, g * n + j]
 
 
 @njit(parallel=True, **OPTS)
