@@ -171,14 +171,22 @@ class Layer(BufferOwner):
 
 
 class InputLayer(Layer):
-    """Declares the model's input shape (without the batch axis); passes data through."""
+    """Declares the model's input shape (without the batch axis); passes data through.
+    batch_size: a fixed batch size, for the files of models with stateful recurrent layers
+    (Keras needs it to build them); fastdl's layers take any batch."""
 
-    def __init__(self, shape=None, name=None, **kwargs):
+    def __init__(self, shape=None, batch_size=None, name=None, batch_shape=None, **kwargs):
         if shape is None and "input_shape" in kwargs:
             shape = kwargs.pop("input_shape")
+        if shape is None and batch_shape is not None:
+            batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
         if shape is None:
             raise ValueError("Input needs shape=, the shape of one sample (e.g. (32, 32, 3))")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
         super().__init__(name=name, input_shape=shape, **kwargs)
+        self.batch_size = None if batch_size is None else int(batch_size)
 
     def forward(self, x, training=False):
         return x
@@ -187,7 +195,7 @@ class InputLayer(Layer):
         return dy
 
     def get_config(self):
-        return {**super().get_config(), "shape": self.input_shape}
+        return {**super().get_config(), "shape": self.input_shape, "batch_size": self.batch_size}
 
 
 class KerasTensor:

@@ -179,6 +179,14 @@ class Model:
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
 
+    def reset_states(self):
+        """Every stateful recurrent layer's states back to zeros (Keras's reset_states)."""
+        for layer in self.layers:
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
+
+    reset_state = reset_states
+
     def summary(self, print_fn=print):
         """Layer, output shape and parameter count of each layer, and the totals."""
         if not self.built:

@@ -88,8 +88,11 @@ class _RNN(Layer):
         self.recurrent_dropout = _checks.finite_number("recurrent_dropout", recurrent_dropout, 0, 1)
         if self.recurrent_dropout >= 1:
             raise ValueError(f"recurrent_dropout must be in [0, 1); got {recurrent_dropout!r}")
-        if stateful:
-            raise ValueError("stateful=True is not supported: every batch starts from zero states")
+        # stateful: each call starts from the states the last one ended with, sample i of a
+        # batch continuing sample i of the batch before (Keras's stateful=True); the batch
+        # size is the first call's until reset_state(), and no gradient crosses batches
+        self.stateful = bool(stateful)
+        self.carried_states = None
         # masked steps output zeros (True; Bidirectional's layers with return_sequences) or
         # repeat the previous output (Keras's default)
         self.zero_output_for_mask = bool(zero_output_for_mask)
@@ -171,6 +174,12 @@ class _RNN(Layer):
         if per_gate:
             rmask = self._dropout_masks((batch, width), self.recurrent_dropout, x.dtype)
             self._rmask = _device.to_device(rmask) if _device.is_device(xp) else rmask
+        if initial_state is None and self.carried_states is not None:
+            initial_state = self.carried_states
+            if initial_state[0].shape[0] != batch:
+                raise ValueError(f"{self.name}: a stateful layer takes batches of the size it started with "
+                                 f"({initial_state[0].shape[0]}, its states' batch); got {batch} (call "
+                                 f"reset_state() to start over at another size)")
         h0, c0 = self._initial_states(initial_state, batch)
         self._mask = None if mask is None else np.ascontiguousarray(mask.T)
         states = (steps + 1, batch, self.units)
@@ -181,6 +190,8 @@ class _RNN(Layer):
                                     activation=self.activation, recurrent_activation=self.recurrent_activation,
                                     recurrent_dropout_mask=self._rmask, out=out)
         self._xt, self._h, self._c, self._gates = xt, h, c, gates
+        if self.stateful:  # copies: the buffers behind h and c are the next call's
+            self.carried_states = [h[-1].copy()] + ([c[-1].copy()] if c is not None else [])
         output = self._time_major("output", h[1:]) if self.return_sequences else h[-1]
         self._zeroed = None
         if self.return_sequences and self.zero_output_for_mask and mask is not None:
@@ -190,6 +201,12 @@ class _RNN(Layer):
             return output
         # the states as copies: the buffers behind them are this layer's next call's
         return [output, h[-1].copy()] + ([c[-1].copy()] if c is not None else [])
+
+    def reset_state(self):
+        """A stateful layer's states back to zeros (the next call may take another batch size)."""
+        self.carried_states = None
+
+    reset_states = reset_state  # Keras 2's name
 
     def _dropout_masks(self, shape, rate, dtype):
         """0 or 1 / (1 - rate), as Keras's dropout of ones: fixed for the sequence."""
@@ -301,7 +318,8 @@ class _RNN(Layer):
         config = {**super().get_config(), "units": self.units, "activation": self.activation or "linear",
                   "use_bias": self.use_bias, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
                   "return_sequences": self.return_sequences,
-                  "return_state": self.return_state, "go_backwards": self.go_backwards, "seed": self.seed,
+                  "return_state": self.return_state, "go_backwards": self.go_backwards, "stateful": self.stateful,
+                  "seed": self.seed,
                   "zero_output_for_mask": self.zero_output_for_mask}
         return config
 
@@ -422,6 +440,12 @@ class Bidirectional(Layer):
 
     def compute_mask(self, x, mask=None):
         return mask if self.return_sequences else None
+
+    def reset_state(self):
+        self.forward_layer.reset_state()
+        self.backward_layer.reset_state()
+
+    reset_states = reset_state
 
     def weight_specs(self):
         return self.forward_layer.weight_specs() + self.backward_layer.weight_specs()

@@ -57,12 +57,13 @@ def _no_extras(*names):
     return {name: None for name in names}
 
 
-def keras_layer_config(layer, dtype):
-    """{module, class_name, config, ...} of one layer, as Keras 3 serializes it."""
+def keras_layer_config(layer, dtype, batch=None):
+    """{module, class_name, config, ...} of one layer, as Keras 3 serializes it; batch: the
+    model's fixed batch size (its InputLayer's), or None."""
     kind = type(layer).__name__
     if isinstance(layer, layers_module.InputLayer):
         return {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                "config": {"batch_shape": [None, *layer.input_shape], "dtype": np.dtype(dtype).name,
+                "config": {"batch_shape": [layer.batch_size, *layer.input_shape], "dtype": np.dtype(dtype).name,
                            "sparse": False, "ragged": False, "name": layer.name, "optional": False}}
     config = {"name": layer.name, "trainable": layer.trainable, "dtype": _policy(dtype)}
     if kind == "Conv2D":
@@ -141,15 +142,15 @@ def keras_layer_config(layer, dtype):
     elif kind in ("SimpleRNN", "LSTM", "GRU"):
         config.update(_recurrent_config(layer))
     elif kind == "Bidirectional":
-        config.update(merge_mode=layer.merge_mode, layer=keras_layer_config(layer.forward_layer, dtype),
-                      backward_layer=keras_layer_config(layer.backward_layer, dtype))
+        config.update(merge_mode=layer.merge_mode, layer=keras_layer_config(layer.forward_layer, dtype, batch),
+                      backward_layer=keras_layer_config(layer.backward_layer, dtype, batch))
     elif kind == "TimeDistributed":
-        config.update(layer=keras_layer_config(layer.layer, dtype))
+        config.update(layer=keras_layer_config(layer.layer, dtype, batch))
     else:
         raise ValueError(f"layer {layer.name!r}: {kind} has no Keras config in fastdl.saving")
     out = {"module": "keras.layers", "class_name": kind, "config": config, "registered_name": None}
     if layer.weights:
-        out["build_config"] = {"input_shape": [None, *layer.input_shape]}
+        out["build_config"] = {"input_shape": [batch, *layer.input_shape]}
     return out
 
 
@@ -157,7 +158,7 @@ def _recurrent_config(layer):
     """SimpleRNN / LSTM / GRU arguments as Keras 3 writes them."""
     kind = type(layer).__name__
     config = dict(return_sequences=layer.return_sequences, return_state=layer.return_state,
-                  go_backwards=layer.go_backwards, stateful=False, unroll=layer.unroll,
+                  go_backwards=layer.go_backwards, stateful=layer.stateful, unroll=layer.unroll,
                   zero_output_for_mask=layer.zero_output_for_mask, units=layer.units,
                   activation=layer.activation or "linear")
     if kind != "SimpleRNN":
@@ -181,13 +182,14 @@ def model_config(model):
     """config.json's content for a built model: Keras's Sequential or Functional."""
     if type(model).__name__ != "Sequential":
         return _functional_config(model)
-    shape = [None, *model.layers[0].input_shape]
+    first = model.layers[0]
+    shape = [getattr(first, "batch_size", None), *first.input_shape]
     entries = list(model.layers)
     if not isinstance(entries[0], layers_module.InputLayer):
-        entries.insert(0, layers_module.InputLayer(shape=shape[1:], name="input_layer"))
+        entries.insert(0, layers_module.InputLayer(shape=shape[1:], batch_size=shape[0], name="input_layer"))
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
               "config": {"name": model.name, "trainable": True, "dtype": _policy(model.dtype),
-                         "layers": [keras_layer_config(layer, model.dtype) for layer in entries],
+                         "layers": [keras_layer_config(layer, model.dtype, shape[0]) for layer in entries],
                          "build_input_shape": shape},
               "build_config": {"input_shape": shape}}
     if model.compiled:
@@ -200,16 +202,17 @@ def _functional_config(model):
     by the layers that make them (keras_history), as Keras writes it."""
     nodes = model._graph_nodes()
     source = model.layers[0]
+    batch = getattr(source, "batch_size", None)
 
     def tensor(j):
         producer = source if j < 0 else nodes[j][0]
         shape = producer.input_shape if j < 0 else producer.output_shape
-        return {"class_name": "__keras_tensor__", "config": {"shape": [None, *shape], "dtype": model.dtype.name,
+        return {"class_name": "__keras_tensor__", "config": {"shape": [batch, *shape], "dtype": model.dtype.name,
                                                              "keras_history": [producer.name, 0, 0]}}
-    entries = [{**keras_layer_config(source, model.dtype), "name": source.name, "inbound_nodes": []}]
+    entries = [{**keras_layer_config(source, model.dtype, batch), "name": source.name, "inbound_nodes": []}]
     for layer, inputs in nodes:
         read = [tensor(j) for j in inputs]
-        entry = keras_layer_config(layer, model.dtype)
+        entry = keras_layer_config(layer, model.dtype, batch)
         entry.update(name=layer.name, inbound_nodes=[{"args": [read] if len(read) > 1 else read, "kwargs": {}}])
         if len(read) > 1:
             entry["build_config"] = {"input_shape": [t["config"]["shape"] for t in read]}
@@ -608,9 +611,12 @@ def _layer_from_config(entry, path):
             args[key] = _activation_name(args[key], where)
     if kind == "InputLayer":
         shape = args.pop("batch_shape", None) or args.pop("batch_input_shape", None)
-        shape = shape[1:] if shape is not None else args.pop("shape", None)
-        args.pop("batch_size", None)
-        return layers_module.InputLayer(shape=tuple(shape), name=args.get("name"))
+        batch = args.pop("batch_size", None)
+        if shape is not None:
+            batch, shape = shape[0], shape[1:]
+        else:
+            shape = args.pop("shape", None)
+        return layers_module.InputLayer(shape=tuple(shape), batch_size=batch, name=args.get("name"))
     if "batch_input_shape" in args and args["batch_input_shape"] is None:
         args.pop("batch_input_shape")
     for key in ("kernel_size", "strides", "pool_size", "dilation_rate"):

@@ -255,13 +255,42 @@ def test_recurrent_dropouts_gradients_match_finite_differences(backend, cell, dr
     np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_stateful_layer_continues_its_sequences_across_calls_as_keras(cell, tmp_path):
+    keras = keras_or_skip()
+    x = np.random.default_rng(9).standard_normal((3, 8, 2)).astype(np.float32)
+    options = dict(stateful=True, return_sequences=True, go_backwards=cell == "GRU")
+    theirs = keras.Sequential([keras.Input(batch_shape=(3, 4, 2)), getattr(keras.layers, cell)(5, **options)])
+    ours = Sequential([layers.InputLayer((4, 2), batch_size=3), getattr(layers, cell)(5, **options)])
+    same_weights(ours, theirs)
+    for chunk in (x[:, :4], x[:, 4:]):
+        assert_outputs_equal(ours, theirs, chunk)
+    ours.save(tmp_path / "stateful.keras")  # the fixed batch size Keras needs goes with it
+    loaded = keras.saving.load_model(tmp_path / "stateful.keras")
+    again = fastdl.models.load_model(tmp_path / "stateful.keras")
+    assert loaded.layers[0].stateful and again.layers[-1].stateful
+    for chunk in (x[:, :4], x[:, 4:]):  # both start from zeros
+        assert_outputs_equal(again, loaded, chunk)
+    ours.reset_states()
+    halves = [ours.predict(x[:, :4], verbose=0), ours.predict(x[:, 4:], verbose=0)]
+    options.update(stateful=False, go_backwards=False)
+    whole = Sequential([layers.InputLayer((8, 2)), getattr(layers, cell)(5, **options)])
+    whole.build()
+    whole.set_weights(ours.get_weights())
+    if cell != "GRU":  # the two calls are the sequence run at once
+        np.testing.assert_allclose(np.concatenate(halves, axis=1), whole.predict(x, verbose=0), rtol=1e-5,
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="a stateful layer takes batches of the size it started with \\(3"):
+        ours.predict(x[:2, :4], verbose=0)
+    ours.reset_states()  # zeros again, and any batch size: the first call's outputs again
+    np.testing.assert_allclose(ours.predict(x[:2, :4], verbose=0), halves[0][:2], rtol=1e-6, atol=1e-7)
+
+
 def test_bad_input_gets_a_clear_error():
     with pytest.raises(ValueError, match="takes \\(batch, steps, features\\)"):
         Sequential([layers.InputLayer((5,)), layers.LSTM(3)]).build()
     with pytest.raises(ValueError, match=r"recurrent_dropout must be in \[0, 1\)"):
         layers.LSTM(3, recurrent_dropout=1.0)
-    with pytest.raises(ValueError, match="stateful"):
-        layers.GRU(3, stateful=True)
     with pytest.raises(ValueError, match="reset_after=False"):
         layers.GRU(3, reset_after=False)
     with pytest.raises(ValueError, match="units must be a positive int"):
