@@ -29,7 +29,9 @@ def _export(args):
     if args.check:
         import onnxruntime
 
-        x = np.random.default_rng(0).random((8,) + model.input_shape).astype(np.float32)
+        rng, embedding = np.random.default_rng(0), onnx.token_embedding(model)
+        x = (rng.random((8,) + model.input_shape).astype(np.float32) if embedding is None
+             else rng.integers(0, embedding.input_dim, (8,) + model.input_shape))
         session = onnxruntime.InferenceSession(args.output, providers=["CPUExecutionProvider"])
         difference = float(np.abs(session.run(None, {"input": x})[0] - model.predict(x)).max())
         print(f"ONNX Runtime {onnxruntime.__version__}: largest difference from predict {difference:.2e}")

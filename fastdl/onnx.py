@@ -6,6 +6,14 @@ of them and back to NHWC only where the layout shows (Flatten, a Dense on 4-D in
 output), so a Conv / pool chain pays no transposes between its layers. Weights become
 initializers in float32 (a float64 model is exported in float32); Dropout is the
 identity, as at inference. Needs the onnx package (pip install 'fastdl[onnx]').
+
+Recurrent layers become ONNX's RNN / LSTM / GRU nodes (time-major, so a Transpose on
+each side), their weights reordered to ONNX's gates (LSTM i, o, f, c from Keras's i, f,
+c, o; GRU z, r, h as Keras, with linear_before_reset for Keras 3's reset_after); a
+Bidirectional layer is one bidirectional node, whose backward outputs ONNX already gives
+in time order as Keras's merge wants them. A model whose input is token ids (an
+Embedding first) takes int64 ids. Keras's masking (Embedding(mask_zero=True)), stateful
+layers and return_state have no ONNX form here and are refused.
 """
 import os
 
@@ -16,6 +24,9 @@ from fastdl.ops._geometry import window
 
 DEFAULT_OPSET = 17
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+# Keras's gate blocks in the order ONNX's recurrent nodes want them
+_GATE_ORDER = {"SimpleRNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [0, 1, 2]}
+_ONNX_CELL = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 
 
 def _onnx():
@@ -31,8 +42,8 @@ class _Graph:
     """Nodes and initializers under construction; `layout` is that of the current 4-D
     tensor ('NHWC' as the model sees it, or 'NCHW' inside a convolution chain)."""
 
-    def __init__(self, onnx):
-        self.onnx, self.nodes, self.initializers = onnx, [], []
+    def __init__(self, onnx, opset):
+        self.onnx, self.opset, self.nodes, self.initializers = onnx, opset, [], []
         self.counter = 0
 
     def name(self, hint):
@@ -173,9 +184,93 @@ def _export_layer(graph, layer, tensor, layout, shape):
         inputs = [tensor] + [graph.constant(f"{layer.name}_{what}", value) for what, value in
                              (("gamma", gamma), ("beta", beta), ("moving_mean", mean), ("moving_variance", var))]
         return graph.node("BatchNormalization", inputs, layer.name, epsilon=layer.epsilon), layout
+    if kind == "Embedding":
+        if layer.mask_zero:
+            raise ValueError(f"layer {layer.name!r}: Embedding(mask_zero=True) masks the layers after it, which an "
+                             f"ONNX graph cannot express; export a model without mask_zero")
+        return graph.node("Gather", [graph.constant(f"{layer.name}_embeddings", params[0]), tensor], layer.name), layout
+    if kind in ("SimpleRNN", "LSTM", "GRU", "Bidirectional"):
+        return _export_recurrent(graph, layer, tensor), layout
+    if kind == "TimeDistributed" and type(layer.layer).__name__ == "Dense":  # a Dense on 3-D input
+        return _export_layer(graph, layer.layer, tensor, layout, shape)
     if isinstance(layer, layers_module.Activation):  # ReLU and Softmax among them
         return _activation(graph, tensor, layer.activation, rank, layout), layout
     raise ValueError(f"layer {layer.name!r}: {kind} has no ONNX export yet")
+
+
+def _recurrent_weights(layer):
+    """W (G*H, F), R (G*H, H), B (2*G*H,) of one direction, ONNX's gate order."""
+    kind, n = type(layer).__name__, layer.units
+    params = [_device.host_copy(p).astype(np.float32) for p in layer.params]
+
+    def gates(a):
+        return np.concatenate([a[..., g * n:(g + 1) * n] for g in _GATE_ORDER[kind]], axis=-1)
+    width = len(_GATE_ORDER[kind]) * n
+    bias = np.zeros((2, width), np.float32)
+    if layer.use_bias:
+        bias = params[2].reshape(2, width) if kind == "GRU" else np.stack([params[2], np.zeros(width, np.float32)])
+    return gates(params[0]).T, gates(params[1]).T, gates(bias).reshape(-1)
+
+
+def _recurrent_activations(layer):
+    kind = type(layer).__name__
+    wanted = {"SimpleRNN": [layer.activation], "GRU": [layer.recurrent_activation, layer.activation],
+              "LSTM": [layer.recurrent_activation, layer.activation, layer.activation]}[kind]
+    for name in wanted:
+        if name not in ("relu", "sigmoid", "tanh"):
+            raise ValueError(f"layer {layer.name!r}: the activation {name or 'linear'!r} has no ONNX recurrent "
+                             f"form here (relu, sigmoid and tanh do)")
+    return [_ACTIVATIONS[name] for name in wanted]
+
+
+def _export_recurrent(graph, layer, tensor):
+    """One ONNX RNN/LSTM/GRU node (both directions for a Bidirectional), the input
+    (B, T, F) made time-major and the outputs brought back to Keras's shapes."""
+    pair = isinstance(layer, layers_module.Bidirectional)
+    cells = [layer.forward_layer, layer.backward_layer] if pair else [layer]
+    first = cells[0]
+    for cell in cells:
+        if cell.stateful or cell.return_state:
+            raise ValueError(f"layer {cell.name!r}: stateful=True and return_state=True have no ONNX export (a "
+                             f"graph keeps no states between runs and has one output here)")
+    if pair:
+        forward, backward = cells
+        if (type(forward) is not type(backward) or forward.go_backwards or not backward.go_backwards
+                or forward.units != backward.units or forward.use_bias != backward.use_bias):
+            raise ValueError(f"layer {layer.name!r}: a Bidirectional exports when its two layers are one kind and "
+                             f"size, the forward one reading forwards")
+    kind, n = type(first).__name__, first.units
+    weights = [_recurrent_weights(cell) for cell in cells]
+    inputs = [graph.node("Transpose", [tensor], f"{layer.name}_time_major", perm=[1, 0, 2])]
+    for i, what in enumerate(("W", "R", "B")):
+        inputs.append(graph.constant(f"{layer.name}_{what}", np.stack([w[i] for w in weights])))
+    activations = _recurrent_activations(first) * len(cells)
+    attributes = dict(hidden_size=n, activations=activations,
+                      direction="bidirectional" if pair else "reverse" if first.go_backwards else "forward")
+    if kind == "GRU":
+        attributes["linear_before_reset"] = 1  # Keras 3's reset_after
+    outputs = [graph.name(f"{layer.name}_Y"), graph.name(f"{layer.name}_Y_h")]
+    graph.nodes.append(graph.onnx.helper.make_node(_ONNX_CELL[kind], inputs, outputs, name=outputs[0],
+                                                   **attributes))
+    sequences = first.return_sequences
+    if sequences:  # Y (T, D, B, H) -> (B, T, D, H)
+        out = graph.node("Transpose", [outputs[0]], f"{layer.name}_batch_major", perm=[2, 0, 1, 3])
+        if first.go_backwards and not pair:  # Keras gives them in the order it read them
+            out = graph.node("Slice", [out] + [graph.constant(f"{layer.name}_{what}", np.array([v], np.int64))
+                                               for what, v in (("starts", -1), ("ends", -(2 ** 63)), ("axes", 1),
+                                                               ("steps", -1))], f"{layer.name}_reversed")
+        axis = 2
+    else:  # Y_h (D, B, H) -> (B, D, H)
+        out = graph.node("Transpose", [outputs[1]], f"{layer.name}_batch_major", perm=[1, 0, 2])
+        axis = 1
+    if not pair or layer.merge_mode == "concat":  # the directions side by side, forward first
+        shape = np.array([0, 0, len(cells) * n] if sequences else [0, len(cells) * n], np.int64)
+        return graph.node("Reshape", [out, graph.constant(f"{layer.name}_shape", shape)], layer.name)
+    reduce = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}[layer.merge_mode]
+    if reduce == "ReduceSum" or graph.opset >= 18:  # axes an input (ReduceSum's from opset 13), else an attribute
+        axes = graph.constant(f"{layer.name}_axes", np.array([axis], np.int64))
+        return graph.node(reduce, [out, axes], layer.name, keepdims=0)
+    return graph.node(reduce, [out], layer.name, axes=[axis], keepdims=0)
 
 
 _MERGES = {"Add": "Sum", "Subtract": "Sub", "Multiply": "Mul", "Average": "Mean", "Maximum": "Max",
@@ -198,6 +293,12 @@ def _export_merge(graph, layer, given):
     return graph.node(_MERGES[kind], tensors, layer.name), layout
 
 
+def token_embedding(model):
+    """The Embedding that reads a model's input (its ONNX input is then int64 ids), or None."""
+    first = model._graph_nodes()[0][0]
+    return first if isinstance(first, layers_module.Embedding) else None
+
+
 def to_onnx(model, opset=DEFAULT_OPSET):
     """The model as an onnx.ModelProto: input 'input' (batch, *input_shape), output
     'output' (batch, *output_shape), the batch axis dynamic."""
@@ -206,7 +307,7 @@ def to_onnx(model, opset=DEFAULT_OPSET):
         raise ValueError(f"opset must be an int >= 17; got {opset!r}")
     if not model.built:
         model.build()
-    graph = _Graph(onnx)
+    graph = _Graph(onnx, opset)
     values = {-1: ("input", "NHWC", tuple(model.layers[0].input_shape))}  # node -> (tensor, layout, shape)
     for i, (layer, inputs) in enumerate(model._graph_nodes()):
         given = [values[j] for j in inputs]
@@ -220,7 +321,9 @@ def to_onnx(model, opset=DEFAULT_OPSET):
         tensor = _to(graph, tensor, layout, "NHWC")
     graph.nodes.append(onnx.helper.make_node("Identity", [tensor], ["output"], name="output"))
     float32 = onnx.TensorProto.FLOAT
-    inputs = [onnx.helper.make_tensor_value_info("input", float32, ["batch", *model.layers[0].input_shape])]
+    ids = token_embedding(model) is not None
+    inputs = [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.INT64 if ids else float32,
+                                                 ["batch", *model.layers[0].input_shape])]
     outputs = [onnx.helper.make_tensor_value_info("output", float32, ["batch", *shape])]
     from fastdl import __version__
 

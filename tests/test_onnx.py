@@ -150,3 +150,63 @@ def test_resnet20_runs_in_onnxruntime():
 
     fastdl.utils.set_random_seed(6)
     assert_runs_as_predict(resnet_v1((32, 32, 3), depth=20), batch=3, atol=1e-4)
+
+
+def assert_ids_run_as_predict(model, steps, vocab, batch=4):
+    model.build()
+    ids = np.random.default_rng(7).integers(0, vocab, (batch, steps))
+    proto = fastdl_onnx.to_onnx(model)
+    np.testing.assert_allclose(run_onnx(proto, ids.astype(np.int64)), model.predict(ids, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("options", [{}, dict(return_sequences=True), dict(go_backwards=True),
+                                     dict(return_sequences=True, go_backwards=True, use_bias=False),
+                                     dict(activation="relu", recurrent_activation="tanh")])
+def test_recurrent_layers_run_as_predict(cell, options):
+    fastdl.utils.set_random_seed(8)
+    if cell == "SimpleRNN":
+        options = {k: v for k, v in options.items() if k != "recurrent_activation"}
+    tail = [layers.Dense(3, activation="softmax")] if not options.get("return_sequences") else \
+        [layers.TimeDistributed(layers.Dense(3)), layers.Flatten()]
+    model = Sequential([layers.Input((7, 5)), getattr(layers, cell)(6, **options), *tail])
+    # weights away from the initializers' (GRU's recurrent bias, LSTM's forget bias) so every one shows
+    model.set_weights([w + np.random.default_rng(9).normal(0, 0.3, w.shape) for w in model.get_weights()])
+    assert_runs_as_predict(model)
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
+@pytest.mark.parametrize("sequences", [False, True])
+def test_bidirectional_layers_on_embeddings_run_as_predict(merge_mode, sequences):
+    fastdl.utils.set_random_seed(10)
+    model = Sequential([layers.InputLayer((6,)), layers.Embedding(11, 4),
+                        layers.Bidirectional(layers.LSTM(5, return_sequences=sequences), merge_mode=merge_mode),
+                        *([layers.GRU(3)] if sequences else []), layers.Dense(2)])
+    assert_ids_run_as_predict(model, 6, 11)
+    graph = fastdl_onnx.to_onnx(model).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert [node.op_type for node in graph.node].count("LSTM") == 1  # both directions in one node
+
+
+def test_recurrent_models_onnx_cannot_express_are_clear_errors():
+    masked = Sequential([layers.InputLayer((6,)), layers.Embedding(11, 4, mask_zero=True), layers.LSTM(3)])
+    with pytest.raises(ValueError, match="mask_zero=True"):
+        fastdl_onnx.to_onnx(masked)
+    stateful = Sequential([layers.Input((6, 2)), layers.GRU(3, stateful=True)])
+    with pytest.raises(ValueError, match="stateful=True"):
+        fastdl_onnx.to_onnx(stateful)
+    linear = Sequential([layers.Input((6, 2)), layers.SimpleRNN(3, activation="linear")])
+    with pytest.raises(ValueError, match="'linear' has no ONNX recurrent form"):
+        fastdl_onnx.to_onnx(linear)
+
+
+def test_the_export_command_takes_a_text_model_from_its_keras_file(tmp_path, capsys):
+    from fastdl.__main__ import main
+
+    model = Sequential([layers.InputLayer((9,)), layers.Embedding(20, 4),
+                        layers.Bidirectional(layers.GRU(3)), layers.Dense(2, activation="softmax")])
+    model.build()
+    model.save(tmp_path / "text.keras")
+    assert main(["export", str(tmp_path / "text.keras"), str(tmp_path / "text.onnx"), "--check"]) == 0
+    assert "largest difference from predict" in capsys.readouterr().out

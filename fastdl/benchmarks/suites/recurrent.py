@@ -1,6 +1,7 @@
 """Recurrent layers: LSTM and GRU forward + backward (sequences out, the input's gradient
-too) against torch.nn.LSTM / nn.GRU with the same weights and threads; outputs and input
-gradients are checked equal before timing. The overhead row times one step of eight
+too) against torch.nn.LSTM / nn.GRU and Keras's layers on TensorFlow (the pass in a
+tf.function, as Keras's own fit compiles it) with the same weights and threads; outputs
+and input gradients are checked equal before timing. The overhead row times one step of eight
 units at batch 1, where the kernels do almost nothing: what a call costs in Python and
 dispatch, against what torch's costs."""
 import numpy as np
@@ -42,6 +43,26 @@ def torch_layer(torch, kind, layer):
     return module
 
 
+def keras_pass(keras, kind, layer, x, dy):
+    """Keras's layer with the same weights: forward and backward (dx and the weights'
+    gradients) as one compiled function."""
+    import tensorflow as tf
+
+    theirs = getattr(keras.layers, kind)(layer.units, return_sequences=True)
+    theirs.build((None,) + x.shape[1:])
+    theirs.set_weights(layer.params)
+    tx, tdy = tf.constant(x), tf.constant(dy)
+
+    @tf.function
+    def run():
+        with tf.GradientTape() as tape:
+            tape.watch(tx)
+            out = theirs(tx, training=True)
+        grads = tape.gradient(out, [tx] + theirs.trainable_weights, output_gradients=tdy)
+        return out, grads[0]
+    return run
+
+
 def layer_case(kind, shape, libs, rng, name=None):
     batch, steps, features, units = shape
     x = rng.standard_normal((batch, steps, features)).astype(np.float32)
@@ -66,12 +87,22 @@ def layer_case(kind, shape, libs, rng, name=None):
             out.backward(tdy)
             result["torch"] = (out.detach().numpy(), tx.grad.numpy())
         candidates["torch"] = theirs
+    keras = libs.get("keras")
+    if keras is not None:
+        run = keras_pass(keras, kind, layer, x, dy)
+
+        def keras_step():
+            out, dx = run()
+            result["keras"] = (out.numpy(), dx.numpy())
+        candidates["keras"] = keras_step
 
     def check():
-        if "torch" in result:
-            for what, ours_, theirs_ in zip(("outputs", "dx"), result["fastdl"], result["torch"]):
+        for other in ("torch", "keras"):
+            if other not in result:
+                continue
+            for what, ours_, theirs_ in zip(("outputs", "dx"), result["fastdl"], result[other]):
                 if not np.allclose(ours_, theirs_, rtol=1e-3, atol=1e-4):
-                    raise AssertionError(f"{kind} {what} disagree with torch: {np.abs(ours_ - theirs_).max()}")
+                    raise AssertionError(f"{kind} {what} disagree with {other}: {np.abs(ours_ - theirs_).max()}")
 
     flops = 3 * 2 * batch * steps * (features + units) * GATES[kind] * units  # forward, twice that backward
     return Case("recurrent", name or f"{kind} fwd+bwd b{batch} t{steps}", f"{features}->{units}", candidates,
