@@ -359,6 +359,77 @@ class DepthwiseConv2D(Layer):
                 "dilation_rate": self.dilation_rate, "activation": self.activation, "use_bias": self.use_bias}
 
 
+class Conv2DTranspose(Layer):
+    """Keras's Conv2DTranspose (a "deconvolution"): the transpose of a convolution,
+    kernel (kh, kw, filters, in_channels), output sized as Keras 3 sizes it from strides,
+    padding and output_padding (fastdl.ops.conv2d_transpose), then bias and activation."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None, data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, self.name)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _checks.int_pair("kernel_size", kernel_size)
+        self.strides = _checks.int_pair("strides", strides)
+        self.dilation_rate = _checks.int_pair("dilation_rate", dilation_rate)
+        self.padding = _checks.padding_spec(padding, allow_explicit=False)
+        self.output_padding = None if output_padding is None else _checks.int_pair("output_padding", output_padding,
+                                                                                    minimum=0)
+        if self.output_padding is not None and any(o >= s for o, s in zip(self.output_padding, self.strides)):
+            raise ValueError(f"{self.name}: output_padding must be smaller than strides along each axis; got "
+                             f"output_padding {output_padding!r} with strides {self.strides}")
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def _geometry(self):
+        return dict(strides=self.strides, padding=self.padding, output_padding=self.output_padding,
+                    dilation_rate=self.dilation_rate)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = _image_shape(self, input_shape)
+        from fastdl.ops.conv import _transpose_axis
+
+        sizes = [_transpose_axis(size, self.kernel_size[i], self.strides[i], self.dilation_rate[i], self.padding,
+                                 None if self.output_padding is None else self.output_padding[i])[2]
+                 for i, size in enumerate((h, w))]
+        return (sizes[0], sizes[1], self.filters)
+
+    def weight_specs(self):
+        specs = [("kernel", self.kernel_size + (self.filters, self.input_shape[-1]), self.kernel_initializer)]
+        if self.use_bias:
+            specs.append(("bias", (self.filters,), self.bias_initializer))
+        return specs
+
+    def forward(self, x, training=False):
+        bias = self.params[1] if self.use_bias else None
+        y = self._buffer("y", (x.shape[0],) + self.output_shape, x)
+        ops.conv2d_transpose(x, self.params[0], bias, out=y, **self._geometry())
+        if self.activation is not None:
+            rows = y.reshape(-1, self.filters)
+            ops.activation(rows, self.activation, out=rows)
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.activation is not None:
+            dy = ops.activation_backward(dy, self._y, self.activation, out=self._buffer("dz", dy.shape, dy))
+        dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
+        dx, dkernel, dbias = ops.conv2d_transpose_backward(dy, self._x, self.params[0], need_dx=need_dx,
+                                                           dx_out=dx_out, **self._geometry())
+        _device.copy_into(self.grads[0], dkernel)
+        if self.use_bias:
+            _device.copy_into(self.grads[1], dbias)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "output_padding": self.output_padding,
+                "dilation_rate": self.dilation_rate, "activation": self.activation, "use_bias": self.use_bias}
+
+
 class SeparableConv2D(Layer):
     """A depthwise convolution (no bias) then a 1x1 convolution to `filters` with bias
     and activation (Keras's SeparableConv2D): weights depthwise_kernel (kh, kw, channels,

@@ -97,6 +97,26 @@ def _export_layer(graph, layer, tensor, layout, shape):
         attributes = _window_attributes(layer, shape, layer.kernel_size, layer.dilation_rate)
         tensor = graph.node("Conv", inputs, layer.name, dilations=list(layer.dilation_rate), **attributes)
         return _activation(graph, tensor, layer.activation, 4, "NCHW"), "NCHW"
+    if kind == "Conv2DTranspose":  # ONNX's ConvTranspose: output row o = i * s + j * d - pads_begin, as ours
+        from fastdl.ops.conv import _transpose_axis
+
+        tensor = _to(graph, tensor, layout, "NCHW")
+        inputs = [tensor, graph.constant(f"{layer.name}_kernel", params[0].transpose(3, 2, 0, 1))]
+        if layer.use_bias:
+            inputs.append(graph.constant(f"{layer.name}_bias", params[1]))
+        begins, ends, extras = [], [], []
+        for i in range(2):
+            top, bottom, out = _transpose_axis(shape[i], layer.kernel_size[i], layer.strides[i],
+                                               layer.dilation_rate[i], layer.padding,
+                                               None if layer.output_padding is None else layer.output_padding[i])
+            span = (layer.kernel_size[i] - 1) * layer.dilation_rate[i] + 1
+            begins.append(top)
+            ends.append(bottom)
+            extras.append(out - ((shape[i] - 1) * layer.strides[i] + span - top - bottom))  # rows past the last read
+        tensor = graph.node("ConvTranspose", inputs, layer.name, kernel_shape=list(layer.kernel_size),
+                            strides=list(layer.strides), dilations=list(layer.dilation_rate), pads=begins + ends,
+                            output_padding=extras)
+        return _activation(graph, tensor, layer.activation, 4, "NCHW"), "NCHW"
     if kind in ("MaxPooling2D", "AveragePooling2D"):
         tensor = _to(graph, tensor, layout, "NCHW")
         attributes = _window_attributes(layer, shape, layer.pool_size)

@@ -74,6 +74,16 @@ def keras_layer_config(layer, dtype, batch=None):
                       bias_initializer=_initializer_config(layer.bias_initializer, "zeros"),
                       **_no_extras("kernel_regularizer", "bias_regularizer", "activity_regularizer",
                                    "kernel_constraint", "bias_constraint"))
+    elif kind == "Conv2DTranspose":
+        config.update(filters=layer.filters, kernel_size=list(layer.kernel_size), strides=list(layer.strides),
+                      padding=layer.padding,
+                      output_padding=None if layer.output_padding is None else list(layer.output_padding),
+                      data_format="channels_last", dilation_rate=list(layer.dilation_rate),
+                      activation=layer.activation or "linear", use_bias=layer.use_bias,
+                      kernel_initializer=_initializer_config(layer.kernel_initializer, "glorot_uniform"),
+                      bias_initializer=_initializer_config(layer.bias_initializer, "zeros"),
+                      **_no_extras("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                                   "kernel_constraint", "bias_constraint"))
     elif kind in ("MaxPooling2D", "AveragePooling2D"):
         config.update(pool_size=list(layer.pool_size), padding=layer.padding, strides=list(layer.strides),
                       data_format="channels_last")
@@ -542,6 +552,9 @@ _TAKEN = {
     "InputLayer": ("batch_shape", "batch_input_shape", "shape", "batch_size", "name", "dtype"),
     "Conv2D": ("name", "filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias",
                "kernel_initializer", "bias_initializer", "dtype", "batch_input_shape"),
+    "Conv2DTranspose": ("name", "filters", "kernel_size", "strides", "padding", "output_padding", "dilation_rate",
+                        "activation", "use_bias", "kernel_initializer", "bias_initializer", "dtype",
+                        "batch_input_shape"),
     "MaxPooling2D": ("name", "pool_size", "strides", "padding", "dtype", "batch_input_shape"),
     "AveragePooling2D": ("name", "pool_size", "strides", "padding", "dtype", "batch_input_shape"),
     "Flatten": ("name", "dtype", "batch_input_shape"),
@@ -619,7 +632,7 @@ def _layer_from_config(entry, path):
         return layers_module.InputLayer(shape=tuple(shape), batch_size=batch, name=args.get("name"))
     if "batch_input_shape" in args and args["batch_input_shape"] is None:
         args.pop("batch_input_shape")
-    for key in ("kernel_size", "strides", "pool_size", "dilation_rate"):
+    for key in ("kernel_size", "strides", "pool_size", "dilation_rate", "output_padding"):
         if isinstance(args.get(key), list):
             args[key] = tuple(args[key])
     try:

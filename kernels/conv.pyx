@@ -462,6 +462,25 @@ cdef void input_grad_block(const floating *dy, const floating *kernel_t, floatin
         col2im(dcols, dx, g, i0, ni)
 
 
+def conv2d_transpose(const floating[:, :, :, ::1] x, const floating[:, ::1] kernel_t, floating[:, :, :, ::1] out,
+                     floating[::1] work_dcols, tuple geometry, Py_ssize_t images_per_block, int num_threads):
+    """out (N, H, W, C): conv2d's input gradient of x (N, OH, OW, F) for `geometry`, whole
+    images a block (col2im never crosses threads); kernel_t (F, KH*KW*C) as in
+    conv2d_backward, work_dcols num_threads slots of images_per_block * OH * OW * KH*KW*C."""
+    cdef Window g = window_from_tuple(geometry)
+    cdef Py_ssize_t f = kernel_t.shape[0], kk = kernel_t.shape[1]
+    cdef Py_ssize_t slot = images_per_block * g.oh * g.ow * kk
+    cdef Py_ssize_t blocks = (g.n + images_per_block - 1) // images_per_block
+    cdef Py_ssize_t b, i0, ni
+    cdef bint pointwise = is_pointwise(g)
+    cdef floating *wd = NULL if pointwise or work_dcols is None else &work_dcols[0]
+    for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
+        i0 = b * images_per_block
+        ni = min(images_per_block, g.n - i0)
+        input_grad_block(&x[0, 0, 0, 0], &kernel_t[0, 0], &out[0, 0, 0, 0],
+                         wd + threadid() * slot if wd != NULL else NULL, g, f, i0, ni, pointwise)
+
+
 cdef void sum_partials(floating *dkernel, const floating *dk_partial, floating *dbias,
                        const double *db_partial, WinogradGrad wg, Py_ssize_t parts,
                        Py_ssize_t kk, Py_ssize_t f, Py_ssize_t c, int num_threads) noexcept nogil:

@@ -576,6 +576,65 @@ def depthwise_grad(args, kwargs):
     return [("dx", dx, _numerical(f, x)), ("dkernel", dk, _numerical(f, k)), ("dbias", db, _numerical(f, b))]
 
 
+# -- transposed convolution ----------------------------------------------------------------
+
+# kernels (KH, KW, filters, in_channels): k < s (rows with the bias alone), k == s, output
+# padding, 'same' with odd and even kernels, dilation, Winograd's 3x3 stride 1 for dx
+TRANSPOSE_GEOMETRIES = [dict(x=(2, 5, 4, 3), k=(3, 3, 4, 3)),
+                        dict(x=(1, 4, 5, 2), k=(3, 2, 3, 2), strides=2, padding="same"),
+                        dict(x=(2, 3, 3, 3), k=(2, 2, 2, 3), strides=2),
+                        dict(x=(2, 3, 4, 2), k=(1, 1, 3, 2), strides=(2, 3)),
+                        dict(x=(1, 4, 3, 2), k=(3, 3, 2, 2), strides=2, output_padding=1),
+                        dict(x=(2, 3, 3, 1), k=(4, 3, 2, 1), strides=(2, 1), padding="same", output_padding=(1, 0)),
+                        dict(x=(1, 5, 4, 2), k=(3, 3, 2, 2), padding="same", dilation_rate=2),
+                        dict(x=(3, 6, 6, 8), k=(3, 3, 8, 8), padding="same"),
+                        dict(x=(4, 8, 8, 16), k=(4, 4, 8, 16), strides=2, padding="same")]
+
+
+def transpose_samples(rng, dtype):
+    return [((normal(rng, g["x"], dtype), normal(rng, g["k"], dtype), normal(rng, g["k"][2], dtype)),
+             {key: value for key, value in g.items() if key not in ("x", "k")}) for g in TRANSPOSE_GEOMETRIES]
+
+
+def transpose_backward_samples(rng, dtype):
+    out = []
+    for (x, k, _), kw in transpose_samples(rng, dtype):
+        y = ops.conv2d_transpose(x, k, **kw)
+        out.append(((normal(rng, y.shape, dtype), x, k), kw))
+    return out
+
+
+def torch_transpose(torch, x, k, b, strides=1, padding="valid", output_padding=None, dilation_rate=1):
+    """torch's conv_transpose2d with the same top padding on both sides and the output
+    padding that gives Keras's size (None where torch cannot have it)."""
+    from fastdl.ops.conv import _transpose_axis
+
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    s, d = pair(strides), pair(dilation_rate)
+    extra = (None, None) if output_padding is None else pair(output_padding)
+    pads, extras = [], []
+    for i in range(2):
+        top, _, out = _transpose_axis(x.shape[1 + i], k.shape[i], s[i], d[i], padding, extra[i])
+        more = out - ((x.shape[1 + i] - 1) * s[i] - 2 * top + (k.shape[i] - 1) * d[i] + 1)
+        if not 0 <= more < max(s[i], d[i]):
+            return None
+        pads.append(top)
+        extras.append(more)
+    weight = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
+    t = torch.nn.functional.conv_transpose2d(_nchw(torch, x), weight, torch.from_numpy(b), stride=s, padding=pads,
+                                             output_padding=extras, dilation=d)
+    return _nhwc(t)
+
+
+def transpose_grad(args, kwargs):
+    x, k, b = args
+    y = ops.conv2d_transpose(x, k, b, **kwargs)
+    dy = np.random.default_rng(16).standard_normal(y.shape)
+    dx, dk, db = ops.conv2d_transpose_backward(dy, x, k, **kwargs)
+    f = _weighted(lambda: ops.conv2d_transpose(x, k, b, **kwargs), dy)
+    return [("dx", dx, _numerical(f, x)), ("dkernel", dk, _numerical(f, k)), ("dbias", db, _numerical(f, b))]
+
+
 # -- layer normalization ---------------------------------------------------------------------
 
 LN_SHAPES = [(4, 7), (1, 5), (2, 3, 6), (3, 1), (2, 2, 3, 33), (200, 40)]
@@ -811,6 +870,20 @@ TABLE = [
     OpInfo("depthwise_conv2d_backward", depthwise_backward_samples, scale=3,
            invalid=((lambda: ops.depthwise_conv2d_backward(np.ones((1, 3, 3, 1), np.float32), X4,
                                                            np.ones((2, 2, 1, 2), np.float32)), ValueError, "dy"),)),
+    OpInfo("conv2d_transpose", transpose_samples, torch=torch_transpose, grad=transpose_grad, scale=6,
+           invalid=((lambda: ops.conv2d_transpose(X4, np.ones((2, 2, 3, 2), np.float32)), ValueError,
+                     "kernel in_channels"),
+                    (lambda: ops.conv2d_transpose(X4, np.ones((2, 2, 3, 1), np.float32), strides=2,
+                                                  output_padding=2), ValueError, "output_padding must be smaller"),
+                    (lambda: ops.conv2d_transpose(X4, np.ones((2, 2, 3, 1), np.float32), padding=((1, 1), (0, 0))),
+                     ValueError, "padding must be 'valid', 'same'"),
+                    (lambda: ops.conv2d_transpose(X4, np.ones((2, 2, 3, 1), np.float32), np.ones(2, np.float32)),
+                     ValueError, "bias must have shape"),
+                    (lambda: ops.conv2d_transpose(X4, np.ones((2, 2, 3, 1))), TypeError, "dtype"))),
+    OpInfo("conv2d_transpose_backward", transpose_backward_samples, scale=30,
+           invalid=((lambda: ops.conv2d_transpose_backward(np.ones((1, 4, 4, 3), np.float32), X4,
+                                                           np.ones((2, 2, 3, 1), np.float32)), ValueError,
+                     "dy must have shape"),)),
     OpInfo("layer_norm", ln_samples, call=ln_call, torch=torch_ln, grad=ln_grad, scale=3,
            invalid=((lambda: ops.layer_norm(np.ones(3)), ValueError, "at least 2-D"),
                     (lambda: ops.layer_norm(np.ones((2, 3)), np.ones(2)), ValueError, "gamma must have shape"),

@@ -31,6 +31,10 @@ def _op(name, params, fills="", optional=""):
 OPS = (
     _op("conv2d", "x kernel bias out g activation", "out"),
     _op("conv2d_backward", "dy x kernel g dx", "dx"),  # returns (dx, dkernel, dbias)
+    # the transposed convolution: out (N, g.h, g.w, g.c) = conv2d's input gradient for
+    # geometry g, of x (N, g.oh, g.ow, F) with kernel (KH, KW, g.c, F), plus bias (g.c,)
+    # or None (its backward is conv2d and conv2d_backward with the roles swapped)
+    _op("conv2d_transpose", "x kernel bias out g", "out"),
     # depthwise: kernel (KH, KW, C, M), output channel c * M + m; the backward returns
     # (dx or None, dkernel, dbias), dx None when not wanted
     _op("depthwise_conv2d", "x kernel bias out g", "out"),

@@ -163,6 +163,18 @@ def conv2d_backward(dy, x, kernel, g, dx):
     return dx, dkernel, dbias
 
 
+def conv2d_transpose(x, kernel, bias, out, g):
+    threads = get_num_threads()
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    images = _block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
+    dcols = workspace.get("col2im", threads * images * g.oh * g.ow * kk, x.dtype)
+    kernel_t = workspace.get("kernel_t", f * kk, x.dtype).reshape(f, kk)
+    np.copyto(kernel_t, kernel.reshape(kk, f).T)
+    _conv.conv2d_transpose(x, kernel_t, out, dcols, g.kernel_args(), images, threads)
+    if bias is not None:
+        _activations.bias_activation(out.reshape(-1, g.c), bias, ACTIVATION_CODES[None], threads)
+
+
 def max_pool2d(x, out, g, argmax=None):
     _pool.max_pool2d_forward(x, out, g.kernel_args(), _threads_for(out.size * g.kh * g.kw), argmax)
 

@@ -45,16 +45,27 @@ def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw, argma
 
 def conv2d_backward(dy, x, kernel, g, dx):
     xp = _padded(x, g, 0)
-    dxp = np.zeros_like(xp)
     dkernel = np.empty_like(kernel)
     for ky in range(g.kh):
         for kx in range(g.kw):
-            window = _offset(g, ky, kx)
-            dkernel[ky, kx] = np.tensordot(xp[window], dy, axes=([0, 1, 2], [0, 1, 2]))
-            dxp[window] += dy @ kernel[ky, kx].T
+            dkernel[ky, kx] = np.tensordot(xp[_offset(g, ky, kx)], dy, axes=([0, 1, 2], [0, 1, 2]))
     if dx is not None:
-        dx[...] = _unpadded(dxp, g)
+        dx[...] = _input_gradient(dy, kernel, g)
     return dx, dkernel, dy.sum(axis=(0, 1, 2))
+
+
+def _input_gradient(dy, kernel, g):
+    """conv2d's gradient with respect to its input (N, H, W, C): each tap's dy @ K^T added
+    where that tap read."""
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
+    for ky in range(g.kh):
+        for kx in range(g.kw):
+            dxp[_offset(g, ky, kx)] += dy @ kernel[ky, kx].T
+    return _unpadded(dxp, g)
+
+
+def conv2d_transpose(x, kernel, bias, out, g):
+    out[...] = _input_gradient(x, kernel, g) + (0 if bias is None else bias)
 
 
 def max_pool2d(x, out, g, argmax=None):

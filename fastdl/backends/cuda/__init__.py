@@ -107,6 +107,18 @@ def conv2d_backward(dy, x, kernel, g, dx):
     return dx, _result(dk.reshape(*kernel.shape), dy, x, kernel), _result(db, dy, x, kernel)
 
 
+def conv2d_transpose(x, kernel, bias, out, g):
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    rows = g.n * g.oh * g.ow
+    dcols = gpu.device_array((rows, kk), x.dtype)
+    gpu.matmul(_dev(x).reshape(rows, f), _dev(kernel).reshape(kk, f), dcols, trans_b=True)
+    y = _target(out)
+    gpu.col2im(dcols, y, g.kernel_args())
+    if bias is not None:
+        gpu.add_row_vector(y.reshape(g.n * g.h * g.w, g.c), _dev(bias))
+    _finish(y, out)
+
+
 def _pool(x, out, g, is_max, argmax=None):
     y = _target(out)
     arg = None if argmax is None else _target(argmax)

@@ -49,6 +49,17 @@ def conv2d(x, kernel, bias, out, g, activation):
         _k.bias_activation(rows_view, rows_view[0], False, ACTIVATION_CODES[activation])
 
 
+def conv2d_transpose(x, kernel, bias, out, g):
+    threads = _threads()
+    kk, f = g.kh * g.kw * g.c, kernel.shape[3]
+    images = _plan.block(g.n, g.oh * g.ow * kk * x.itemsize, threads)
+    dcols = workspace.get("col2im", threads * images * g.oh * g.ow * kk, x.dtype)
+    _k.conv2d_transpose(x.reshape(-1, f), kernel.reshape(kk, f), out, dcols, g.kernel_args(), images)
+    if bias is not None:
+        rows = out.reshape(-1, g.c)
+        _k.bias_activation(rows, bias, True, ACTIVATION_CODES[None])
+
+
 def conv2d_max_pool(x, kernel, bias, conv_out, out, g, activation, ph, pw, argmax=None):
     _compose.conv2d_max_pool(conv2d, max_pool2d, x, kernel, bias, conv_out, out, g, activation, ph, pw,
                              argmax)
@@ -347,6 +358,7 @@ def _warm_every_op():
             ops.max_pool2d_backward(pooled, y, 2, argmax=np.zeros((2, 1, 1, 3), np.uint8))
             ops.conv2d_backward(y, x, k)
             ops.conv2d_backward(y, x, k, need_dx=False)
+            ops.conv2d_transpose(y, np.ones((3, 3, 2, 3), dtype), np.ones(2, dtype))
             for pool, back in ((ops.max_pool2d, ops.max_pool2d_backward), (ops.avg_pool2d, ops.avg_pool2d_backward)):
                 p = pool(x, 2)
                 back(p, x, 2)

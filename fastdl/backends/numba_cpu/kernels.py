@@ -110,6 +110,24 @@ def conv2d_backward(dy2d, x, kmat, dx, want_dx, partial, work_cols, work_dcols, 
             _col2im(dcols, dx, g, i0, ni)
 
 
+@njit(parallel=True, **OPTS)
+def conv2d_transpose(x2d, kmat, out, work_dcols, g, images_per_block):
+    """out (N, H, W, C): conv2d's input gradient of x (N*OH*OW, F) for geometry g, by image
+    blocks (col2im never crosses threads)."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    kk = kmat.shape[0]
+    blocks = (n + images_per_block - 1) // images_per_block
+    slot = images_per_block * oh * ow * kk
+    for b in prange(blocks):
+        i0 = b * images_per_block
+        ni = min(images_per_block, n - i0)
+        rows = ni * oh * ow
+        t = numba.get_thread_id()
+        dcols = work_dcols[t * slot:t * slot + rows * kk]
+        np.dot(x2d[i0 * oh * ow:i0 * oh * ow + rows], kmat.T, dcols.reshape(rows, kk))
+        _col2im(dcols, out, g, i0, ni)
+
+
 # -- pooling -------------------------------------------------------------------------------
 
 @njit(**OPTS)
