@@ -1139,6 +1139,45 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": self.target_shape}
 
 
+class Permute(Layer):
+    """Keras's Permute: the axes after the batch reordered, dims a permutation of 1..rank
+    (dims (2, 1) swaps a sequence's steps and features); the output a contiguous copy."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.dims = tuple(int(d) for d in dims)
+        except (TypeError, ValueError):
+            raise TypeError(f"dims must be a tuple of ints; got {dims!r}") from None
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"dims must be a permutation of 1..{len(self.dims)} (the axes after the batch, from 1); "
+                             f"got {dims!r}")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != len(self.dims):
+            raise ValueError(f"{self.name}: dims {self.dims} permutes {len(self.dims)} axes; the input has "
+                             f"{len(input_shape)} after the batch ({tuple(input_shape)})")
+        return tuple(input_shape[d - 1] for d in self.dims)
+
+    @staticmethod
+    def _moved(a, axes, out):
+        if _device.is_device(out):  # a device array is permuted on the host
+            _device.copy_into(out, np.ascontiguousarray(np.transpose(_device.to_host(a), axes)))
+        else:
+            np.copyto(out, np.transpose(a, axes))
+        return out
+
+    def forward(self, x, training=False):
+        return self._moved(x, (0,) + self.dims, self._buffer("y", (x.shape[0],) + self.output_shape, x))
+
+    def backward(self, dy, need_dx=True):
+        inverse = (0,) + tuple(int(i) + 1 for i in np.argsort(self.dims))
+        return self._moved(dy, inverse, self._buffer("dx", (dy.shape[0],) + tuple(self.input_shape), dy))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": self.dims}
+
+
 # the recurrent layers live in their own module and are Keras's layers all the same
 from fastdl.recurrent import (  # noqa: E402,F401  (they subclass Layer, defined above)
     GRU, LSTM, Bidirectional, Embedding, SimpleRNN, TimeDistributed)

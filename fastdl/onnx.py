@@ -152,6 +152,10 @@ def _export_layer(graph, layer, tensor, layout, shape):
             tensor = _to(graph, tensor, layout, "NHWC")  # Keras reshapes NHWC order
         target = graph.constant(f"{layer.name}_shape", np.array((0,) + layer.target_shape, np.int64))
         return graph.node("Reshape", [tensor, target], layer.name), "NHWC"
+    if kind == "Permute":  # of the axes as the model sees them
+        if rank == 4:
+            tensor = _to(graph, tensor, layout, "NHWC")
+        return graph.node("Transpose", [tensor], layer.name, perm=[0, *layer.dims]), "NHWC"
     if kind in ("DepthwiseConv2D", "SeparableConv2D"):  # a Conv with one group a channel (then a 1x1 Conv)
         tensor = _to(graph, tensor, layout, "NCHW")
         channels, multiplier = shape[-1], layer.depth_multiplier

@@ -111,6 +111,8 @@ def keras_layer_config(layer, dtype, batch=None):
         config.update(data_format="channels_last", keepdims=layer.keepdims)
     elif kind == "Reshape":
         config.update(target_shape=list(layer.target_shape))
+    elif kind == "Permute":
+        config.update(dims=list(layer.dims))
     elif kind == "BatchNormalization":
         config.update(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center, scale=layer.scale,
                       beta_initializer=_initializer_config(layer.beta_initializer, "zeros"),
@@ -569,6 +571,7 @@ _TAKEN = {
     "GlobalAveragePooling2D": ("name", "keepdims", "dtype", "batch_input_shape"),
     "GlobalMaxPooling2D": ("name", "keepdims", "dtype", "batch_input_shape"),
     "Reshape": ("name", "target_shape", "dtype", "batch_input_shape"),
+    "Permute": ("name", "dims", "dtype", "batch_input_shape"),
     "BatchNormalization": ("name", "axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
                            "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "dtype",
                            "batch_input_shape"),

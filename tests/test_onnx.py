@@ -210,3 +210,10 @@ def test_the_export_command_takes_a_text_model_from_its_keras_file(tmp_path, cap
     model.save(tmp_path / "text.keras")
     assert main(["export", str(tmp_path / "text.keras"), str(tmp_path / "text.onnx"), "--check"]) == 0
     assert "largest difference from predict" in capsys.readouterr().out
+
+
+def test_permute_on_images_and_sequences_runs_as_predict():
+    fastdl.utils.set_random_seed(12)
+    model = Sequential([layers.Input((5, 6, 2)), layers.Conv2D(3, 2), layers.Permute((3, 1, 2)),
+                        layers.Reshape((3, 20)), layers.Permute((2, 1)), layers.Dense(4)])
+    assert_runs_as_predict(model)

@@ -130,3 +130,46 @@ def test_depthwise_and_separable_gradients_match_finite_differences(backend):
     grad = model.flat_grads.copy()
     np.testing.assert_allclose(grad, numerical_gradient(lambda: model.evaluate(x, y, verbose=0), model.flat_params),
                                rtol=1e-5, atol=1e-8)
+
+
+def permuted(lib, inputs):
+    """Permute on images (channels first and back) and on a sequence (steps <-> features)."""
+    return [inputs, lib.layers.Conv2D(3, 2, activation="tanh"), lib.layers.Permute((3, 1, 2)),
+            lib.layers.Reshape((3, 20)), lib.layers.Permute((2, 1)), lib.layers.Dense(4, activation="relu"),
+            lib.layers.Flatten(), lib.layers.Dense(2, activation="softmax")]
+
+
+def test_permute_matches_keras_and_round_trips(tmp_path):
+    keras = keras_or_skip()
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 5, 6, 2)).astype(np.float32)
+    theirs = keras.Sequential(permuted(keras, keras.Input((5, 6, 2))))
+    ours = Sequential(permuted(fastdl, layers.InputLayer((5, 6, 2))))
+    ours.build()
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    ours.save(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "ours.keras").predict(x, verbose=0),
+                               ours.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    theirs.save(tmp_path / "theirs.keras")
+    np.testing.assert_allclose(fastdl.models.load_model(tmp_path / "theirs.keras").predict(x, verbose=0),
+                               theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_permutes_gradient_matches_finite_differences(backend):
+    fastdl.utils.set_random_seed(10)
+    model = Sequential(permuted(fastdl, layers.InputLayer((5, 6, 2))), dtype="float64")
+    model.compile(optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((2, 5, 6, 2)), np.array([1, 0])
+    model.train_on_batch(x, y)
+    grad = model.flat_grads.copy()
+    np.testing.assert_allclose(grad, numerical_gradient(lambda: model.evaluate(x, y, verbose=0), model.flat_params),
+                               rtol=1e-5, atol=1e-8)
+
+
+def test_permutes_bad_dims_are_clear_errors():
+    with pytest.raises(ValueError, match="dims must be a permutation of 1..2"):
+        layers.Permute((0, 1))
+    with pytest.raises(ValueError, match="dims \\(2, 1\\) permutes 2 axes; the input has 3"):
+        Sequential([layers.InputLayer((3, 4, 5)), layers.Permute((2, 1))]).build()

@@ -287,6 +287,47 @@ def depthwise_case(name, batch, h, w, c, k, stride, libs, rng):
                 "GFLOP/s", check)
 
 
+def transpose_case(batch, h, w, c, filters, libs, rng):
+    """A DCGAN generator's upsampling: Conv2DTranspose(filters, 4, strides=2,
+    padding='same') forward + backward, against torch's conv_transpose2d (padding 1 is
+    Keras's 'same' there), NCHW and channels_last."""
+    x = rng.standard_normal((batch, h, w, c)).astype(np.float32)
+    kernel = (rng.standard_normal((4, 4, filters, c)) * 0.1).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    geometry = dict(strides=2, padding="same")
+    y = ops.conv2d_transpose(x, kernel, bias, **geometry)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    result = {}
+
+    def ours():
+        out = ops.conv2d_transpose(x, kernel, bias, **geometry)
+        result["fastdl"] = (out, ops.conv2d_transpose_backward(dy, x, kernel, **geometry)[0])
+    candidates = {"fastdl": ours}
+    torch = libs.get("torch")
+    if torch is not None:
+        weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))).requires_grad_()
+        tb = torch.from_numpy(bias).requires_grad_()
+        for label, cl in (("torch", False), ("torch-cl", True)):
+            tx = _torch_nchw(torch, x, cl).requires_grad_()
+            tdy = _torch_nchw(torch, dy, cl)
+
+            def theirs(tx=tx, tdy=tdy, label=label):
+                tx.grad = weight.grad = tb.grad = None
+                out = torch.nn.functional.conv_transpose2d(tx, weight, tb, stride=2, padding=1)
+                out.backward(tdy)
+                result[label] = (out.detach().permute(0, 2, 3, 1).numpy(), tx.grad.permute(0, 2, 3, 1).numpy())
+            candidates[label] = theirs
+
+    def check():
+        for label in ("torch", "torch-cl"):
+            if label in result:
+                _close(result["fastdl"][0], result[label][0], "conv2d_transpose output")
+                _close(result["fastdl"][1], result[label][1], "conv2d_transpose dx")
+    flops = 3 * 2.0 * x.size * 16 * filters
+    return Case("kernels", "conv2d_transpose k4 s2 fwd+bwd", f"b{batch} {h}x{w}x{c}->{filters}", candidates, flops,
+                "GFLOP/s", check)
+
+
 def layer_norm_case(rows, width, libs, rng):
     """LayerNormalization forward + backward over (rows, width), against torch's."""
     x = rng.standard_normal((rows, width)).astype(np.float32)
@@ -372,6 +413,7 @@ def cases(quick, batches, libs):
                            libs, rng))
     for spec in DEPTHWISE_CONVS[:1] if quick else DEPTHWISE_CONVS:
         out.append(depthwise_case(*spec[:1], batches[0], *spec[1:], libs=libs, rng=rng))
+    out.append(transpose_case(batches[0], 16, 16, 64, 32, libs, rng))
     out.append(layer_norm_case(1024 if quick else 4096, 256, libs, rng))
     out.append(upsample_case(batches[0], 16, 16, 32, libs, rng))
     return out
