@@ -72,6 +72,12 @@ class Layer(BufferOwner):
         self.states = []  # non-trainable weights (BatchNormalization's moving statistics)
         self.output_shape = None
 
+    def _kernel_gradients(self, dkernel, dbias):
+        """A kernel-and-bias layer's gradients into grads (the bias's when it has one)."""
+        _device.copy_into(self.grads[0], dkernel)
+        if getattr(self, "use_bias", False):
+            _device.copy_into(self.grads[1], dbias)
+
     # -- building ------------------------------------------------------------------------
 
     def build(self, input_shape):
@@ -281,9 +287,7 @@ class Conv2D(Layer):
         dx_out = self._buffer("dx", x.shape, x) if need_dx else None
         dx, dkernel, dbias = ops.conv2d_backward(dz, x, self.params[0], need_dx=need_dx,
                                                  dx_out=dx_out, **self._geometry())
-        _device.copy_into(self.grads[0], dkernel)
-        if self.use_bias:
-            _device.copy_into(self.grads[1], dbias)
+        self._kernel_gradients(dkernel, dbias)
         return dx
 
     def get_config(self):
@@ -348,9 +352,7 @@ class DepthwiseConv2D(Layer):
         dx, dkernel, dbias = ops.depthwise_conv2d_backward(
             dy, self._x, self.params[0], need_dx=need_dx,
             dx_out=self._buffer("dx", self._x.shape, self._x) if need_dx else None, **self._geometry())
-        _device.copy_into(self.grads[0], dkernel)
-        if self.use_bias:
-            _device.copy_into(self.grads[1], dbias)
+        self._kernel_gradients(dkernel, dbias)
         return dx
 
     def get_config(self):
@@ -419,9 +421,7 @@ class Conv2DTranspose(Layer):
         dx_out = self._buffer("dx", self._x.shape, self._x) if need_dx else None
         dx, dkernel, dbias = ops.conv2d_transpose_backward(dy, self._x, self.params[0], need_dx=need_dx,
                                                            dx_out=dx_out, **self._geometry())
-        _device.copy_into(self.grads[0], dkernel)
-        if self.use_bias:
-            _device.copy_into(self.grads[1], dbias)
+        self._kernel_gradients(dkernel, dbias)
         return dx
 
     def get_config(self):
@@ -701,9 +701,7 @@ class Dense(Layer):
     def backward(self, dy, need_dx=True):
         dx, dkernel, dbias = ops.dense_backward(dy, self._x, self.params[0], activation=self._applied,
                                                 output=self._y, has_bias=self.use_bias, need_dx=need_dx)
-        _device.copy_into(self.grads[0], dkernel)
-        if self.use_bias:
-            _device.copy_into(self.grads[1], dbias)
+        self._kernel_gradients(dkernel, dbias)
         return dx
 
     def get_config(self):

@@ -26,13 +26,13 @@ def _prepare(x, kernel, strides, padding, dilation_rate):
     return x, kernel, geometry
 
 
-def _bias(bias, x, kernel):
+def _bias(bias, x, filters):
     """None, or a (filters,) array of x's dtype."""
     if bias is None:
         return None
     bias = _checks.float_array("bias", bias, 1, "(filters,)")
     _checks.same_dtype(x=x, bias=bias)
-    _checks.shape_is("bias", bias, (kernel.shape[3],), "one value per filter")
+    _checks.shape_is("bias", bias, (filters,), "one value per filter")
     return bias
 
 
@@ -47,7 +47,7 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
     activation = _checks.activation_name(activation)
-    bias = _bias(bias, x, kernel)
+    bias = _bias(bias, x, kernel.shape[3])
     y = _checks.output("out", out, (g.n, g.oh, g.ow, kernel.shape[3]), x.dtype,
                        _checks.on_device(x, kernel, bias))
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
@@ -70,7 +70,7 @@ def conv2d_max_pool(x, kernel, bias=None, *, strides=1, padding="valid", dilatio
     gradient before the activation: training then needs no conv_out.
     """
     x, kernel, g = _prepare(x, kernel, strides, padding, dilation_rate)
-    bias = _bias(bias, x, kernel)
+    bias = _bias(bias, x, kernel.shape[3])
     activation = _checks.activation_name(activation)
     ph, pw = _checks.int_pair("pool_size", pool_size)
     if g.oh < ph or g.ow < pw:
@@ -167,10 +167,7 @@ def conv2d_transpose(x, kernel, bias=None, *, strides=1, padding="valid", output
     or (H - 1) * s + k % 2 + output_padding (k the dilated kernel's extent). Returns y
     (N, OH, OW, F), written into `out` if given."""
     x, kernel, g = _prepare_transpose(x, kernel, strides, padding, output_padding, dilation_rate)
-    if bias is not None:
-        bias = _checks.float_array("bias", bias, 1, "(filters,)")
-        _checks.same_dtype(x=x, bias=bias)
-        _checks.shape_is("bias", bias, (kernel.shape[2],), "one value per filter (the kernel's third axis)")
+    bias = _bias(bias, x, kernel.shape[2])
     y = _checks.output("out", out, (g.n, g.h, g.w, g.c), x.dtype, _checks.on_device(x, kernel, bias))
     _checks.distinct("out", y, x=x, kernel=kernel, bias=bias)
     backend_module().conv2d_transpose(x, kernel, bias, y, g)
