@@ -8,7 +8,7 @@ import fastdl
 from fastdl.benchmarks import baselines
 
 THREADS = fastdl.get_num_threads()
-LIBS, SKIPPED = baselines.resolve(["torch", "keras", "numpy", "onnxruntime", "openvino"], THREADS)
+LIBS, SKIPPED = baselines.resolve(["torch", "keras", "numpy", "jax", "onnxruntime", "openvino"], THREADS)
 
 
 def params(cases):

@@ -24,3 +24,25 @@ def test_short_calls_are_settled_and_long_ones_timed_as_they_come(monkeypatch):
     assert calls["long"] == 1 + 4
     assert timings["long"].minimum >= harness.SETTLE_BELOW
     assert timings["short"].maximum < harness.SETTLE_BELOW
+
+
+
+def test_the_jax_baseline_computes_fastdls_network_and_its_check_can_fail():
+    import numpy as np
+    import pytest
+
+    jax = pytest.importorskip("jax")
+    from fastdl.benchmarks.jax_models import JaxModel
+    from fastdl.benchmarks.suites import resnet, train
+
+    rng = np.random.default_rng(3)
+    x = rng.random((4, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    model = resnet.fastdl_resnet()
+    np.testing.assert_allclose(JaxModel(jax, model).predict(x), model.predict_on_batch(x), atol=1e-5)
+    train.same_losses(model, JaxModel(jax, model), x, y)()  # BatchNorm's training mode too
+    model = train.fastdl_model()
+    jmodel = JaxModel(jax, model)
+    model.layers[0].params[0][...] *= 1.5  # after JAX took its copy
+    with pytest.raises(AssertionError, match="not fastdl's"):
+        train.same_losses(model, jmodel, x, y)()

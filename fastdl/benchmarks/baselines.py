@@ -1,12 +1,15 @@
 """The baseline libraries: which are installed, and the same thread count for each."""
 import importlib.util
+import os
+import sys
 
-KNOWN = ("torch", "keras", "numpy", "onnxruntime", "openvino")
+KNOWN = ("torch", "keras", "numpy", "onnxruntime", "openvino", "jax")
 INSTALL_HINTS = {
     "torch": "pip install torch==2.13.0 (a CPU build)",
     "keras": "pip install 'fastdl[bench]' (tensorflow-cpu and keras)",
     "onnxruntime": "pip install 'fastdl[bench]' (onnx, onnxruntime, openvino)",
     "openvino": "pip install 'fastdl[bench]' (onnx, onnxruntime, openvino)",
+    "jax": "pip install 'fastdl[bench]' (jax, jaxlib)",
 }
 # the inference engines run fastdl's own model exported to ONNX (fastdl.onnx), which needs onnx
 ENGINES = ("onnxruntime", "openvino")
@@ -16,7 +19,9 @@ def resolve(requested, threads):
     """(available, skipped): baseline name -> module, and name -> why it was skipped.
 
     Every available library is set to `threads` threads: PyTorch's intra-op pool,
-    TensorFlow's intra- and inter-op pools; NumPy's BLAS is set by fastdl's own knob.
+    TensorFlow's intra- and inter-op pools, XLA's CPU pool for JAX (which has a knob
+    for one thread only: at other counts short of every core JAX is skipped); NumPy's
+    BLAS is set by fastdl's own knob.
     """
     available, skipped = {}, {}
     for name in requested:
@@ -28,6 +33,10 @@ def resolve(requested, threads):
             available[name] = numpy
             continue
         module_name = "tensorflow" if name == "keras" else name
+        if name == "jax" and threads not in (1, os.cpu_count()):
+            skipped[name] = (f"XLA's CPU pool takes every core ({os.cpu_count()}) or, with XLA_FLAGS, one; "
+                             f"not {threads}")
+            continue
         if importlib.util.find_spec(module_name) is None or (
                 name in ENGINES and importlib.util.find_spec("onnx") is None):
             skipped[name] = f"not installed ({INSTALL_HINTS[name]})"
@@ -47,8 +56,8 @@ def _load(name, threads):
         return torch
     if name in ENGINES:  # their thread counts are per session (fastdl.benchmarks.engines)
         return importlib.import_module(name)
-    import os
-
+    if name == "jax":
+        return _load_jax(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -60,6 +69,18 @@ def _load(name, threads):
     if keras.backend.backend() != "tensorflow":  # e.g. imported earlier with KERAS_BACKEND=numpy
         raise ImportError(f"keras runs on its {keras.backend.backend()!r} backend in this process, not TensorFlow")
     return keras
+
+
+def _load_jax(threads):
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if threads == 1 and os.cpu_count() != 1:
+        if "jax" in sys.modules:
+            raise ImportError("jax was imported before its thread count could be set to 1")
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    import jax
+
+    return jax
 
 
 def set_threads(libs, threads):

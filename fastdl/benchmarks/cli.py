@@ -15,9 +15,10 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats (< 2 minutes)")
     parser.add_argument("--suite", default="all", choices=SUITES + ("all",))
     parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: all cores)")
-    parser.add_argument("--baselines", default="torch,keras,numpy",
-                        help="comma-separated: torch, keras, numpy, onnxruntime, openvino (the "
-                             "engines run fastdl's model exported to ONNX)")
+    parser.add_argument("--baselines", default="torch,keras,numpy,jax",
+                        help="comma-separated: torch, keras, numpy, jax, onnxruntime, openvino (JAX "
+                             "runs fastdl's graph in jit-compiled lax ops; the engines run fastdl's "
+                             "model exported to ONNX)")
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 32,128)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case")
     parser.add_argument("--out", default="bench-results", help="directory for results.json and plots")

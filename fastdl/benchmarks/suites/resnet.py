@@ -7,7 +7,7 @@ import numpy as np
 
 import fastdl
 from fastdl.benchmarks.harness import Case
-from fastdl.benchmarks.suites.train import _torch_input
+from fastdl.benchmarks.suites.train import _torch_input, jax_predict, jax_step
 from fastdl.ops._geometry import window
 
 SHAPE = (32, 32, 3)
@@ -109,8 +109,9 @@ def step_case(batch, libs, rng):
                 torch.nn.functional.cross_entropy(net(tx), ty).backward()
                 opt.step()
             candidates[label] = step
+    check = jax_step(model, libs, x, y, candidates)
     return Case("train", f"resnet20 train step b{batch}", "32x32x3, Adam", candidates,
-                3 * FLOPS_PER_IMAGE * batch, "GFLOP/s", repeats=5 if batch > 32 else None)
+                3 * FLOPS_PER_IMAGE * batch, "GFLOP/s", check, repeats=5 if batch > 32 else None)
 
 
 def inference_case(batch, libs, rng):
@@ -128,13 +129,14 @@ def inference_case(batch, libs, rng):
                 with torch.no_grad():
                     result[label] = torch.softmax(net(tx), dim=1).numpy()
             candidates[label] = infer
+    jax_predict(model, libs, x, candidates, result)
     from fastdl.benchmarks import engines
 
     for label, run in engines.runners(model, libs, fastdl.get_num_threads()).items():
         candidates[label] = lambda run=run, label=label: result.__setitem__(label, np.asarray(run(x)))
 
     def check():
-        for other in ("torch", "torch-cl", "onnxruntime", "openvino"):
+        for other in ("torch", "torch-cl", "jax", "onnxruntime", "openvino"):
             if other in result and not np.allclose(result["fastdl"], result[other], atol=1e-4):
                 raise AssertionError(f"resnet20 inference disagrees with {other}: "
                                      f"{np.abs(result['fastdl'] - result[other]).max()}")

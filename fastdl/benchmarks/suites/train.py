@@ -87,8 +87,37 @@ def step_case(batch, libs, rng):
     if keras is not None:
         kmodel = keras_model(keras, weights)
         candidates["keras"] = lambda: kmodel.train_on_batch(x, y)
+    check = jax_step(model, libs, x, y, candidates)
     flops = 3 * 2.0 * batch * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 2304 * 128 + 128 * 10)
-    return Case("train", f"train step b{batch}", "seed CNN, Adam", candidates, flops, "GFLOP/s")
+    return Case("train", f"train step b{batch}", "seed CNN, Adam", candidates, flops, "GFLOP/s", check)
+
+
+def jax_step(model, libs, x, y, candidates):
+    """Add the JAX training step of `model` (from its weights now) to candidates; returns
+    the check that both libraries' first two steps gave the same losses."""
+    jax = libs.get("jax")
+    if jax is None:
+        return None
+    from fastdl.benchmarks.jax_models import JaxModel
+
+    jmodel = JaxModel(jax, model)
+    check = same_losses(model, jmodel, x, y)
+    jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y.astype(np.int32))
+    candidates["jax"] = lambda: jmodel.step(jx, jy)
+    return check
+
+
+def same_losses(model, jmodel, x, y):
+    """The check that fastdl's and JAX's copies of a model, stepped twice on (x, y), have
+    the same losses: the first at the same weights (training mode, batch statistics), the
+    second after one update, so the gradients and Adam's step agree too."""
+    expected = [float(model.train_on_batch(x, y, return_dict=True)["loss"]) for _ in range(2)]
+    got = [float(jmodel.step(x, y.astype(np.int32))) for _ in range(2)]
+
+    def check():
+        if not np.allclose(got, expected, rtol=1e-3, atol=1e-5):
+            raise AssertionError(f"JAX's training losses {got} are not fastdl's {expected}")
+    return check
 
 
 def inference_case(batch, libs, rng):
@@ -111,19 +140,30 @@ def inference_case(batch, libs, rng):
     if keras is not None:
         kmodel = keras_model(keras, weights)
         candidates["keras"] = lambda: result.__setitem__("keras", np.asarray(kmodel.predict_on_batch(x)))
+    jax_predict(model, libs, x, candidates, result)
     from fastdl.benchmarks import engines
 
     for label, run in engines.runners(model, libs, fastdl.get_num_threads()).items():
         candidates[label] = lambda run=run, label=label: result.__setitem__(label, np.asarray(run(x)))
 
     def check():
-        for other in ("torch", "torch-cl", "keras", "onnxruntime", "openvino"):
+        for other in ("torch", "torch-cl", "keras", "jax", "onnxruntime", "openvino"):
             if other in result and not np.allclose(result["fastdl"], result[other], atol=1e-4):
                 raise AssertionError(f"inference disagrees with {other}: "
                                      f"{np.abs(result['fastdl'] - result[other]).max()}")
 
     flops = 2.0 * batch * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 2304 * 128 + 128 * 10)
     return Case("train", f"inference b{batch}", "seed CNN", candidates, flops, "GFLOP/s", check)
+
+
+def jax_predict(model, libs, x, candidates, result):
+    """Add JAX's inference of `model` (a jit function of its weights) to candidates."""
+    jax = libs.get("jax")
+    if jax is not None:
+        from fastdl.benchmarks.jax_models import JaxModel
+
+        jmodel, jx = JaxModel(jax, model), jax.numpy.asarray(x)
+        candidates["jax"] = lambda: result.__setitem__("jax", jmodel.predict(jx))
 
 
 EPOCH_SCRIPT = r"""
